@@ -1,0 +1,1 @@
+"""Scoring: model bundles, engines, window scoring, merging and the outputs of a run."""

@@ -1,0 +1,180 @@
+"""The model bundle: a folder with ``model.json``, the weights, and their sha256.
+
+``model.json`` holds the input contract (:class:`ModelSpec`) and a ``files`` table naming
+each file an engine needs with its sha256. The bundle's id is the sha256 of
+``model.json`` itself, so it changes whenever any weight file does.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+from scoring import storage
+from scoring.errors import BundleError
+
+__all__ = ["FORMAT", "ModelSpec", "ModelBundle", "load_bundle", "write_model_json", "sha256_hex"]
+
+FORMAT = "tilescan-model/1"
+MODEL_JSON = "model.json"
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model's input and output contract.
+
+    Windows reach the network as ``NCHW`` float32 in ``channel_order``, computed from
+    8-bit pixels as ``(pixel / 255 - mean) / std`` per channel. The network outputs one
+    probability per class, columns in the order of ``classes``.
+    """
+
+    name: str
+    classes: tuple[str, ...]
+    size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    background: str = "background"
+    channel_order: str = "RGB"
+
+    def __post_init__(self) -> None:
+        if len(set(self.classes)) != len(self.classes) or not self.classes:
+            raise BundleError(f"model.json: `classes` must be unique names, got {list(self.classes)}")
+        if self.background not in self.classes:
+            raise BundleError(f"model.json: background class {self.background!r} is not in {list(self.classes)}")
+        if self.channel_order not in ("RGB", "BGR"):
+            raise BundleError(f"model.json: `channel_order` must be RGB or BGR, got {self.channel_order!r}")
+        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
+            raise BundleError("model.json: `mean` and `std` need three values each, std > 0")
+        if self.size < 1:
+            raise BundleError(f"model.json: input size must be >= 1, got {self.size}")
+
+    @property
+    def foreground(self) -> tuple[str, ...]:
+        """The classes that become boxes, in output order."""
+        return tuple(c for c in self.classes if c != self.background)
+
+    def to_json(self) -> dict:
+        return {
+            "name": self.name,
+            "classes": list(self.classes),
+            "background": self.background,
+            "input": {
+                "size": [self.size, self.size],
+                "channel_order": self.channel_order,
+                "layout": "NCHW",
+                "dtype": "float32",
+                "pixel_scale": "0-1",
+                "mean": list(self.mean),
+                "std": list(self.std),
+            },
+            "output": "probabilities",
+        }
+
+    @classmethod
+    def from_json(cls, doc: dict) -> ModelSpec:
+        try:
+            inp = doc["input"]
+            height, width = inp["size"]
+            if height != width:
+                raise BundleError(f"model.json: only square inputs are supported, got {height}x{width}")
+            if inp.get("layout", "NCHW") != "NCHW" or inp.get("dtype", "float32") != "float32":
+                raise BundleError("model.json: input must be NCHW float32")
+            return cls(
+                name=str(doc["name"]),
+                classes=tuple(doc["classes"]),
+                size=int(height),
+                mean=tuple(float(v) for v in inp["mean"]),
+                std=tuple(float(v) for v in inp["std"]),
+                background=doc.get("background", "background"),
+                channel_order=inp.get("channel_order", "RGB"),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BundleError(f"model.json: malformed ({type(exc).__name__}: {exc})") from None
+
+
+@dataclass(frozen=True)
+class ModelBundle:
+    """A loaded, verified bundle: the spec plus the bytes of every engine file.
+
+    Small enough to broadcast: the bytes travel once to each executor.
+    """
+
+    spec: ModelSpec
+    files: dict = field(repr=False)
+    sha256: str
+    source: str
+
+    def file(self, key: str) -> bytes:
+        try:
+            return self.files[key]
+        except KeyError:
+            raise BundleError(
+                f"model bundle {self.source} has no {key!r} file (it has: {', '.join(sorted(self.files))})"
+            ) from None
+
+    def subset(self, keys) -> ModelBundle:
+        """The same bundle carrying only the files one engine needs."""
+        return ModelBundle(self.spec, {k: self.file(k) for k in keys}, self.sha256, self.source)
+
+
+def load_bundle(url: str, *, storage_options: dict | None = None) -> ModelBundle:
+    """Read and verify a bundle folder (local path or URL).
+
+    Raises
+    ------
+    BundleError
+        When ``model.json`` is missing or malformed, or any file is missing or does not
+        match its recorded sha256.
+    """
+    fs, root = storage.filesystem(url, storage_options)
+    try:
+        raw = storage.read_bytes(fs, storage.join(root, MODEL_JSON))
+    except FileNotFoundError:
+        raise BundleError(f"model bundle not found: {url} has no {MODEL_JSON}") from None
+    try:
+        doc = json.loads(raw)
+    except ValueError as exc:
+        raise BundleError(f"model.json in {url} is not JSON ({exc})") from None
+    if doc.get("format") != FORMAT:
+        raise BundleError(f"model.json in {url}: format must be {FORMAT!r}, got {doc.get('format')!r}")
+    spec = ModelSpec.from_json(doc)
+    files = {}
+    for key, entry in doc.get("files", {}).items():
+        path = storage.join(root, entry["path"])
+        try:
+            data = storage.read_bytes(fs, path)
+        except FileNotFoundError:
+            raise BundleError(f"model bundle {url}: file {entry['path']} is missing") from None
+        if sha256_hex(data) != entry["sha256"]:
+            raise BundleError(
+                f"model bundle {url}: {entry['path']} does not match its sha256 in model.json "
+                "(corrupt or replaced file)"
+            )
+        files[key] = data
+    if not files:
+        raise BundleError(f"model bundle {url}: model.json lists no files")
+    return ModelBundle(spec=spec, files=files, sha256=sha256_hex(raw), source=url)
+
+
+def write_model_json(folder: str, spec: ModelSpec, files: dict, *, extra: dict | None = None) -> str:
+    """Write ``model.json`` for files already in a local ``folder``.
+
+    ``files`` maps an engine key (``onnx``, ``mxnet-symbol``, ``mxnet-params``) to a file
+    name inside ``folder``; their sha256 are computed here. Returns the bundle id.
+    """
+    import os
+
+    table = {}
+    for key, name in files.items():
+        with open(os.path.join(folder, name), "rb") as fh:
+            table[key] = {"path": name, "sha256": sha256_hex(fh.read())}
+    doc = {"format": FORMAT, **spec.to_json(), "files": table, **(extra or {})}
+    raw = (json.dumps(doc, indent=2) + "\n").encode()
+    with open(os.path.join(folder, MODEL_JSON), "wb") as fh:
+        fh.write(raw)
+    return sha256_hex(raw)
+

@@ -1,0 +1,41 @@
+"""MXNet engine: the symbol and params the training pipeline exports."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from scoring.engines.base import Engine
+
+__all__ = ["MxnetEngine"]
+
+
+class MxnetEngine(Engine):
+    name = "mxnet"
+    required_files = ("mxnet-symbol", "mxnet-params")
+
+    def __init__(self, bundle, *, threads: int = 1) -> None:
+        super().__init__(bundle, threads=threads)
+        # MXNet sizes its OpenMP pool when it is first imported.
+        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+        os.environ.setdefault("MXNET_ENGINE_TYPE", "NaiveEngine")
+        import mxnet as mx
+
+        symbol = mx.sym.load_json(bundle.file("mxnet-symbol").decode())
+        params = mx.nd.load_frombuffer(bundle.file("mxnet-params"))
+        arg_params = {k.split(":", 1)[1]: v for k, v in params.items() if k.startswith("arg:")}
+        aux_params = {k.split(":", 1)[1]: v for k, v in params.items() if k.startswith("aux:")}
+        if not arg_params and not aux_params:  # Gluon export stores bare names
+            arg_params = {k: v for k, v in params.items() if k in symbol.list_arguments()}
+            aux_params = {k: v for k, v in params.items() if k in symbol.list_auxiliary_states()}
+        self._mx = mx
+        self._net = mx.gluon.SymbolBlock(symbol, mx.sym.var("data"))
+        for name, param in self._net.collect_params().items():
+            source = arg_params.get(name, aux_params.get(name))
+            if source is None:
+                raise ValueError(f"mxnet params lack {name!r}")
+            param._load_init(source, mx.cpu())
+        self._net.hybridize(static_alloc=True)
+
+    def _forward(self, batch: np.ndarray) -> np.ndarray:
+        return self._net(self._mx.nd.array(batch, dtype="float32")).asnumpy()

@@ -1,0 +1,20 @@
+"""Errors that reach the user as one line and exit code 2."""
+from __future__ import annotations
+
+__all__ = ["TilescanError", "InputError", "BundleError", "OutputExistsError"]
+
+
+class TilescanError(Exception):
+    """An error caused by what the user asked for, reported without a traceback."""
+
+
+class InputError(TilescanError):
+    """The input picture cannot be used."""
+
+
+class BundleError(TilescanError):
+    """The model bundle is missing, malformed or does not match its checksums."""
+
+
+class OutputExistsError(TilescanError):
+    """The output folder already holds a finished run."""

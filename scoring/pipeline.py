@@ -1,0 +1,157 @@
+"""A scoring run on the driver: validate, score on Spark, merge, draw, commit the outputs."""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import platform
+import time
+from datetime import datetime, timezone
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from scoring.bundle import ModelBundle, load_bundle
+from scoring.errors import BundleError
+from scoring.imageio import ImageInfo, read_image
+from scoring.merge import merge_hits
+from scoring.outputs import RunWriter
+from scoring.params import ScoreParams
+from scoring.results import coco_detections, draw_overlay, hits_from_table, select_rows
+from tiling.grid import WindowGrid
+from tiling.strips import plan_strips
+
+__all__ = ["PreparedRun", "prepare", "run", "package_versions"]
+
+logger = logging.getLogger(__name__)
+
+
+class PreparedRun:
+    """Everything checked on the driver before Spark starts: bad input fails fast."""
+
+    def __init__(self, params: ScoreParams, bundle: ModelBundle, pixels: np.ndarray, info: ImageInfo,
+                 writer: RunWriter, timings: dict):
+        self.params, self.bundle, self.pixels, self.info = params, bundle, pixels, info
+        self.writer, self.timings = writer, timings
+        classes = bundle.spec.classes
+        self.thresholds = params.thresholds_for(bundle.spec.foreground)
+        self.colors = params.colors_for(bundle.spec.foreground)
+        self.grid = WindowGrid(info.height, info.width, params.window, params.stride, params.edge)
+        self.classes = classes
+
+
+def prepare(params: ScoreParams) -> PreparedRun:
+    """Check the destination, the model and the image; raise a TilescanError on bad input."""
+    timings = {}
+    writer = RunWriter(params.out, overwrite=params.overwrite)
+    writer.check()
+    started = time.time()
+    bundle = load_bundle(params.model)
+    if bundle.spec.size != params.window:
+        raise BundleError(
+            f"model {params.model} takes {bundle.spec.size}x{bundle.spec.size} inputs but --window is "
+            f"{params.window}"
+        )
+    timings["load_model_s"] = time.time() - started
+    started = time.time()
+    pixels, info = read_image(params.image, max_pixels=params.max_pixels, min_side=params.window)
+    timings["read_image_s"] = time.time() - started
+    return PreparedRun(params, bundle, pixels, info, writer, timings)
+
+
+def package_versions(engine: str) -> dict:
+    import importlib.metadata as md
+
+    names = ["numpy", "pyarrow", "pyspark", "pillow", "fsspec", "onnxruntime"]
+    if engine == "mxnet":
+        names.append("mxnet")
+    versions = {"python": platform.python_version()}
+    for name in names:
+        try:
+            versions[name] = md.version(name)
+        except md.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def run(prepared: PreparedRun, spark) -> dict:
+    """Score the prepared run on ``spark`` and commit its outputs; returns the manifest."""
+    from scoring.job import engine_threads, score_on_spark
+
+    p, spec, timings = prepared.params, prepared.bundle.spec, prepared.timings
+    began = datetime.now(timezone.utc)
+    try:
+        n_strips = p.strips or 4 * spark.sparkContext.defaultParallelism
+        strips = plan_strips(prepared.grid, n_strips)
+        floor = min([p.keep, *prepared.thresholds.values()])
+        table, job_timings = score_on_spark(
+            spark, prepared.pixels, prepared.grid, strips, prepared.bundle,
+            engine=p.engine, batch_size=p.batch_size, floor=floor, quiet=p.quiet,
+        )
+        timings.update(job_timings)
+
+        started = time.time()
+        hits = hits_from_table(table, prepared.thresholds, spec.classes)
+        boxes = merge_hits(hits, p.merge, iou=p.merge_iou)
+        timings["merge_s"] = time.time() - started
+
+        started = time.time()
+        probs = np.stack([table.column(f"p_{c}").to_numpy() for c in spec.classes], axis=1)
+        kept = table.take(pa.array(select_rows(probs, spec.classes, spec.background, p.keep)))
+        parquet = io.BytesIO()
+        pq.write_table(kept, parquet, compression="zstd")
+        file_name = p.image.rstrip("/").rsplit("/", 1)[-1]
+        detections = coco_detections(boxes, spec.classes, spec.background, file_name=file_name,
+                                     width=prepared.info.width, height=prepared.info.height)
+        overlay = io.BytesIO()
+        draw_overlay(prepared.pixels, boxes, prepared.colors, spec.classes).save(overlay, format="PNG")
+        timings["outputs_s"] = time.time() - started
+
+        boxes_per_class = {c: int((boxes[:, 5] == k).sum()) for k, c in enumerate(spec.classes)
+                           if c != spec.background}
+        manifest = {
+            "tool": "tilescan",
+            "started": began.isoformat(),
+            "finished": None,
+            "input": prepared.info.to_json(),
+            "model": {"source": p.model, "sha256": prepared.bundle.sha256, "name": spec.name,
+                      "classes": list(spec.classes)},
+            "parameters": {**p.to_json(), "strips": len(strips), "thresholds": prepared.thresholds,
+                           "colors": {c: list(v) for c, v in prepared.colors.items()}},
+            "counts": {
+                "windows_scored": prepared.grid.n_windows,
+                "windows_kept": kept.num_rows,
+                "hits": int(len(hits)),
+                "boxes": int(len(boxes)),
+                "boxes_per_class": boxes_per_class,
+                "strip_windows": [s.n_windows for s in strips],
+                "strip_balance": max(s.n_windows for s in strips) / np.mean([s.n_windows for s in strips]),
+            },
+            "spark": {"master": spark.sparkContext.master, "default_parallelism": spark.sparkContext.defaultParallelism,
+                      "app_id": spark.sparkContext.applicationId,
+                      "engine_threads_per_task": engine_threads(spark)},
+            "timings_s": timings,
+            "versions": package_versions(p.engine),
+        }
+        manifest["finished"] = datetime.now(timezone.utc).isoformat()
+        started = time.time()
+        writer = prepared.writer
+        writer.write("windows.parquet", parquet.getvalue())
+        writer.write("detections.json", json.dumps(detections, indent=1).encode())
+        writer.write("overlay.png", overlay.getvalue())
+        writer.write("manifest.json", json.dumps(manifest, indent=2, default=_json_default).encode())
+        writer.commit()
+        timings["write_s"] = time.time() - started
+        return manifest
+    except BaseException:
+        prepared.writer.abort()
+        raise
+
+
+def _json_default(value):
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

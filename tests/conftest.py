@@ -1,0 +1,93 @@
+"""Shared fixtures: a random-weights bundle, small pictures, and a Spark session on loopback."""
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+from training.data import data_root  # noqa: E402
+
+DATA = data_root()
+HAVE_CIFAR = os.path.isdir(os.path.join(DATA, "cifar10"))
+HAVE_MONA_LISA = os.path.isfile(os.path.join(DATA, "mona_lisa.jpg"))
+needs_cifar = pytest.mark.skipif(not HAVE_CIFAR, reason=f"CIFAR-10 not found under {DATA} (set TILESCAN_DATA)")
+needs_mona_lisa = pytest.mark.skipif(not HAVE_MONA_LISA, reason=f"mona_lisa.jpg not found under {DATA}")
+
+
+@pytest.fixture(scope="session")
+def random_bundle_dir(tmp_path_factory) -> str:
+    """A small ResNet-8 bundle with random weights, exported by the training code."""
+    pytest.importorskip("mxnet")
+    from training.export import random_bundle
+
+    folder = str(tmp_path_factory.mktemp("bundle"))
+    random_bundle(folder, depth=8, width=4, seed=3)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def random_bundle(random_bundle_dir):
+    from scoring.bundle import load_bundle
+
+    return load_bundle(random_bundle_dir)
+
+
+def write_noise_png(path, width: int, height: int, seed: int = 0) -> str:
+    """Smooth colour noise: windows differ, so ordering mistakes show up in scores."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, 256, (height // 8 + 2, width // 8 + 2, 3), dtype=np.uint8)
+    image = Image.fromarray(coarse).resize((width, height), Image.BILINEAR)
+    noise = rng.integers(-20, 21, (height, width, 3))
+    pixels = np.clip(np.asarray(image).astype(int) + noise, 0, 255).astype(np.uint8)
+    Image.fromarray(pixels).save(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def small_image(tmp_path_factory) -> str:
+    """A 250 x 173 picture: edges not on the stride, so edge alignment is exercised."""
+    return write_noise_png(tmp_path_factory.mktemp("img") / "small.png", 250, 173, seed=1)
+
+
+_active = {}
+
+
+def spark_session(master: str = "local[2]"):
+    """A Spark session for ``master``, reusing the running one when the master matches."""
+    from pyspark.sql import SparkSession
+
+    current = _active.get("spark")
+    if current is not None and current.sparkContext.master == master:
+        return current
+    if current is not None:
+        current.stop()
+    spark = (SparkSession.builder.master(master).appName("tilescan-tests")
+             .config("spark.ui.enabled", "false")
+             .config("spark.ui.showConsoleProgress", "false")
+             .config("spark.driver.host", "127.0.0.1")
+             .config("spark.driver.bindAddress", "127.0.0.1")
+             .getOrCreate())
+    spark.sparkContext.setLogLevel("ERROR")
+    _active["spark"] = spark
+    return spark
+
+
+@pytest.fixture(scope="session")
+def spark():
+    session = spark_session("local[2]")
+    yield session
+    _active.pop("spark", session).stop()
+
+
+@pytest.fixture
+def spark_for():
+    """Call with a master URL to get a session on it (stops a session on another master)."""
+    return spark_session

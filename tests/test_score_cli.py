@@ -1,0 +1,144 @@
+"""score.py on bad input: one-line errors, exit code 2, nothing left under --out."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from app import score
+from scoring.imageio import read_image
+from tests.conftest import ROOT, write_noise_png
+
+
+def run_cli(capsys, *args):
+    code = score.main(list(args))
+    err = capsys.readouterr().err.strip()
+    return code, err
+
+
+@pytest.fixture
+def out(tmp_path):
+    return str(tmp_path / "run")
+
+
+def truncated_png(tmp_path):
+    path = write_noise_png(tmp_path / "full.png", 200, 150)
+    data = open(path, "rb").read()
+    cut = tmp_path / "truncated.png"
+    cut.write_bytes(data[: len(data) // 2])
+    return str(cut)
+
+
+def tampered_bundle(src, tmp_path):
+    copy = tmp_path / "tampered"
+    shutil.copytree(src, copy)
+    with open(copy / "model.onnx", "ab") as fh:
+        fh.write(b"junk")
+    return str(copy)
+
+
+def bundle_with_size(src, tmp_path, size):
+    copy = tmp_path / "size"
+    shutil.copytree(src, copy)
+    doc = json.load(open(copy / "model.json"))
+    doc["input"]["size"] = [size, size]
+    json.dump(doc, open(copy / "model.json", "w"))
+    return str(copy)
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing", "image not found"),
+        ("not_image", "not an image"),
+        ("truncated", "truncated or corrupt"),
+        ("too_small", "smaller than the 32x32 window"),
+        ("too_many_pixels", "over the limit of 10,000"),
+        ("tampered_bundle", "does not match its sha256"),
+        ("window_mismatch", "takes 64x64 inputs but --window is 32"),
+        ("bad_threshold", "--threshold: values must be in [0, 1]"),
+        ("unknown_class", "--threshold names unknown classes ['truck']"),
+    ],
+)
+def test_bad_input(case, message, capsys, tmp_path, out, random_bundle_dir, small_image):
+    image, model, extra = small_image, random_bundle_dir, []
+    if case == "missing":
+        image = str(tmp_path / "nope.png")
+    elif case == "not_image":
+        image = str(tmp_path / "notes.png")
+        open(image, "w").write("these are not pixels\n")
+    elif case == "truncated":
+        image = truncated_png(tmp_path)
+    elif case == "too_small":
+        image = write_noise_png(tmp_path / "tiny.png", 40, 20)
+    elif case == "too_many_pixels":
+        extra = ["--max-pixels", "10000"]
+    elif case == "tampered_bundle":
+        model = tampered_bundle(random_bundle_dir, tmp_path)
+    elif case == "window_mismatch":
+        model = bundle_with_size(random_bundle_dir, tmp_path, 64)
+    elif case == "bad_threshold":
+        extra = ["--threshold", "car=1.5"]
+    elif case == "unknown_class":
+        extra = ["--threshold", "truck=0.5"]
+    code, err = run_cli(capsys, "--image", image, "--out", out, "--model", model, *extra)
+    assert code == 2
+    assert err.startswith("error: ") and message in err
+    assert len(err.splitlines()) == 1
+    assert not os.path.exists(out)
+
+
+def test_exit_code_through_a_real_process(tmp_path, random_bundle_dir):
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "app", "score.py"), "--image", str(tmp_path / "none.png"),
+         "--out", str(out), "--model", random_bundle_dir],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [f"error: image not found: {tmp_path / 'none.png'}"]
+    assert not out.exists()
+
+
+def test_finished_run_is_not_overwritten(capsys, tmp_path, out, random_bundle_dir, small_image):
+    os.makedirs(out)
+    open(os.path.join(out, "_SUCCESS"), "w").close()
+    code, err = run_cli(capsys, "--image", small_image, "--out", out, "--model", random_bundle_dir)
+    assert code == 2 and "already holds a finished run; pass --overwrite" in err
+    assert os.listdir(out) == ["_SUCCESS"]
+
+
+@pytest.mark.parametrize(
+    "mode, make, note",
+    [
+        ("L", lambda a: Image.fromarray(a[:, :, 0]), "grayscale to RGB"),
+        ("P", lambda a: Image.fromarray(a).convert("P"), "palette to RGB"),
+        ("RGBA", lambda a: Image.fromarray(np.dstack([a, np.full(a.shape[:2], 128, np.uint8)])), "alpha dropped"),
+        ("I;16", lambda a: Image.fromarray(a[:, :, 0].astype(np.uint16) * 257), "16-bit grayscale"),
+    ],
+)
+def test_modes_are_converted_to_rgb8(tmp_path, mode, make, note):
+    pixels = np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    image = make(pixels)
+    assert image.mode == mode
+    path = str(tmp_path / "in.png")
+    image.save(path)
+    rgb, info = read_image(path)
+    assert rgb.shape == (40, 50, 3) and rgb.dtype == np.uint8
+    assert note in info.converted and info.mode == mode
+    if mode in ("L", "I;16"):
+        np.testing.assert_array_equal(rgb[:, :, 1], pixels[:, :, 0])
+    if mode == "RGBA":
+        np.testing.assert_array_equal(rgb, pixels)
+
+
+def test_plain_rgb_is_untouched(small_image):
+    rgb, info = read_image(small_image)
+    assert info.converted is None and info.bit_depth == 8
+    np.testing.assert_array_equal(rgb, np.asarray(Image.open(small_image)))

@@ -1,0 +1,6 @@
+"""Pure geometry: windows, strips and collages. Ints and numpy only, no Spark, no I/O."""
+from tiling.box import Box
+from tiling.grid import EDGE_POLICIES, WindowGrid, window_origins
+from tiling.strips import Strip, plan_strips
+
+__all__ = ["Box", "EDGE_POLICIES", "WindowGrid", "window_origins", "Strip", "plan_strips"]

@@ -1,0 +1,1 @@
+"""Training the car/boat classifier: CIFAR-10 data, canvases, the ResNet, export."""

@@ -1,0 +1,85 @@
+"""Export a trained Gluon network as a model bundle: MXNet symbol + params, ONNX, model.json."""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+import mxnet as mx
+import numpy as np
+
+from scoring.bundle import ModelSpec, write_model_json
+from training.resnet import ProbabilityHead, build_resnet
+
+__all__ = ["export_bundle", "random_bundle"]
+
+SYMBOL_FILE = "model-symbol.json"
+PARAMS_FILE = "model-0000.params"
+ONNX_FILE = "model.onnx"
+
+
+def _export_onnx(symbol_path: str, params_path: str, onnx_path: str, size: int) -> None:
+    import onnx
+    from mxnet import onnx as mx_onnx
+
+    # MXNet's exporter cannot trace a dynamic batch, so trace batch 1 and then name the
+    # batch dimension; nothing in a CIFAR ResNet depends on the batch size.
+    mx_onnx.export_model(symbol_path, params_path, [(1, 3, size, size)], [np.float32], onnx_path)
+    model = onnx.load(onnx_path)
+    initializers = {init.name for init in model.graph.initializer}
+    inputs = [v for v in model.graph.input if v.name not in initializers]
+    del model.graph.input[:]
+    model.graph.input.extend(inputs)
+    for value in list(model.graph.input) + list(model.graph.output):
+        value.type.tensor_type.shape.dim[0].dim_param = "batch"
+    onnx.checker.check_model(model)
+    onnx.save(model, onnx_path)
+
+
+def export_bundle(net, spec: ModelSpec, out_dir: str, *, extra: dict | None = None) -> str:
+    """Write ``net`` (logits, initialised) as a bundle into local folder ``out_dir``.
+
+    The exported graphs end in a softmax, so every engine outputs probabilities.
+    Returns the bundle id (sha256 of ``model.json``).
+    """
+    os.makedirs(out_dir, exist_ok=True)
+    head = ProbabilityHead(net)
+    head.hybridize()
+    head(mx.nd.zeros((1, 3, spec.size, spec.size)))
+    with tempfile.TemporaryDirectory() as tmp:
+        prefix = os.path.join(tmp, "model")
+        head.export(prefix, epoch=0)
+        for name in (SYMBOL_FILE, PARAMS_FILE):
+            shutil.copyfile(os.path.join(tmp, name), os.path.join(out_dir, name))
+    _export_onnx(
+        os.path.join(out_dir, SYMBOL_FILE),
+        os.path.join(out_dir, PARAMS_FILE),
+        os.path.join(out_dir, ONNX_FILE),
+        spec.size,
+    )
+    files = {"onnx": ONNX_FILE, "mxnet-symbol": SYMBOL_FILE, "mxnet-params": PARAMS_FILE}
+    return write_model_json(out_dir, spec, files, extra=extra)
+
+
+def random_bundle(out_dir: str, *, depth: int = 8, width: int = 4, seed: int = 0,
+                  classes=("car", "boat", "background")) -> str:
+    """A small random-weights bundle for tests: real architecture, untrained weights."""
+    mx.random.seed(seed)
+    np.random.seed(seed)
+    net = build_resnet(depth, classes=len(classes), width=width)
+    net.initialize(mx.init.Xavier(magnitude=2.0))
+    net(mx.nd.zeros((1, 3, 32, 32)))
+    # Random BN statistics, so that inference-mode normalisation is really exercised.
+    for name, param in net.collect_params().items():
+        if name.endswith("running_mean"):
+            param.set_data(mx.nd.array(np.random.uniform(-0.1, 0.1, param.shape)))
+        elif name.endswith("running_var"):
+            param.set_data(mx.nd.array(np.random.uniform(0.5, 1.5, param.shape)))
+    spec = ModelSpec(
+        name=f"random-resnet{depth}-w{width}",
+        classes=tuple(classes),
+        size=32,
+        mean=(0.49, 0.48, 0.45),
+        std=(0.25, 0.24, 0.26),
+    )
+    return export_bundle(net, spec, out_dir, extra={"note": "random weights, for tests"})
