@@ -9,6 +9,8 @@ export TILESCAN_DATA := $(abspath $(DATA))
 export SPARK_LOCAL_IP := 127.0.0.1
 export PYSPARK_PYTHON := $(abspath $(PY))
 export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
+export SPARK_CONF_DIR := $(abspath conf)
+export PATH := $(abspath $(VENV))/bin:$(PATH)
 PYTEST_ARGS ?=
 
 .PHONY: setup test demo lint bench evaluate-model train-default constraints clean

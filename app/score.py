@@ -68,6 +68,7 @@ def spark_session(master: str | None):
 
     # Executors must run the driver's Python (the venv with the engines in it).
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("SPARK_CONF_DIR", os.path.join(_ROOT, "conf"))  # quiet JVM logging
     builder = SparkSession.builder.appName("tilescan")
     if master:
         builder = builder.master(master)
@@ -83,6 +84,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("py4j").setLevel(logging.WARNING)
     from scoring.pipeline import prepare, run
 
     started = time.time()
