@@ -1,0 +1,133 @@
+"""Training pipeline: the CIFAR loader, the split, canvases, and a short real training run."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import DATA, needs_cifar
+from training.canvas import canvas_tiles, make_canvas, sample_canvas_tiles
+from training.data import MODEL_CLASSES, LabelledImages, load_cifar, load_image_folder
+from training.split import split_channels, write_manifest
+
+CIFAR = os.path.join(DATA, "cifar10")
+
+
+@needs_cifar
+def test_cifar_loader_reads_the_real_files():
+    train = load_cifar(CIFAR, "train")
+    test = load_cifar(CIFAR, "test")
+    assert train.images.shape == (50000, 32, 32, 3) and test.images.shape == (10000, 32, 32, 3)
+    classes, counts = np.unique(test.original, return_counts=True)
+    assert len(classes) == 10 and (counts == 1000).all()
+    model, counts = np.unique(train.model_class, return_counts=True)
+    assert dict(zip(model, counts)) == {"background": 40000, "boat": 5000, "car": 5000}
+    # Record 0 of test_batch.bin, decoded by hand: label byte, then R, G, B planes.
+    raw = np.fromfile(os.path.join(CIFAR, "test_batch.bin"), dtype=np.uint8, count=3073)
+    assert test.original[0] == open(os.path.join(CIFAR, "batches.meta.txt")).read().split()[raw[0]]
+    np.testing.assert_array_equal(test.images[0, :, :, 1], raw[1 + 1024:1 + 2048].reshape(32, 32))
+    assert set(train.record_id).isdisjoint(test.record_id)
+
+
+def test_cifar_loader_rejects_a_partial_record(tmp_path):
+    (tmp_path / "batches.meta.txt").write_text("\n".join("abcdefghij"))
+    (tmp_path / "test_batch.bin").write_bytes(b"\x00" * 3000)
+    with pytest.raises(ValueError, match="not a whole number of 3073-byte records"):
+        load_cifar(str(tmp_path), "test")
+
+
+def test_image_folder_loader(tmp_path):
+    for name, color in (("car", 10), ("boat", 20), ("truck", 30)):
+        os.makedirs(tmp_path / name)
+        for i in range(2):
+            Image.fromarray(np.full((32, 32, 3), color + i, np.uint8)).save(tmp_path / name / f"{i}.png")
+    data = load_image_folder(str(tmp_path))
+    assert len(data) == 6
+    assert sorted(set(data.model_class)) == ["background", "boat", "car"]  # truck -> background
+    assert data.images[data.original == "boat"][1, 0, 0, 0] == 21
+
+
+def fake_data(per_class):
+    original = np.repeat(["automobile", "ship", "cat", "dog"], per_class)
+    n = len(original)
+    return LabelledImages(np.zeros((n, 32, 32, 3), np.uint8), original, np.asarray([f"f:{i}" for i in range(n)]),
+                          np.asarray([f"id-{i}" for i in range(n)]))
+
+
+def test_split_is_stratified_disjoint_and_repeatable(tmp_path):
+    data = fake_data(50)
+    channels = split_channels(data, val_fraction=0.2, seed=7)
+    assert set(channels["train"]).isdisjoint(channels["val"])
+    assert sorted(np.concatenate(list(channels.values()))) == list(range(len(data)))
+    for cls in ("automobile", "ship", "cat", "dog"):
+        assert (data.original[channels["val"]] == cls).sum() == 10
+    again = split_channels(data, val_fraction=0.2, seed=7)
+    assert all((channels[k] == again[k]).all() for k in channels)
+    assert not (split_channels(data, val_fraction=0.2, seed=8)["val"] == channels["val"]).all()
+    write_manifest(str(tmp_path / "m.csv"), data, channels)
+    rows = list(csv.DictReader(open(tmp_path / "m.csv")))
+    assert len(rows) == len(data) and {r["model_class"] for r in rows} == {"car", "boat", "background"}
+
+
+def solid_images(n):
+    """Image k is filled with the value k + 1 (never 0), so the canvas shows who is where."""
+    return np.repeat(np.arange(1, n + 1, dtype=np.uint8), 32 * 32 * 3).reshape(n, 32, 32, 3)
+
+
+def test_canvas_is_covered_by_overlapping_images():
+    images = solid_images(20)
+    canvas = make_canvas(images, np.random.default_rng(0), size=96, scatter=2.0)
+    assert canvas.shape == (96, 96, 3)
+    assert canvas.min() >= 1  # every pixel covered by some image
+    # Scattered images overlap the base grid: some image is visible off the 32-px grid.
+    values = canvas[:, :, 0]
+    assert any(len(np.unique(values[y:y + 32, x:x + 32])) > 1 for y in range(0, 96, 32) for x in range(0, 96, 32))
+
+
+def test_canvas_tiles_geometry():
+    canvas = np.random.default_rng(1).integers(0, 256, (128, 128, 3), dtype=np.uint8)
+    tiles = canvas_tiles(canvas, stride=8)
+    assert tiles.shape == (13 * 13, 32, 32, 3)
+    np.testing.assert_array_equal(tiles[13 * 2 + 3], canvas[16:48, 24:56])
+    sampled = sample_canvas_tiles(canvas[None], 50, np.random.default_rng(2), stride=8)
+    flat = {t.tobytes() for t in tiles}
+    assert all(t.tobytes() in flat for t in sampled)  # samples lie on the stride-8 grid
+
+
+@needs_cifar
+@pytest.mark.slow
+def test_short_training_run_learns_and_exports_a_scorable_bundle(tmp_path):
+    pytest.importorskip("mxnet")
+    from scoring.bundle import load_bundle
+    from scoring.engines import create_engine
+    from training.train import TrainConfig, train
+
+    out = str(tmp_path / "model")
+    config = TrainConfig(data=CIFAR, out=out, depth=8, width=8, epochs=3, tiles_per_epoch=64 * 70, batch_size=64,
+                         lr=0.05, limit_per_class=300, canvases_per_class=20, seed=1)
+    train(config, progress=False)
+    metrics = [json.loads(line) for line in open(os.path.join(out, "metrics.jsonl"))]
+    assert [m["epoch"] for m in metrics] == [1, 2, 3]
+    assert metrics[-1]["loss"] < metrics[0]["loss"] < np.log(3) + 0.1  # learning, from near chance
+    assert metrics[-1]["val_balanced_accuracy"] > 0.45  # above chance (1/3) after ~200 steps
+
+    bundle = load_bundle(out)
+    assert bundle.spec.classes == MODEL_CLASSES
+    windows = load_cifar(CIFAR, "test").images[:200].transpose(0, 3, 1, 2).copy()
+    onnx = create_engine(bundle, "onnxruntime").predict(windows)
+    mxnet = create_engine(bundle, "mxnet").predict(windows)
+    np.testing.assert_allclose(onnx, mxnet, atol=1e-4)
+
+    manifest = list(csv.DictReader(open(os.path.join(out, "manifest.csv"))))
+    assert {r["channel"] for r in manifest} == {"train", "val"}
+    assert all(r["record_id"].startswith("cifar10-train-") for r in manifest)  # test set untouched
+
+    # --resume continues from the last checkpoint instead of starting again.
+    more = TrainConfig(**{**config.__dict__, "epochs": 4})
+    train(more, resume=True, progress=False)
+    metrics = [json.loads(line) for line in open(os.path.join(out, "metrics.jsonl"))]
+    assert [m["epoch"] for m in metrics] == [1, 2, 3, 4]
