@@ -1,0 +1,208 @@
+"""COCO box metrics and the window confusion matrix on cases with known answers."""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from app import evaluate as evaluate_app
+from scoring.evaluate import box_metrics, evaluate_run, window_confusion
+from tiling.collage import Collage, CollageParams, Placements, ground_truth, owner_map
+
+CATEGORIES = [{"id": 1, "name": "car"}, {"id": 2, "name": "boat"}]
+SIZE = 256
+# Three cars and two boats, 32x32, apart from one another.
+TRUTH_BOXES = [(1, 10, 10), (1, 100, 10), (1, 10, 100), (2, 150, 150), (2, 200, 30)]
+
+
+def truth_doc(boxes=TRUTH_BOXES, crowd=()) -> dict:
+    annotations = [{"id": k + 1, "image_id": 1, "category_id": c, "bbox": [x, y, 32, 32], "area": 1024,
+                    "iscrowd": int(k in crowd), "ignore": int(k in crowd)} for k, (c, x, y) in enumerate(boxes)]
+    return {"images": [{"id": 1, "file_name": "collage.png", "width": SIZE, "height": SIZE}],
+            "categories": CATEGORIES, "annotations": annotations}
+
+
+def detections_doc(boxes, scores=None) -> dict:
+    scores = scores or [0.9 - 0.01 * k for k in range(len(boxes))]
+    annotations = [{"id": k + 1, "image_id": 1, "category_id": c, "bbox": [x, y, 32, 32], "area": 1024,
+                    "score": s, "iscrowd": 0} for k, ((c, x, y), s) in enumerate(zip(boxes, scores))]
+    return {"images": [{"id": 1, "file_name": "collage.png", "width": SIZE, "height": SIZE}],
+            "categories": CATEGORIES, "annotations": annotations}
+
+
+def shifted(dx: int):
+    return [(c, x + dx, y) for c, x, y in TRUTH_BOXES]
+
+
+def test_perfect_detections_score_one():
+    result = box_metrics(truth_doc(), detections_doc(TRUTH_BOXES))
+    for name in ("car", "boat"):
+        c = result["classes"][name]
+        assert c["ap50"] == pytest.approx(1) and c["ap"] == pytest.approx(1)
+        assert c["precision"] == 1 and c["recall"] == 1
+    assert result["classes"]["car"]["truths"] == 3 and result["classes"]["boat"]["truths"] == 2
+    assert result["mean"]["ap50"] == pytest.approx(1)
+
+
+def test_a_shift_below_half_iou_scores_zero():
+    result = box_metrics(truth_doc(), detections_doc(shifted(16)))  # IoU 16/48 = 1/3
+    for c in result["classes"].values():
+        assert c["ap50"] == 0 and c["ap"] == 0 and c["precision"] == 0 and c["recall"] == 0
+
+
+def test_a_small_shift_keeps_ap50_and_lowers_ap():
+    result = box_metrics(truth_doc(), detections_doc(shifted(2)))  # IoU 30/34 = 0.88: 8 of 10 thresholds
+    for c in result["classes"].values():
+        assert c["ap50"] == pytest.approx(1) and c["ap"] == pytest.approx(0.8)
+
+
+def test_no_detections_score_zero():
+    result = box_metrics(truth_doc(), detections_doc([]))
+    for c in result["classes"].values():
+        assert c["ap50"] == 0 and c["ap"] == 0 and c["recall"] == 0 and c["precision"] is None
+        assert c["detections"] == 0
+
+
+def test_ignored_truths_are_no_misses_and_no_false_positives():
+    truth = truth_doc(crowd=(1,))  # the car at (100, 10) is mostly hidden
+    found = box_metrics(truth, detections_doc([TRUTH_BOXES[0], TRUTH_BOXES[2]]))["classes"]["car"]
+    assert found["ap50"] == pytest.approx(1) and found["recall"] == 1 and found["truths"] == 2
+    assert found["ignored_truths"] == 1
+    with_hidden = box_metrics(truth, detections_doc(TRUTH_BOXES[:3]))["classes"]["car"]
+    assert with_hidden["precision"] == 1 and with_hidden["false_positives"] == 0
+
+
+def test_a_false_positive_ranked_last_lowers_precision_only():
+    boxes = TRUTH_BOXES[:3] + [(1, 200, 200)]
+    car = box_metrics(truth_doc(), detections_doc(boxes, [0.9, 0.8, 0.7, 0.1]))["classes"]["car"]
+    assert car["ap50"] == pytest.approx(1) and car["precision"] == 0.75 and car["recall"] == 1
+
+
+def test_class_without_truths_has_no_ap():
+    result = box_metrics(truth_doc(TRUTH_BOXES[:3]), detections_doc(TRUTH_BOXES[:3]))
+    assert result["classes"]["boat"]["ap50"] is None and result["classes"]["boat"]["recall"] is None
+    assert result["mean"]["ap50"] == pytest.approx(1)
+
+
+def test_same_ap_as_pycocotools_on_one_image():
+    """Splitting the picture into groups of overlapping boxes must not change the answer."""
+    rng = np.random.default_rng(5)
+    truths = [(int(rng.integers(1, 3)), int(x), int(y)) for x, y in rng.integers(0, SIZE - 32, (40, 2))]
+    found = [(c, x + int(rng.integers(-8, 9)), y + int(rng.integers(-8, 9))) for c, x, y in truths[:30]]
+    found += [(int(rng.integers(1, 3)), int(x), int(y)) for x, y in rng.integers(0, SIZE - 32, (15, 2))]
+    found = [(c, min(max(x, 0), SIZE - 32), min(max(y, 0), SIZE - 32)) for c, x, y in found]
+    truth, detections = truth_doc(truths, crowd=(3, 7)), detections_doc(found, rng.random(len(found)).tolist())
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO()
+        gt.dataset = truth
+        gt.createIndex()
+        coco = COCOeval(gt, gt.loadRes(detections["annotations"]), "bbox")
+        coco.params.maxDets = [100]
+        coco.evaluate()
+        coco.accumulate()
+    result = box_metrics(truth, detections)
+    for k, name in enumerate(["car", "boat"]):
+        precision = coco.eval["precision"][:, :, k, 0, 0]
+        assert result["classes"][name]["ap"] == pytest.approx(precision[precision > -1].mean())
+        assert result["classes"][name]["ap50"] == pytest.approx(precision[0][precision[0] > -1].mean())
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"categories": [{"id": 1, "name": "truck"}]}, "truck"),
+    ({"images": [{"id": 1, "width": 100, "height": 100}]}, "100x100"),
+    ({"annotations": [{"category_id": 1, "bbox": [0, 0, 0, 5], "score": 1}]}, "empty"),
+    ({"annotations": [{"category_id": 1, "bbox": [0, 0, 5, 5]}]}, "score"),
+])
+def test_mismatched_or_malformed_detections(change, match):
+    with pytest.raises(ValueError, match=match):
+        box_metrics(truth_doc(), {**detections_doc(TRUTH_BOXES), **change})
+
+
+def quadrant_truth() -> dict:
+    """A 64x64 collage of four tiles: car, boat / background, car; a fifth car on top in the middle."""
+    placements = Placements(x=np.array([0, 32, 0, 32, 16]), y=np.array([0, 0, 32, 32, 16]),
+                            tile=np.arange(5), label=np.array(["car", "boat", "background", "car", "car"]),
+                            source=np.array(list("abcde")))
+    params = CollageParams(width=64, height=64)
+    collage = Collage(image=np.zeros((64, 64, 3), np.uint8), owner=owner_map(placements, 64, 64),
+                      placements=placements, params=params)
+    return json.loads(json.dumps(ground_truth(collage)))
+
+
+def test_window_confusion_on_quadrants():
+    windows = np.array([[0, 0, 16, 16], [48, 0, 64, 16], [0, 48, 16, 64], [48, 48, 64, 64], [16, 16, 48, 48],
+                        [40, 0, 64, 32]])
+    predicted = ["car", "car", "background", "boat", "car", "boat"]
+    result = window_confusion(quadrant_truth(), windows, predicted)
+    assert result["classes"] == ["car", "boat", "background"]
+    # true: car, boat, background, car, car (middle tile), boat
+    assert result["matrix"] == [[2, 1, 0], [1, 1, 0], [0, 0, 1]]
+    assert result["accuracy"] == pytest.approx(4 / 6)
+    assert result["recall"]["boat"] == 0.5 and result["precision"]["car"] == pytest.approx(2 / 3)
+
+
+def test_window_confusion_rejects_unknown_labels():
+    with pytest.raises(ValueError, match="truck"):
+        window_confusion(quadrant_truth(), np.array([[0, 0, 16, 16]]), ["truck"])
+
+
+def write_run(folder, truth: dict, boxes, windows=None, labels=None, scored=None):
+    folder.mkdir()
+    detections = detections_doc(boxes)
+    detections["images"] = [{**truth["images"][0]}]
+    (folder / "detections.json").write_text(json.dumps(detections))
+    if windows is not None:
+        classes = ["car", "boat", "background"]
+        table = pa.table({"x": windows[:, 0], "y": windows[:, 1], "width": windows[:, 2] - windows[:, 0],
+                          "height": windows[:, 3] - windows[:, 1],
+                          "label": pa.DictionaryArray.from_arrays(pa.array([classes.index(c) for c in labels],
+                                                                           pa.int32()), pa.array(classes))})
+        pq.write_table(table, str(folder / "windows.parquet"))
+    if scored is not None:
+        (folder / "manifest.json").write_text(json.dumps({"counts": {"windows_scored": scored}}))
+    return str(folder)
+
+
+def test_evaluate_run_writes_evaluation_and_curve(tmp_path):
+    truth = quadrant_truth()
+    (tmp_path / "truth.json").write_text(json.dumps(truth))
+    windows = np.array([[0, 0, 32, 32], [32, 0, 64, 32], [0, 32, 32, 64], [32, 32, 64, 64]])
+    run = write_run(tmp_path / "run", truth, [(1, 16, 16)], windows, ["car", "boat", "car", "car"], scored=4)
+    result = evaluate_run(run, str(tmp_path / "truth.json"))
+    written = json.loads((tmp_path / "run" / "evaluation.json").read_text())
+    assert written["classes"] == result["classes"]
+    assert (tmp_path / "run" / "pr_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert written["windows"]["windows"] == 4 and written["windows"]["accuracy"] == pytest.approx(0.75)
+    assert len(written["pr_curve"]["recall"]) == 101
+
+
+def test_partial_windows_give_no_confusion_matrix(tmp_path):
+    truth = quadrant_truth()
+    (tmp_path / "truth.json").write_text(json.dumps(truth))
+    run = write_run(tmp_path / "run", truth, [], np.array([[0, 0, 32, 32]]), ["car"], scored=9)
+    result = evaluate_run(run, str(tmp_path / "truth.json"))
+    assert "1 of the 9" in result["windows"]["skipped"]
+
+
+def test_command_prints_a_summary(tmp_path, capsys):
+    truth = quadrant_truth()
+    (tmp_path / "truth.json").write_text(json.dumps(truth))
+    run = write_run(tmp_path / "run", truth, [(1, 16, 16)])
+    assert evaluate_app.main(["--run", run, "--truth", str(tmp_path / "truth.json")]) == 0
+    out = capsys.readouterr().out
+    assert "car" in out and "AP50" in out and "evaluation.json" in out
+
+
+def test_command_without_detections_exits_2(tmp_path, capsys):
+    (tmp_path / "truth.json").write_text(json.dumps(quadrant_truth()))
+    (tmp_path / "run").mkdir()
+    assert evaluate_app.main(["--run", str(tmp_path / "run"), "--truth", str(tmp_path / "truth.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "detections" in err and "\n" not in err
