@@ -10,6 +10,7 @@ import io
 import json
 import logging
 import os
+import resource
 import socket
 import sys
 import threading
@@ -61,15 +62,25 @@ class StripScorer:
         task_start = time.time()
         engine = cached_engine(self.bundle_sha256, lambda: self.bundle_broadcast.value, self.engine, self.threads)
         load_s = time.time() - task_start
+        predict_s = [0.0]
+
+        def timed_predict(batch):
+            started = time.perf_counter()
+            probs = engine.predict(batch)
+            predict_s[0] += time.perf_counter() - started
+            return probs
+
         for strip, pixels in partition:
             strip_start = time.time()
-            scores = score_strip(pixels, strip, self.xs, self.window, engine.predict,
+            scores = score_strip(pixels, strip, self.xs, self.window, timed_predict,
                                  batch_size=self.batch_size, bgr=self.bgr)
             keep = select_rows(scores.probs, self.classes, self.background, self.floor)
             table = windows_table(scores.origins[keep], scores.probs[keep], strip.index,
                                   window=self.window, classes=self.classes)
             timing = {"task_start": task_start, "model_load_s": load_s, "score_s": time.time() - strip_start,
-                      "task_end": time.time(), "worker": f"{socket.gethostname()}:{os.getpid()}"}
+                      "predict_s": predict_s[0], "task_end": time.time(),
+                      "worker": f"{socket.gethostname()}:{os.getpid()}",
+                      "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
             table = table.replace_schema_metadata({_TIMING_KEY: json.dumps(timing)})
             sink = io.BytesIO()
             with pa.ipc.new_stream(sink, table.schema) as writer:
@@ -129,17 +140,19 @@ class _Progress(threading.Thread):
 
 
 def score_on_spark(spark, pixels: np.ndarray, grid: WindowGrid, strips: list[Strip], bundle, *,
-                   engine: str, batch_size: int, floor: float, quiet: bool = False) -> tuple[pa.Table, dict]:
+                   engine: str, batch_size: int, floor: float, quiet: bool = False,
+                   scorer_class: type = StripScorer) -> tuple[pa.Table, dict]:
     """Score every window of ``grid`` on Spark; returns the kept rows and job timings.
 
     The table holds the windows whose best non-background probability is ``>= floor``,
     sorted by ``(y, x)`` so that the result does not depend on the partitioning.
+    ``scorer_class`` lets benchmarks swap in a variant of :class:`StripScorer`.
     """
     sc = spark.sparkContext
     ship_packages(spark)
     counter = sc.accumulator(0)
     broadcast = sc.broadcast(bundle)
-    scorer = StripScorer(
+    scorer = scorer_class(
         broadcast, bundle.sha256, engine=engine, threads=engine_threads(spark), window=grid.window, xs=grid.xs,
         batch_size=batch_size, floor=floor, classes=bundle.spec.classes,
         background=bundle.spec.background, bgr=bundle.spec.channel_order == "BGR", counter=counter,
@@ -173,6 +186,8 @@ def score_on_spark(spark, pixels: np.ndarray, grid: WindowGrid, strips: list[Str
         "spark_job_s": job_s,
         "first_to_last_task_s": last - first,
         "task_score_s": sum(t["score_s"] for t in tasks),
+        "task_inference_s": sum(t["predict_s"] for t in tasks),
+        "worker_max_rss_mb": max(t["max_rss_mb"] for t in tasks),
         "model_load_s": sum(t["model_load_s"] for t in tasks),
         "python_workers": len({t["worker"] for t in tasks}),
     }

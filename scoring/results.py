@@ -5,7 +5,7 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image, ImageDraw
 
-__all__ = ["windows_table", "select_rows", "hits_from_table", "coco_detections", "draw_overlay",
+__all__ = ["windows_table", "select_rows", "hits_from_table", "boxes_from_table", "coco_detections", "draw_overlay",
            "probability_column"]
 
 
@@ -99,3 +99,15 @@ def draw_overlay(pixels: np.ndarray, boxes: np.ndarray, colors: dict, classes) -
         color = colors[classes[int(cls)]]
         draw.rectangle([x0, y0, x1 - 1, y1 - 1], outline=tuple(color), width=line)
     return image
+
+
+def boxes_from_table(table: pa.Table, classes, thresholds: dict, *, merge: str, iou: float):
+    """Hits of a windows table and the boxes they merge into: ``(hits, boxes)``, each ``(N, 6)``.
+
+    The one path from scores to boxes, used by a run and when re-merging a finished run's
+    ``windows.parquet`` with other settings.
+    """
+    from scoring.merge import merge_hits
+
+    hits = hits_from_table(table, thresholds, classes)
+    return hits, merge_hits(hits, merge, iou=iou)
