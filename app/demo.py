@@ -106,6 +106,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     from app import collage as collage_app
+    from app.evaluate import format_number, summary_lines
     from scoring.evaluate import evaluate_run
 
     os.makedirs(args.work, exist_ok=True)
@@ -140,14 +141,11 @@ def main(argv=None) -> int:
           f"spark-submit total {score_s:.1f}s")
     print(f"boxes       {', '.join(f'{c} {n:,}' for c, n in counts['boxes_per_class'].items())} "
           f"(merge {manifest['parameters']['merge']}, thresholds {manifest['parameters']['thresholds']})")
-    for name, c in evaluation["classes"].items():
-        print(f"AP {name:<7} AP50 {c['ap50']:.3f}  AP50:95 {c['ap']:.3f}  precision {c['precision']:.3f}  "
-              f"recall {c['recall']:.3f}  ({c['truths']:,} objects, {c['ignored_truths']:,} mostly hidden, ignored)")
-    if evaluation.get("windows") and "accuracy" in evaluation["windows"]:
-        print(f"windows     accuracy {evaluation['windows']['accuracy']:.3f} against the visible tile's class")
+    for line in summary_lines(evaluation):
+        print(f"evaluation  {line}")
     for method, r in merges.items():
         print(f"merge {method:<5} {r['boxes']:>6,} boxes  " + "  ".join(
-            f"{c} AP50 {v['ap50']:.3f}" for c, v in r.items() if c != "boxes"))
+            f"{c} AP50 {format_number(v['ap50'])}" for c, v in r.items() if c != "boxes"))
     print(f"overlay     {os.path.join(run_dir, 'overlay.png')}")
     print(f"evaluation  {os.path.join(run_dir, 'evaluation.json')}, {os.path.join(run_dir, 'pr_curve.png')}")
     return 0

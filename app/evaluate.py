@@ -28,22 +28,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _number(value) -> str:
+def format_number(value) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
 def summary_lines(result: dict) -> list[str]:
     lines = []
     for name, c in result["classes"].items():
-        lines.append(f"{name:<10} AP50 {_number(c['ap50'])}  AP50:95 {_number(c['ap'])}  "
-                     f"precision {_number(c['precision'])}  recall {_number(c['recall'])}  "
+        lines.append(f"{name:<10} AP50 {format_number(c['ap50'])}  AP50:95 {format_number(c['ap'])}  "
+                     f"precision {format_number(c['precision'])}  recall {format_number(c['recall'])}  "
                      f"({c['detections']} boxes, {c['truths']} truths, {c['ignored_truths']} ignored)")
-    lines.append(f"{'mean':<10} AP50 {_number(result['mean']['ap50'])}  AP50:95 {_number(result['mean']['ap'])}")
+    lines.append(f"{'mean':<10} AP50 {format_number(result['mean']['ap50'])}  AP50:95 {format_number(result['mean']['ap'])}")
     windows = result["windows"]
     if windows and "skipped" in windows:
         lines.append(f"windows: no confusion matrix: {windows['skipped']}")
     elif windows:
-        lines.append(f"windows: accuracy {_number(windows['accuracy'])} over {windows['windows']} windows")
+        lines.append(f"windows: accuracy {format_number(windows['accuracy'])} over {windows['windows']} windows")
     return lines
 
 
