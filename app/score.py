@@ -16,6 +16,7 @@ import time
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _ROOT)
 
+from scoring import storage  # noqa: E402
 from scoring.engines import DEFAULT_ENGINE, ENGINES  # noqa: E402
 from scoring.errors import TilescanError  # noqa: E402
 from scoring.imageio import DEFAULT_MAX_PIXELS  # noqa: E402
@@ -51,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--master", help="Spark master when not run through spark-submit (default local[*])")
     p.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    storage.add_arguments(p)
     return p
 
 
@@ -85,16 +87,17 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("py4j").setLevel(logging.WARNING)
+    logging.getLogger("azure").setLevel(logging.WARNING)  # the SDK logs every request at INFO
     from scoring.pipeline import prepare, run
 
     started = time.time()
     try:
         params = params_from_args(args)
-        prepared = prepare(params)
+        prepared = prepare(params, storage_options=storage.options_from_args(args))
         spark = spark_session(args.master)
         manifest = run(prepared, spark)
     except TilescanError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {storage.redact(exc)}", file=sys.stderr)
         return 2
     counts, timings = manifest["counts"], manifest["timings_s"]
     per_class = ", ".join(f"{n} {c}" for c, n in counts["boxes_per_class"].items())

@@ -132,7 +132,7 @@ def load_bundle(url: str, *, storage_options: dict | None = None) -> ModelBundle
     """
     fs, root = storage.filesystem(url, storage_options)
     try:
-        raw = storage.read_bytes(fs, storage.join(root, MODEL_JSON))
+        raw = storage.read_bytes(fs, storage.join(root, MODEL_JSON), url=storage.join(url, MODEL_JSON))
     except FileNotFoundError:
         raise BundleError(f"model bundle not found: {url} has no {MODEL_JSON}") from None
     try:
@@ -146,7 +146,7 @@ def load_bundle(url: str, *, storage_options: dict | None = None) -> ModelBundle
     for key, entry in doc.get("files", {}).items():
         path = storage.join(root, entry["path"])
         try:
-            data = storage.read_bytes(fs, path)
+            data = storage.read_bytes(fs, path, url=storage.join(url, entry["path"]))
         except FileNotFoundError:
             raise BundleError(f"model bundle {url}: file {entry['path']} is missing") from None
         if sha256_hex(data) != entry["sha256"]:

@@ -83,7 +83,7 @@ def read_image(url: str, *, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int 
     """
     fs, path = storage.filesystem(url, storage_options)
     try:
-        data = storage.read_bytes(fs, path)
+        data = storage.read_bytes(fs, path, url=url)
     except FileNotFoundError:
         raise InputError(f"image not found: {url}") from None
     except IsADirectoryError:

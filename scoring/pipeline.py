@@ -12,13 +12,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from scoring import storage
 from scoring.bundle import ModelBundle, load_bundle
 from scoring.errors import BundleError
 from scoring.imageio import ImageInfo, read_image
-from scoring.merge import merge_hits
 from scoring.outputs import RunWriter
 from scoring.params import ScoreParams
-from scoring.results import coco_detections, draw_overlay, hits_from_table, select_rows
+from scoring.results import boxes_from_table, coco_detections, draw_overlay, select_rows
 from tiling.grid import WindowGrid
 from tiling.strips import plan_strips
 
@@ -31,9 +31,10 @@ class PreparedRun:
     """Everything checked on the driver before Spark starts: bad input fails fast."""
 
     def __init__(self, params: ScoreParams, bundle: ModelBundle, pixels: np.ndarray, info: ImageInfo,
-                 writer: RunWriter, timings: dict):
+                 writer: RunWriter, timings: dict, *, storage_options: dict | None = None):
         self.params, self.bundle, self.pixels, self.info = params, bundle, pixels, info
         self.writer, self.timings = writer, timings
+        self.storage_options = storage_options
         classes = bundle.spec.classes
         self.thresholds = params.thresholds_for(bundle.spec.foreground)
         self.colors = params.colors_for(bundle.spec.foreground)
@@ -41,13 +42,17 @@ class PreparedRun:
         self.classes = classes
 
 
-def prepare(params: ScoreParams) -> PreparedRun:
-    """Check the destination, the model and the image; raise a TilescanError on bad input."""
+def prepare(params: ScoreParams, *, storage_options: dict | None = None) -> PreparedRun:
+    """Check the destination, the model and the image; raise a TilescanError on bad input.
+
+    ``storage_options`` are the explicit options for remote URLs (credentials among them,
+    see :func:`scoring.storage.resolve_options`); they never reach the manifest.
+    """
     timings = {}
-    writer = RunWriter(params.out, overwrite=params.overwrite)
+    writer = RunWriter(params.out, overwrite=params.overwrite, storage_options=storage_options)
     writer.check()
     started = time.time()
-    bundle = load_bundle(params.model)
+    bundle = load_bundle(params.model, storage_options=storage_options)
     if bundle.spec.size != params.window:
         raise BundleError(
             f"model {params.model} takes {bundle.spec.size}x{bundle.spec.size} inputs but --window is "
@@ -55,9 +60,10 @@ def prepare(params: ScoreParams) -> PreparedRun:
         )
     timings["load_model_s"] = time.time() - started
     started = time.time()
-    pixels, info = read_image(params.image, max_pixels=params.max_pixels, min_side=params.window)
+    pixels, info = read_image(params.image, max_pixels=params.max_pixels, min_side=params.window,
+                              storage_options=storage_options)
     timings["read_image_s"] = time.time() - started
-    return PreparedRun(params, bundle, pixels, info, writer, timings)
+    return PreparedRun(params, bundle, pixels, info, writer, timings, storage_options=storage_options)
 
 
 def package_versions(engine: str) -> dict:
@@ -92,8 +98,7 @@ def run(prepared: PreparedRun, spark) -> dict:
         timings.update(job_timings)
 
         started = time.time()
-        hits = hits_from_table(table, prepared.thresholds, spec.classes)
-        boxes = merge_hits(hits, p.merge, iou=p.merge_iou)
+        hits, boxes = boxes_from_table(table, spec.classes, prepared.thresholds, merge=p.merge, iou=p.merge_iou)
         timings["merge_s"] = time.time() - started
 
         started = time.time()
@@ -133,6 +138,8 @@ def run(prepared: PreparedRun, spark) -> dict:
                       "engine_threads_per_task": engine_threads(spark)},
             "timings_s": timings,
             "versions": package_versions(p.engine),
+            "storage": {role: storage.describe(url, prepared.storage_options)
+                        for role, url in (("image", p.image), ("model", p.model), ("out", p.out))},
         }
         manifest["finished"] = datetime.now(timezone.utc).isoformat()
         started = time.time()
@@ -140,7 +147,8 @@ def run(prepared: PreparedRun, spark) -> dict:
         writer.write("windows.parquet", parquet.getvalue())
         writer.write("detections.json", json.dumps(detections, indent=1).encode())
         writer.write("overlay.png", overlay.getvalue())
-        writer.write("manifest.json", json.dumps(manifest, indent=2, default=_json_default).encode())
+        text = json.dumps(manifest, indent=2, default=_json_default)
+        writer.write("manifest.json", storage.redact(text, one_line=False).encode())  # e.g. a SAS in a URL
         writer.commit()
         timings["write_s"] = time.time() - started
         return manifest

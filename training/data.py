@@ -64,31 +64,41 @@ class LabelledImages:
                               self.record_id[indices])
 
 
-def _read_class_names(root: str) -> list[str]:
-    with open(os.path.join(root, "batches.meta.txt")) as fh:
-        names = [line.strip() for line in fh if line.strip()]
+def _read_class_names(fs, root: str) -> list[str]:
+    text = storage.read_bytes(fs, storage.join(root, "batches.meta.txt")).decode()
+    names = [line.strip() for line in text.splitlines() if line.strip()]
     if len(names) != 10:
         raise ValueError(f"batches.meta.txt in {root} should list 10 classes, got {len(names)}")
     return names
 
 
-def load_cifar(root: str, split: str = "train") -> LabelledImages:
+def load_cifar(root: str, split: str = "train", *, storage_options: dict | None = None) -> LabelledImages:
     """Load CIFAR-10 in the binary record format (1 label byte, then R, G, B planes).
 
     Parameters
     ----------
     root : str
-        Folder holding ``data_batch_*.bin``, ``test_batch.bin`` and ``batches.meta.txt``.
+        Folder holding ``data_batch_*.bin``, ``test_batch.bin`` and ``batches.meta.txt``:
+        a local path or a URL (``az://``, ``abfs://``, ...).
     split : {"train", "test"}
+    storage_options : dict, optional
+        Explicit options for a remote ``root`` (see :func:`scoring.storage.filesystem`).
+
+    Notes
+    -----
+    Each batch file is read whole into memory (30 MB each for the training split).
     """
     if split not in ("train", "test"):
         raise ValueError(f"`split` must be 'train' or 'test', got {split!r}")
-    if not os.path.isdir(root):
+    fs, base = storage.filesystem(root, storage_options)
+    with storage.errors("read", root):
+        found = fs.isdir(base)
+    if not found:
         raise FileNotFoundError(f"CIFAR-10 folder not found: {root}")
-    names = _read_class_names(root)
+    names = _read_class_names(fs, base)
     images, labels, sources = [], [], []
     for filename in TRAIN_FILES if split == "train" else TEST_FILES:
-        raw = np.fromfile(os.path.join(root, filename), dtype=np.uint8)
+        raw = np.frombuffer(storage.read_bytes(fs, storage.join(base, filename)), dtype=np.uint8)
         if raw.size % RECORD_BYTES:
             raise ValueError(f"{filename}: size {raw.size} is not a whole number of {RECORD_BYTES}-byte records")
         records = raw.reshape(-1, RECORD_BYTES)
@@ -107,7 +117,7 @@ def load_cifar(root: str, split: str = "train") -> LabelledImages:
     )
 
 
-def load_image_folder(url: str, *, size: int = 32) -> LabelledImages:
+def load_image_folder(url: str, *, size: int = 32, storage_options: dict | None = None) -> LabelledImages:
     """Load a folder-per-class tree (``ROOT/CLASS/*.png``), e.g. tiles exported for review.
 
     Class folder names are kept as the original class; names that are model classes map to
@@ -116,7 +126,7 @@ def load_image_folder(url: str, *, size: int = 32) -> LabelledImages:
     """
     from PIL import Image
 
-    fs, root = storage.filesystem(url)
+    fs, root = storage.filesystem(url, storage_options)
     if not fs.isdir(root):
         raise FileNotFoundError(f"image folder not found: {url}")
     images, original, source = [], [], []

@@ -1,0 +1,253 @@
+"""Copy a file or a folder tree between local disk and a data lake, in parallel.
+
+    python -m scoring.lake upload images/ az://scans/2024/ --threads 32
+    python -m scoring.lake download az://results/run-7 ./run-7
+
+Files already at the destination with the same size are skipped unless ``--overwrite``;
+a re-run after a failure therefore resumes. Progress goes to stderr, a one-line summary to
+stdout; exit code 0 when every file is in place, 1 when some failed, 2 on bad arguments.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import threading
+import time
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+
+from scoring import storage
+from scoring.errors import TilescanError
+
+__all__ = ["Transfer", "TransferResult", "plan_transfer", "transfer", "main", "DEFAULT_THREADS"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_THREADS = 16
+# Read and write size, and the block size of both files: with adlfs' default (50 MiB) each
+# thread would hold a 50 MiB buffer. 8 MiB blocks allow blobs up to 390 GiB (50,000 blocks).
+CHUNK_BYTES = 8 * 2**20
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """One file to copy: source and destination paths inside their filesystems, size in bytes."""
+
+    source: str
+    dest: str
+    size: int
+
+
+@dataclass(frozen=True)
+class TransferResult:
+    """What a transfer did; ``failed`` holds ``(relative path, redacted message)``."""
+
+    copied: int
+    skipped: int
+    bytes: int
+    seconds: float
+    threads: int
+    failed: tuple = field(default_factory=tuple)
+    not_attempted: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.not_attempted
+
+    def summary(self, verb: str, dest: str) -> str:
+        line = (f"{verb}: {self.copied} file{'s' * (self.copied != 1)} copied, {self.skipped} skipped (same size), "
+                f"{_human(self.bytes)} in {self.seconds:.1f} s with {self.threads} threads -> {storage.redact(dest)}")
+        if self.failed:
+            line += f"; {len(self.failed)} failed"
+        if self.not_attempted:
+            line += f", {self.not_attempted} not attempted"
+        return line
+
+
+def _human(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def _listing(fs, root: str) -> dict:
+    """``{relative path: size}`` of the files under ``root``; empty when it does not exist."""
+    fs.invalidate_cache()
+    try:
+        found = fs.find(root, detail=True)
+    except FileNotFoundError:
+        return {}
+    prefix = root.rstrip("/") + "/"
+    return {path[len(prefix):]: info.get("size") for path, info in found.items()
+            if info.get("type", "file") == "file" and path.startswith(prefix)}
+
+
+def _file_size(fs, path: str) -> int | None:
+    fs.invalidate_cache()
+    try:
+        info = fs.info(path)
+    except FileNotFoundError:
+        return None
+    return info.get("size") if info.get("type", "file") == "file" else None
+
+
+def plan_transfer(src_fs, src: str, dest_fs, dest: str, *, overwrite: bool = False) -> tuple[list[Transfer], int]:
+    """The copies to make from ``src`` to ``dest`` (paths inside their filesystems), and how many are skipped.
+
+    ``src`` is a file (copied to ``dest``) or a folder (its tree copied under ``dest``).
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``src`` does not exist.
+    """
+    src_fs.invalidate_cache()
+    if src_fs.isfile(src):
+        sources = {"": src_fs.info(src)["size"]}
+        if dest.endswith("/") or dest_fs.isdir(dest):
+            dest = storage.join(dest.rstrip("/"), src.rstrip("/").rsplit("/", 1)[-1])
+    else:
+        sources = _listing(src_fs, src)
+        if not sources and not src_fs.isdir(src):
+            raise FileNotFoundError(src)
+    if overwrite:
+        existing = {}
+    elif "" in sources:
+        existing = {"": _file_size(dest_fs, dest)}
+    else:
+        existing = _listing(dest_fs, dest)
+    todo, skipped = [], 0
+    for rel, size in sorted(sources.items()):
+        if not overwrite and existing.get(rel) == size:
+            skipped += 1
+            continue
+        todo.append(Transfer(storage.join(src, rel) if rel else src, storage.join(dest, rel) if rel else dest, size))
+    return todo, skipped
+
+
+def _copy(src_fs, dest_fs, item: Transfer, progress) -> None:
+    with src_fs.open(item.source, "rb", block_size=CHUNK_BYTES) as fin:
+        fout = dest_fs.open(item.dest, "wb", block_size=CHUNK_BYTES)
+        try:
+            with fout:
+                while True:
+                    chunk = fin.read(CHUNK_BYTES)
+                    if not chunk:
+                        break
+                    fout.write(chunk)
+                    progress(len(chunk))
+        except Exception:
+            try:  # a partial file must not pass for a complete one later
+                dest_fs.rm_file(item.dest)
+            except Exception as exc:  # noqa: BLE001 - the copy's own error is the one to report
+                logger.debug("could not remove partial %s: %s", item.dest, storage.redact(exc))
+            raise
+
+
+def transfer(src_url: str, dest_url: str, *, threads: int = DEFAULT_THREADS, overwrite: bool = False,
+             storage_options: dict | None = None, progress: bool = True) -> TransferResult:
+    """Copy ``src_url`` (a file or folder) to ``dest_url`` with ``threads`` parallel copies.
+
+    The first failure stops new copies from starting; copies in flight finish. Every
+    failure is returned in :attr:`TransferResult.failed`, none is swallowed.
+
+    Raises
+    ------
+    ValueError
+        ``threads`` < 1.
+    FileNotFoundError
+        The source does not exist.
+    StorageError
+        A URL cannot be used, or listing the source or destination failed.
+    """
+    if threads < 1:
+        raise ValueError(f"`threads` must be >= 1, got {threads}")
+    from tqdm import tqdm
+
+    started = time.time()
+    src_fs, src = storage.filesystem(src_url, storage_options)
+    dest_fs, dest = storage.filesystem(dest_url, storage_options)
+    with storage.errors("list", f"{src_url} or {dest_url}"):
+        todo, skipped = plan_transfer(src_fs, src, dest_fs, dest, overwrite=overwrite)
+        parents = {item.dest.rsplit("/", 1)[0] for item in todo if "/" in item.dest}
+        if storage.is_local(dest_url):
+            for parent in sorted(parents):
+                dest_fs.makedirs(parent, exist_ok=True)
+        elif todo:
+            dest_fs.makedirs(dest, exist_ok=True)  # creates the container if needed
+    lock = threading.Lock()
+    bar = tqdm(total=sum(item.size for item in todo), unit="B", unit_scale=True, unit_divisor=1024,
+               file=sys.stderr, disable=not progress or not todo, leave=False)
+
+    def advance(n: int) -> None:
+        with lock:
+            bar.update(n)
+
+    failed, copied, done_bytes = [], 0, 0
+    with bar, ThreadPoolExecutor(max_workers=threads, thread_name_prefix="lake") as pool:
+        futures = {pool.submit(_copy, src_fs, dest_fs, item, advance): item for item in todo}
+        done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+        for future in pending:
+            future.cancel()
+        for future in futures:
+            if future.cancelled():
+                continue
+            item = futures[future]
+            exc = future.exception()  # waits for copies still in flight
+            if exc is None:
+                copied += 1
+                done_bytes += item.size
+            else:
+                rel = item.source[len(src):].lstrip("/") or item.source.rsplit("/", 1)[-1]
+                failed.append((rel, storage.redact(exc)))
+    not_attempted = len(todo) - copied - len(failed)
+    return TransferResult(copied=copied, skipped=skipped, bytes=done_bytes, seconds=time.time() - started,
+                          threads=threads, failed=tuple(failed), not_attempted=not_attempted)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m scoring.lake", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("command", choices=("upload", "download"),
+                   help="upload: SRC is local, DEST a URL; download: SRC a URL, DEST local")
+    p.add_argument("src", help="file or folder to copy")
+    p.add_argument("dest", help="where it goes (a folder's tree goes under it)")
+    p.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="parallel copies (default %(default)s)")
+    p.add_argument("--overwrite", action="store_true", help="copy files even when the destination has the same size")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    storage.add_arguments(p)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    try:
+        if args.threads < 1:
+            raise TilescanError(f"--threads must be >= 1, got {args.threads}")
+        if args.command == "upload" and not storage.is_local(args.src):
+            raise TilescanError(f"upload copies from a local path, got {storage.redact(args.src)}; "
+                                "use download to copy from a URL")
+        if args.command == "download" and not storage.is_local(args.dest):
+            raise TilescanError(f"download copies to a local path, got {storage.redact(args.dest)}; "
+                                "use upload to copy to a URL")
+        try:
+            result = transfer(args.src, args.dest, threads=args.threads, overwrite=args.overwrite,
+                              storage_options=storage.options_from_args(args), progress=not args.quiet)
+        except FileNotFoundError:
+            raise TilescanError(f"{args.command}: source not found: {storage.redact(args.src)}") from None
+    except TilescanError as exc:
+        print(f"error: {storage.redact(exc)}", file=sys.stderr)
+        return 2
+    for rel, message in result.failed:
+        print(f"error: {rel}: {message}", file=sys.stderr)
+    print(result.summary(args.command, args.dest))
+    return 0 if result.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""The Azurite blob emulator for tests: one process per test session, on 127.0.0.1.
+
+``make setup`` installs Azurite under ``.tools/``; a missing emulator fails the tests that
+need it (it is part of the test set-up, not an optional extra). Use the fixtures:
+
+``azurite``
+    The session's :class:`Azurite`, started on first use and stopped at the end.
+``container``
+    A fresh, empty container for one test: ``(name, url)`` with ``url`` = ``az://NAME``.
+``azure_env``
+    ``AZURE_STORAGE_CONNECTION_STRING`` set to the emulator's, other ``AZURE_STORAGE_*``
+    removed, so that tests see exactly one credential.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+import uuid
+
+import pytest
+
+__all__ = ["Azurite", "AZURITE_BIN", "ACCOUNT", "KEY", "azurite", "container", "azure_env"]
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+AZURITE_BIN = os.path.join(ROOT, ".tools", "node_modules", ".bin", "azurite-blob")
+# Azurite's well-known development account (public, documented by Microsoft).
+ACCOUNT = "devstoreaccount1"
+KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+AZURE_ENV = ("AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_ACCOUNT_NAME", "AZURE_STORAGE_ACCOUNT_KEY",
+             "AZURE_STORAGE_SAS_TOKEN", "AZURE_STORAGE_CLIENT_ID", "AZURE_STORAGE_CLIENT_SECRET",
+             "AZURE_STORAGE_TENANT_ID", "AZURE_STORAGE_ANON")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Azurite:
+    """An ``azurite-blob`` process on ``127.0.0.1:port`` keeping its data under ``location``.
+
+    :meth:`stop` and :meth:`start` again keep the port and the data, as a storage outage
+    would.
+    """
+
+    def __init__(self, location: str, port: int | None = None, *, ready_timeout: float = 30.0):
+        if not os.path.exists(AZURITE_BIN):
+            pytest.fail(f"the Azurite emulator is missing ({AZURITE_BIN}): run `make setup`", pytrace=False)
+        self.location = location
+        self.port = port or free_port()
+        self.ready_timeout = ready_timeout
+        self.process: subprocess.Popen | None = None
+        self.log = os.path.join(location, "azurite.log")
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}/{ACCOUNT}"
+
+    def connection_string(self, key: str = KEY) -> str:
+        return (f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={key};"
+                f"BlobEndpoint={self.endpoint};")
+
+    def start(self) -> Azurite:
+        if self.running:
+            return self
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                [AZURITE_BIN, "--blobHost", "127.0.0.1", "--blobPort", str(self.port), "--location", self.location,
+                 "--silent", "--skipApiVersionCheck", "--loose",
+                 "--disableTelemetry"],  # nothing may leave 127.0.0.1
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            )
+        deadline = time.monotonic() + self.ready_timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"Azurite exited with code {self.process.returncode}; see {self.log}", pytrace=False)
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return self
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        pytest.fail(f"Azurite did not listen on 127.0.0.1:{self.port} within {self.ready_timeout:.0f}s; "
+                    f"see {self.log}", pytrace=False)
+
+    def stop(self) -> None:
+        """Stop the emulator (SIGTERM, so that it saves its data) and wait until it is gone."""
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=15)
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def service(self):
+        """A blob service client; use it in a ``with`` block (an open connection delays :meth:`stop`)."""
+        from azure.storage.blob import BlobServiceClient
+
+        return BlobServiceClient.from_connection_string(self.connection_string())
+
+    def create_container(self, name: str | None = None) -> str:
+        name = name or f"t{uuid.uuid4().hex[:20]}"
+        with self.service() as service:
+            service.create_container(name)
+        return name
+
+    def blobs(self, container: str, prefix: str = "") -> dict:
+        """``{name: bytes}`` of every blob under ``prefix``, read with the SDK, not through adlfs."""
+        with self.service() as service:
+            client = service.get_container_client(container)
+            return {b.name: client.download_blob(b.name).readall()
+                    for b in client.list_blobs(name_starts_with=prefix)}
+
+    def delete_blob(self, container: str, name: str) -> None:
+        with self.service() as service:
+            service.get_blob_client(container, name).delete_blob()
+
+
+_session: dict = {}
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory):
+    """The session's emulator: started on first use, stopped when the session ends.
+
+    Kept in a module-level slot so that test modules importing this fixture share one
+    process.
+    """
+    emulator = _session.get("azurite")
+    if emulator is None:
+        emulator = _session["azurite"] = Azurite(str(tmp_path_factory.mktemp("azurite")))
+    emulator.start()
+    yield emulator
+    emulator.stop()
+    _session.pop("azurite", None)
+
+
+@pytest.fixture
+def azure_env(monkeypatch, azurite):
+    for name in AZURE_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azurite.connection_string())
+    return azurite.connection_string()
+
+
+@pytest.fixture
+def container(azurite, azure_env):
+    """A fresh container; ``(name, "az://NAME")``. The emulator is restarted if a test stopped it."""
+    azurite.start()
+    name = azurite.create_container()
+    return name, f"az://{name}"

@@ -1,0 +1,207 @@
+"""score.py against the Azurite emulator: az:// in and out, equal to a local run; an outage
+while writing leaves no _SUCCESS; bad input gives one-line errors with no secret in them."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+
+import pyarrow.parquet as pq
+import pytest
+
+from app import score
+from scoring import lake, storage
+from scoring.outputs import OUTPUT_FILES, SUCCESS, RunWriter
+from scoring.params import ScoreParams
+from tests.azurite import ACCOUNT, AZURE_ENV, KEY, azure_env, azurite  # noqa: F401
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.azurite
+
+WRONG_KEY = "V3JvbmdLZXlXcm9uZ0tleVdyb25nS2V5V3JvbmdLZXlXcm9uZ0tleVdyb25nS2V5V3Jvbmc="
+RUN = ["--strips", "4", "--keep", "0", "--threshold", "0.34", "--quiet"]
+FAST_FAIL = ["--storage-option", "retry_total=0", "--storage-option", "initial_backoff=0",
+             "--storage-option", "random_jitter_range=0"]
+
+
+@pytest.fixture(scope="module")
+def lake_inputs(azurite, small_image, random_bundle_dir):
+    """A container holding the picture (``in/small.png``) and the bundle (``models/random``)."""
+    name = azurite.create_container()
+    options = {"connection_string": azurite.connection_string()}
+    for src, dest in ((small_image, f"az://{name}/in/small.png"), (random_bundle_dir, f"az://{name}/models/random")):
+        assert lake.transfer(src, dest, threads=4, storage_options=options, progress=False).ok
+    return {"container": name, "url": f"az://{name}", "image": f"az://{name}/in/small.png",
+            "model": f"az://{name}/models/random"}
+
+
+@pytest.fixture(scope="module")
+def local_run(spark, small_image, random_bundle_dir, tmp_path_factory):
+    """The same run on local files, in this process: what the lake runs must reproduce."""
+    from scoring.pipeline import prepare, run
+
+    out = tmp_path_factory.mktemp("local") / "run"
+    params = ScoreParams(image=small_image, out=str(out), model=random_bundle_dir, strips=4, keep=0.0,
+                         threshold={"*": 0.34}, quiet=True)
+    run(prepare(params), spark)
+    return {name: (out / name).read_bytes() for name in OUTPUT_FILES}
+
+
+def run_outputs(azurite, container: str, prefix: str) -> dict:
+    return {k[len(prefix) + 1:]: v for k, v in azurite.blobs(container, prefix + "/").items()}
+
+
+def lake_env(connection_string: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in AZURE_ENV}
+    env["AZURE_STORAGE_CONNECTION_STRING"] = connection_string
+    return env
+
+
+def score_process(*args, env: dict, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, os.path.join(ROOT, "app", "score.py"), *args],
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=timeout)
+
+
+def assert_same_as_local(got: dict, local: dict) -> None:
+    assert set(got) == {*OUTPUT_FILES, SUCCESS}
+    rows = pq.read_table(io.BytesIO(got["windows.parquet"])).to_pylist()
+    assert rows == pq.read_table(io.BytesIO(local["windows.parquet"])).to_pylist() and len(rows) == 150
+    detections, want = json.loads(got["detections.json"]), json.loads(local["detections.json"])
+    assert detections["annotations"], "the comparison needs boxes: lower --threshold"
+    assert detections == want
+    assert got["overlay.png"] == local["overlay.png"]
+    manifest, local_manifest = json.loads(got["manifest.json"]), json.loads(local["manifest.json"])
+    assert manifest["counts"] == local_manifest["counts"]
+    assert manifest["model"]["sha256"] == local_manifest["model"]["sha256"]
+    for key in ("width", "height", "format", "mode", "bit_depth", "converted"):
+        assert manifest["input"][key] == local_manifest["input"][key]
+    paths = ("image", "out", "model")
+    assert ({k: v for k, v in manifest["parameters"].items() if k not in paths}
+            == {k: v for k, v in local_manifest["parameters"].items() if k not in paths})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model_on", ["local", "lake"])
+def test_score_reads_and_writes_the_lake(model_on, azurite, lake_inputs, local_run, random_bundle_dir):
+    model = lake_inputs["model"] if model_on == "lake" else random_bundle_dir
+    out = f"model-{model_on}"
+    proc = score_process("--master", "local[2]", "--image", lake_inputs["image"], "--model", model,
+                         "--out", f"{lake_inputs['url']}/{out}", *RUN, env=lake_env(azurite.connection_string()))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = run_outputs(azurite, lake_inputs["container"], out)
+    assert_same_as_local(got, local_run)
+    manifest = json.loads(got["manifest.json"])
+    lake_storage = {"protocol": "az", "credentials": "AZURE_STORAGE_CONNECTION_STRING", "account": ACCOUNT}
+    assert manifest["storage"]["image"] == manifest["storage"]["out"] == lake_storage
+    assert manifest["storage"]["model"]["protocol"] == ("az" if model_on == "lake" else "file")
+    assert KEY not in got["manifest.json"].decode() and KEY not in proc.stderr + proc.stdout
+
+
+@pytest.mark.slow
+def test_a_filesystem_travels_to_executors(spark, azurite, lake_inputs, small_image):
+    fs, path = storage.filesystem(lake_inputs["image"], {"connection_string": azurite.connection_string()})
+    sizes = spark.sparkContext.parallelize([path, path], 2).map(lambda p: len(fs.cat_file(p))).collect()
+    assert sizes == [os.path.getsize(small_image)] * 2
+    assert not [k for k, v in spark.sparkContext.getConf().getAll() if KEY in v]
+
+
+@pytest.fixture
+def outage(azurite):
+    """Yields a function that stops the emulator; afterwards it is running again, same port and data."""
+    yield azurite.stop
+    azurite.start()
+    from adlfs import AzureBlobFileSystem
+
+    # Cached filesystems hold connections to the stopped process and the tests' retry settings.
+    AzureBlobFileSystem.clear_instance_cache()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", ["write", "commit"])
+def test_outage_while_writing_leaves_no_success(stage, spark, azurite, azure_env, outage, lake_inputs,  # noqa: F811
+                                                 random_bundle_dir, monkeypatch, capsys):
+    patched = "write" if stage == "write" else "_move"
+    original = getattr(RunWriter, patched)
+
+    def then_stop(self, *args):
+        original(self, *args)
+        outage()  # after the first file: the rest fails
+
+    monkeypatch.setattr(RunWriter, patched, then_stop)
+    out = f"{lake_inputs['url']}/outage-{stage}"
+    args = ["--master", "local[2]", "--image", lake_inputs["image"], "--model", random_bundle_dir, "--out", out,
+            *RUN, *FAST_FAIL]
+    code = score.main(args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err[-1].startswith(f"error: cannot {'write' if stage == 'write' else 'commit the outputs to'} {out}")
+    assert "storage unreachable" in err[-1] and KEY not in "\n".join(err)
+
+    azurite.start()
+    left = run_outputs(azurite, lake_inputs["container"], f"outage-{stage}")
+    assert left and SUCCESS not in left
+    finished = [name for name in left if not name.startswith("_temporary-")]
+    assert finished == ([] if stage == "write" else ["windows.parquet"])
+
+    if stage == "commit":  # the same destination works again once the storage is back
+        monkeypatch.undo()
+        monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azurite.connection_string())
+        from adlfs import AzureBlobFileSystem
+
+        AzureBlobFileSystem.clear_instance_cache()
+        assert score.main(args) == 0
+        assert set(run_outputs(azurite, lake_inputs["container"], f"outage-{stage}")) == {*OUTPUT_FILES, SUCCESS}
+
+
+def bad_input_case(case, lake_inputs, bundle, tmp_path, endpoint):
+    """``(arguments, message)`` for one kind of bad input."""
+    url = lake_inputs["url"]
+    image, model, out, extra = lake_inputs["image"], bundle, f"{url}/bad-{case}", []
+    if case == "missing blob":
+        image, message = f"{url}/in/nope.png", f"image not found: {url}/in/nope.png"
+    elif case == "missing container":
+        image, message = "az://no-such-container/x.png", "image not found: az://no-such-container/x.png"
+    elif case == "missing bundle":
+        model, message = f"{url}/models/nope", f"model bundle not found: {url}/models/nope has no model.json"
+    elif case == "malformed URL":
+        image, message = image.replace("az://", "az:/"), "malformed URL az:/"
+    elif case == "bad container name":
+        out, message = "az://Results_2024/run", "'Results_2024' is not a valid container name"
+    elif case == "adl":
+        image, message = "adl://store.azuredatalakestore.net/x.png", "Gen1, retired on 29 February 2024"
+    elif case == "secret on the command line":
+        extra, message = ["--storage-option", f"account_key={WRONG_KEY}"], "secrets do not belong on the command line"
+    elif case == "wrong key":
+        options = tmp_path / "storage.json"
+        # account_host: the emulator is plain http on a port
+        options.write_text(json.dumps({"account_name": ACCOUNT, "account_key": WRONG_KEY, "account_host": endpoint}))
+        extra, message = ["--storage-options-file", str(options)], "access denied (AuthorizationFailure)"
+    else:
+        raise ValueError(case)
+    return ["--image", image, "--model", model, "--out", out, *extra, *FAST_FAIL], message
+
+
+@pytest.mark.parametrize("case", ["missing blob", "missing container", "missing bundle", "malformed URL",
+                                  "bad container name", "adl", "secret on the command line", "wrong key"])
+def test_bad_input_is_one_line_without_secrets(case, azurite, azure_env, lake_inputs, random_bundle_dir,  # noqa: F811
+                                               tmp_path, capsys):
+    args, message = bad_input_case(case, lake_inputs, random_bundle_dir, tmp_path, azurite.endpoint)
+    code = score.main(args)
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1, err
+    assert WRONG_KEY not in err and KEY not in err
+    assert not run_outputs(azurite, lake_inputs["container"], f"bad-{case}")
+
+
+def test_wrong_key_through_a_real_process(azurite, lake_inputs, random_bundle_dir):
+    proc = score_process("--image", lake_inputs["image"], "--model", random_bundle_dir, "--out",
+                         f"{lake_inputs['url']}/wrong-key", *FAST_FAIL,
+                         env=lake_env(azurite.connection_string(WRONG_KEY)), timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"error: cannot reach output {lake_inputs['url']}/wrong-key: access denied (AuthorizationFailure): "
+        "check the account key, SAS token or identity (docs/azure.md)"]
+    assert WRONG_KEY not in proc.stderr + proc.stdout
