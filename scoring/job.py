@@ -6,13 +6,17 @@ bundle's sha256, see :mod:`scoring.engines.cache`) and keeps it for all its task
 """
 from __future__ import annotations
 
+import atexit
+import hashlib
 import io
 import json
 import logging
 import os
 import resource
+import shutil
 import socket
 import sys
+import tempfile
 import threading
 import time
 import zipfile
@@ -94,20 +98,45 @@ def engine_threads(spark) -> int:
     return max(1, int(spark.sparkContext.getConf().get("spark.task.cpus", "1")))
 
 
-def ship_packages(spark) -> None:
-    """Send ``scoring`` and ``tiling`` to the executors as one zip (cluster nodes lack them)."""
-    import tempfile
-
-    folder = tempfile.mkdtemp(prefix="tilescan-py-")
-    path = os.path.join(folder, "tilescan_packages.zip")
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+def _package_zip() -> bytes:
+    """``scoring`` and ``tiling`` as one zip, in a stable order so equal code gives equal bytes."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for package in _SHIPPED_PACKAGES:
-            for dirpath, _, filenames in os.walk(os.path.join(_PROJECT_ROOT, package)):
-                for filename in filenames:
+            for dirpath, dirnames, filenames in sorted(os.walk(os.path.join(_PROJECT_ROOT, package))):
+                dirnames.sort()
+                for filename in sorted(filenames):
                     if filename.endswith(".py"):
                         full = os.path.join(dirpath, filename)
-                        archive.write(full, os.path.relpath(full, _PROJECT_ROOT))
+                        info = zipfile.ZipInfo(os.path.relpath(full, _PROJECT_ROOT), date_time=(2020, 1, 1, 0, 0, 0))
+                        with open(full, "rb") as fh:
+                            archive.writestr(info, fh.read(), zipfile.ZIP_DEFLATED)
+    return buffer.getvalue()
+
+
+_shipped: set = set()
+
+
+def ship_packages(spark) -> None:
+    """Send ``scoring`` and ``tiling`` to the executors as one zip (cluster nodes lack them).
+
+    The zip is named by its content hash: Spark refuses a second file of the same name with
+    other contents, which happens when the code changes within one long-lived session.
+    """
+    data = _package_zip()
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    key = (spark.sparkContext.applicationId, digest)
+    if key in _shipped:
+        return
+    folder = os.path.join(tempfile.gettempdir(), f"tilescan-py-{os.getpid()}")
+    if not os.path.isdir(folder):
+        os.makedirs(folder)
+        atexit.register(shutil.rmtree, folder, True)
+    path = os.path.join(folder, f"tilescan_packages_{digest}.zip")
+    with open(path, "wb") as fh:
+        fh.write(data)
     spark.sparkContext.addPyFile(path)
+    _shipped.add(key)
 
 
 class _Progress(threading.Thread):
