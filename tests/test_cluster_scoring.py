@@ -1,0 +1,123 @@
+"""score.py on a real Spark standalone cluster on 127.0.0.1: same results as local mode,
+and a worker killed in the middle of a job does not change them."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from scoring.params import ScoreParams
+from scoring.pipeline import prepare, run
+from tests.conftest import ROOT, write_noise_png
+from tests.reference import assert_same_scores, table_scores
+from tests.test_cluster_scripts import cluster, free_ports, pids, up_args
+
+pytestmark = [pytest.mark.slow, pytest.mark.cluster]
+
+CLASSES = ("car", "boat", "background")
+THRESHOLD = "0.34"  # random weights: a low threshold so that there are boxes to compare
+
+
+@pytest.fixture(scope="module")
+def standalone(tmp_path_factory):
+    """A master and two single-core workers; yields (master port, run dir)."""
+    run_dir = tmp_path_factory.mktemp("cluster")
+    port, webui = free_ports(2)
+    up = cluster(*up_args(2, port, webui), run_dir=run_dir)
+    assert up.returncode == 0, up.stdout + up.stderr
+    yield port, run_dir
+    cluster("down", run_dir=run_dir)
+
+
+@pytest.fixture(scope="module")
+def resnet20_bundle(tmp_path_factory):
+    """The default model's architecture with random weights: slow enough to interrupt."""
+    from training.export import random_bundle
+
+    folder = str(tmp_path_factory.mktemp("resnet20"))
+    random_bundle(folder, depth=20, width=16, seed=11)
+    return folder
+
+
+def submit(master: str, image: str, model: str, out, *extra, ui_port: int | None = None) -> subprocess.Popen:
+    env = dict(os.environ, SPARK_LOCAL_IP="127.0.0.1", PYSPARK_PYTHON=sys.executable,
+               PYSPARK_DRIVER_PYTHON=sys.executable, SPARK_CONF_DIR=os.path.join(ROOT, "conf"))
+    ui = ["--conf", f"spark.ui.port={ui_port}", "--conf", "spark.port.maxRetries=0"] if ui_port else \
+        ["--conf", "spark.ui.enabled=false"]
+    command = [os.path.join(os.path.dirname(sys.executable), "spark-submit"), "--master", master,
+               "--executor-memory", "512m", *ui, os.path.join(ROOT, "app", "score.py"), "--image", image,
+               "--out", str(out), "--model", model, "--keep", "0", "--threshold", THRESHOLD, "--quiet", *extra]
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(proc: subprocess.Popen, timeout: float = 300) -> None:
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, out[-2000:] + err[-4000:]
+
+
+def local_run(spark, image, model, out, strips):
+    params = ScoreParams(image=image, out=str(out), model=model, keep=0.0, threshold={"*": float(THRESHOLD)},
+                         strips=strips, quiet=True)
+    run(prepare(params), spark)
+
+
+def assert_same_outputs(got, want) -> None:
+    assert_same_scores(table_scores(pq.read_table(got / "windows.parquet"), CLASSES),
+                       table_scores(pq.read_table(want / "windows.parquet"), CLASSES))
+    boxes = [json.load(open(folder / "detections.json"))["annotations"] for folder in (got, want)]
+    assert len(boxes[0]) == len(boxes[1])
+    for a, b in zip(*boxes):
+        assert a["category_id"] == b["category_id"]
+        np.testing.assert_allclose(a["bbox"], b["bbox"], atol=1e-2)
+        assert a["score"] == pytest.approx(b["score"], abs=1e-5)
+
+
+def test_cluster_matches_local_mode(standalone, spark, tmp_path, small_image, random_bundle_dir):
+    port, _ = standalone
+    finish(submit(f"spark://127.0.0.1:{port}", small_image, random_bundle_dir, tmp_path / "cluster", "--strips", "6"))
+    manifest = json.load(open(tmp_path / "cluster" / "manifest.json"))
+    assert manifest["spark"]["master"] == f"spark://127.0.0.1:{port}"
+    assert manifest["timings_s"]["python_workers"] == 2  # both workers scored
+    local_run(spark, small_image, random_bundle_dir, tmp_path / "local", strips=3)
+    assert_same_outputs(tmp_path / "cluster", tmp_path / "local")
+
+
+def completed_tasks(ui_port: int) -> int:
+    base = f"http://127.0.0.1:{ui_port}/api/v1/applications"
+    try:
+        (app,) = json.load(urllib.request.urlopen(base, timeout=2))
+        jobs = json.load(urllib.request.urlopen(f"{base}/{app['id']}/jobs", timeout=2))
+    except (OSError, ValueError):
+        return 0
+    return sum(job["numCompletedTasks"] for job in jobs)
+
+
+def test_killing_a_worker_mid_job_changes_nothing(standalone, spark, tmp_path, resnet20_bundle):
+    port, run_dir = standalone
+    image = write_noise_png(tmp_path / "big.png", 1280, 1024, seed=4)
+    (ui_port,) = free_ports(1)
+    proc = submit(f"spark://127.0.0.1:{port}", image, resnet20_bundle, tmp_path / "disturbed", "--strips", "16",
+                  ui_port=ui_port)
+    try:
+        deadline = time.monotonic() + 180
+        while completed_tasks(ui_port) < 2:
+            assert proc.poll() is None, "the job ended before a worker could be killed"
+            assert time.monotonic() < deadline, "no task completed in time"
+            time.sleep(0.2)
+        os.killpg(pids(run_dir)["worker-1"], signal.SIGKILL)  # the worker, its executor and Python workers
+        finish(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        cluster(*up_args(2, port, 0), run_dir=run_dir)  # bring the worker back for later tests
+    assert completed_tasks(ui_port) == 0  # the job really finished (its UI is gone)
+    local_run(spark, image, resnet20_bundle, tmp_path / "undisturbed", strips=4)
+    assert_same_outputs(tmp_path / "disturbed", tmp_path / "undisturbed")
