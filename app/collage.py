@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, kind in OPTIONS.items():
         p.add_argument("--" + name.replace("_", "-"), type=kind,
                        help=helps.get(name, f"default {defaults[name]}"))
+    storage.add_arguments(p)
     return p
 
 
@@ -53,11 +54,11 @@ def params_from_args(args: argparse.Namespace) -> CollageParams:
     return CollageParams(**given)
 
 
-def load_target(url: str):
+def load_target(url: str, storage_options: dict | None = None):
     import numpy as np
     from PIL import Image, UnidentifiedImageError
 
-    fs, path = storage.filesystem(url)
+    fs, path = storage.filesystem(url, storage_options)
     try:
         data = storage.read_bytes(fs, path)
     except FileNotFoundError:
@@ -69,10 +70,10 @@ def load_target(url: str):
         raise TilescanError(f"--target {url} is not a readable picture ({exc})") from None
 
 
-def load_library(name: str):
+def load_library(name: str, storage_options: dict | None = None):
     if name == CIFAR_LIBRARY:
-        return load_cifar(os.path.join(data_root(), "cifar10"), "test")
-    return load_image_folder(name)
+        return load_cifar(storage.join(data_root(), "cifar10"), "test", storage_options=storage_options)
+    return load_image_folder(name, storage_options=storage_options)
 
 
 def make_collage(args: argparse.Namespace) -> dict:
@@ -81,11 +82,12 @@ def make_collage(args: argparse.Namespace) -> dict:
 
     params = params_from_args(args)
     target_url = args.target or os.path.join(data_root(), "mona_lisa.jpg")
-    fs, root = storage.filesystem(args.out)
+    options = storage.options_from_args(args)
+    fs, root = storage.filesystem(args.out, options)
     timings = {}
     started = time.time()
-    target = load_target(target_url)
-    library = load_library(args.library)
+    target = load_target(target_url, options)
+    library = load_library(args.library, options)
     timings["load_s"] = time.time() - started
 
     started = time.time()
@@ -126,10 +128,11 @@ def make_collage(args: argparse.Namespace) -> dict:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("azure").setLevel(logging.WARNING)  # the SDK logs every request at INFO
     try:
         summary = make_collage(args)
     except (TilescanError, ValueError, TypeError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {storage.redact(exc)}", file=sys.stderr)
         return 2
     counts = summary["counts"]
     p = summary["parameters"]

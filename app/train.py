@@ -13,6 +13,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from scoring import storage  # noqa: E402
 from training.data import data_root  # noqa: E402
 from training.train import TrainConfig, train  # noqa: E402
 
@@ -31,6 +32,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--gpus", help="comma-separated GPU ids, e.g. 0,1 (default: CPU)")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    storage.add_arguments(p)
     return p.parse_args(argv)
 
 
@@ -63,10 +65,24 @@ def main(argv=None) -> int:
     except (ValueError, TypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if not os.path.isdir(config.data):
-        print(f"error: CIFAR-10 not found at {config.data} (set TILESCAN_DATA or --data)", file=sys.stderr)
+    try:
+        options = storage.options_from_args(args)
+        if storage.is_local(config.out):
+            train(config, resume=args.resume, progress=not args.quiet, storage_options=options)
+            return 0
+        # MXNet writes checkpoints and exports to local files: train locally, then upload.
+        import tempfile
+
+        from scoring.lake import transfer
+
+        with tempfile.TemporaryDirectory(prefix="tilescan-train-") as local:
+            train(dataclasses.replace(config, out=local), progress=not args.quiet, storage_options=options)
+            result = transfer(local, config.out, overwrite=True, storage_options=options, progress=not args.quiet)
+            if not result.ok:
+                raise OSError(f"upload to {config.out} failed for {len(result.failed)} files")
+    except (FileNotFoundError, storage.StorageError, OSError) as exc:
+        print(f"error: {storage.redact(exc)}", file=sys.stderr)
         return 2
-    train(config, resume=args.resume, progress=not args.quiet)
     return 0
 
 

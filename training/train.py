@@ -171,8 +171,12 @@ def _latest_checkpoint(folder: str):
         return json.load(fh)
 
 
-def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> dict:
-    """Run training and export the bundle into ``config.out``; returns the final metrics."""
+def train(config: TrainConfig, *, resume: bool = False, progress: bool = True,
+          storage_options: dict | None = None) -> dict:
+    """Run training and export the bundle into local folder ``config.out``; returns the final metrics.
+
+    ``config.data`` may be a URL (read with ``storage_options``).
+    """
     config.validate()
     import mxnet as mx
     from mxnet import autograd, gluon
@@ -190,7 +194,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
     rng = np.random.default_rng(config.seed)
     ctx = [mx.gpu(i) for i in config.gpus] or [mx.cpu()]
 
-    data = load_cifar(config.data, "train")
+    data = load_cifar(config.data, "train", storage_options=storage_options)
     channels = split_channels(data, val_fraction=config.val_fraction, seed=config.seed)
     if config.limit_per_class:
         channels = {name: _limit(data, idx, config.limit_per_class, rng) for name, idx in channels.items()}
