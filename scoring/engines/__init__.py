@@ -16,6 +16,7 @@ __all__ = ["Engine", "ENGINES", "DEFAULT_ENGINE", "engine_class", "create_engine
 ENGINES = {
     "onnxruntime": "scoring.engines.onnx_engine:OnnxRuntimeEngine",
     "mxnet": "scoring.engines.mxnet_engine:MxnetEngine",
+    "onnxruntime-int8": "scoring.engines.onnx_int8:OnnxRuntimeInt8Engine",
 }
 DEFAULT_ENGINE = "onnxruntime"
 

@@ -1,0 +1,238 @@
+"""What every benchmark needs: the model, the demo picture, Spark, and a rate timer."""
+from __future__ import annotations
+
+import argparse
+import atexit
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import zipfile
+
+import numpy as np
+
+__all__ = [
+    "ROOT", "Inputs", "base_parser", "inputs_from_args", "resolve_model", "demo_image", "synthetic_png",
+    "core_counts", "spark_env", "local_spark", "ship_benchmarks", "measure_rate", "best_of", "configure_logging",
+    "write_json", "JOB_BATCH",
+]
+
+logger = logging.getLogger(__name__)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_MODEL = os.path.join(ROOT, "models", "default")
+DEFAULT_WORK = os.path.join(ROOT, "work", "bench")
+#: Same architecture as the default model, random weights: speed figures hold, accuracy does not.
+RANDOM_MODEL = {"depth": 20, "width": 16}
+DEMO_WIDTH, QUICK_WIDTH = 4000, 480
+
+
+def _default_batch() -> int:
+    from scoring.params import ScoreParams
+
+    return ScoreParams.__dataclass_fields__["batch_size"].default
+
+
+#: score.py's default batch size: the job's, so the one end-to-end ratios are taken at.
+JOB_BATCH = _default_batch()
+
+
+@dataclasses.dataclass(frozen=True)
+class Inputs:
+    """The model and picture every section runs on."""
+
+    model: str                # bundle folder
+    model_is_random: bool     # True when models/default was absent and a random ResNet-20 stands in
+    image: str                # picture path
+    truth: str | None         # its COCO ground truth (the demo collage's), or None
+    work: str                 # scratch folder for runs and generated inputs
+    quick: bool
+
+
+def configure_logging(quiet: bool = False) -> None:
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
+                        format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("py4j", "azure", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def base_parser(description: str) -> argparse.ArgumentParser:
+    """The options every benchmark script shares."""
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help="model bundle folder (default models/default; a random ResNet-20 when absent)")
+    p.add_argument("--image", help="picture to score (default: the demo collage, built into --work)")
+    p.add_argument("--truth", help="COCO ground truth of --image, for AP (the collage's own by default)")
+    p.add_argument("--work", default=DEFAULT_WORK, help="scratch folder (default %(default)s)")
+    p.add_argument("--quick", action="store_true", help="smoke run: tiny sizes, short timings")
+    return p
+
+
+def inputs_from_args(args: argparse.Namespace) -> Inputs:
+    """The model and picture (built once under ``--work``); runs go to ``--work``/quick when quick."""
+    base = os.path.abspath(args.work)
+    work = os.path.join(base, "quick") if args.quick else base
+    os.makedirs(work, exist_ok=True)
+    model, is_random = resolve_model(args.model, base)
+    if args.image:
+        image, truth = os.path.abspath(args.image), args.truth
+    else:
+        image, truth = demo_image(base, width=QUICK_WIDTH if args.quick else DEMO_WIDTH)
+    return Inputs(model=model, model_is_random=is_random, image=image, truth=truth, work=work, quick=args.quick)
+
+
+def resolve_model(path: str, work: str) -> tuple[str, bool]:
+    """``path`` when it holds a bundle, else a random ResNet-20 (width 16) bundle under ``work``."""
+    if os.path.isfile(os.path.join(path, "model.json")):
+        return os.path.abspath(path), False
+    folder = os.path.join(work, f"random-resnet{RANDOM_MODEL['depth']}-w{RANDOM_MODEL['width']}")
+    print(f"warning: no model bundle at {path}: using a random-weights ResNet-{RANDOM_MODEL['depth']} "
+          f"(width {RANDOM_MODEL['width']}) in {folder}; speed figures hold, accuracy figures do not",
+          file=sys.stderr)
+    if not os.path.isfile(os.path.join(folder, "model.json")):
+        from training.export import random_bundle
+
+        random_bundle(folder, depth=RANDOM_MODEL["depth"], width=RANDOM_MODEL["width"], seed=0)
+    return folder, True
+
+
+def demo_image(work: str, *, width: int = DEMO_WIDTH) -> tuple[str, str | None]:
+    """The demo collage (built once into ``work``) and its ground truth.
+
+    Without CIFAR-10 or the Mona Lisa under $TILESCAN_DATA, a synthetic picture of the
+    same size stands in, with no ground truth.
+    """
+    folder = os.path.join(work, f"collage-{width}")
+    image, truth = os.path.join(folder, "collage.png"), os.path.join(folder, "ground_truth.json")
+    if os.path.isfile(os.path.join(folder, "collage.json")):
+        return image, truth
+    from app import collage as collage_app
+    from training.data import data_root
+
+    root = data_root()
+    if not (os.path.isdir(os.path.join(root, "cifar10")) and os.path.isfile(os.path.join(root, "mona_lisa.jpg"))):
+        print(f"warning: no CIFAR-10 or mona_lisa.jpg under {root}: scoring a synthetic picture instead "
+              "of the demo collage (no AP figures)", file=sys.stderr)
+        path = os.path.join(work, f"synthetic-{width}.png")
+        return synthetic_png(path, width, int(round(width * 1192 / 800))), None
+    started = time.time()
+    collage_app.make_collage(collage_app.build_parser().parse_args(["--out", folder, "--width", str(width)]))
+    logger.info("built the demo collage %s in %.1f s", image, time.time() - started)
+    return image, truth
+
+
+def synthetic_png(path: str, width: int, height: int, *, seed: int = 0) -> str:
+    """Smooth colour noise as a PNG at ``path`` (kept when it already exists)."""
+    if os.path.isfile(path):
+        return path
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, 256, (height // 16 + 2, width // 16 + 2, 3), dtype=np.uint8)
+    pixels = np.asarray(Image.fromarray(coarse).resize((width, height), Image.BILINEAR))
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    Image.fromarray(pixels).save(path, compress_level=1)
+    return path
+
+
+def core_counts() -> list[int]:
+    """Core counts to measure at: 1, 2 and all the cores this process may use."""
+    cores = len(os.sched_getaffinity(0))
+    return sorted({n for n in (1, 2, cores) if n <= cores})
+
+
+def spark_env() -> dict:
+    """Environment for ``spark-submit`` and for a local SparkSession: loopback, this Python."""
+    bin_dir = os.path.dirname(sys.executable)
+    return dict(os.environ, SPARK_LOCAL_IP=os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"),
+                PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable,
+                SPARK_CONF_DIR=os.path.join(ROOT, "conf"),
+                PATH=bin_dir + os.pathsep + os.environ.get("PATH", ""))
+
+
+def local_spark(master: str):
+    """A SparkSession on ``master`` built the way ``app/score.py`` builds its own."""
+    from app.score import spark_session
+
+    for key, value in spark_env().items():
+        if key in ("SPARK_LOCAL_IP", "PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON", "SPARK_CONF_DIR"):
+            os.environ.setdefault(key, value)
+    # As much driver memory as end_to_end gives spark-submit (the JVM holds the pixel bands).
+    os.environ.setdefault("PYSPARK_SUBMIT_ARGS", "--driver-memory 4g pyspark-shell")
+    spark = spark_session(master)
+    if spark.sparkContext.master != master:
+        raise RuntimeError(f"a SparkSession on {spark.sparkContext.master} is already running; wanted {master}")
+    from scoring.job import ship_packages
+
+    ship_packages(spark)  # before any job: benchmark tasks import scoring too
+    ship_benchmarks(spark)
+    return spark
+
+
+def ship_benchmarks(spark) -> None:
+    """Send this package to the executors: benchmark scorers are pickled by reference."""
+    folder = tempfile.mkdtemp(prefix="tilescan-bench-")
+    atexit.register(shutil.rmtree, folder, True)
+    path = os.path.join(folder, "tilescan_benchmarks.zip")
+    package = os.path.join(ROOT, "benchmarks")
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name in sorted(os.listdir(package)):
+            if name.endswith(".py"):
+                archive.write(os.path.join(package, name), os.path.join("benchmarks", name))
+    spark.sparkContext.addPyFile(path)
+
+
+def measure_rate(call, items: int, *, min_seconds: float) -> dict:
+    """Items per second of ``call()`` (which processes ``items`` items) in one timed block.
+
+    One untimed warm-up call, then calls until ``min_seconds`` have passed. Also returns
+    CPU seconds per wall second: about the threads really used (lower means other
+    processes took the cores).
+    """
+    if items < 1 or min_seconds <= 0:
+        raise ValueError(f"need items >= 1 and min_seconds > 0, got {items} and {min_seconds}")
+    call()
+    calls, wall0, cpu0 = 0, time.perf_counter(), time.process_time()
+    while True:
+        call()
+        calls += 1
+        elapsed = time.perf_counter() - wall0
+        if elapsed >= min_seconds:
+            break
+    return {"per_s": calls * items / elapsed, "cpu_per_wall": (time.process_time() - cpu0) / elapsed}
+
+
+def best_of(blocks: list[dict]) -> dict:
+    """Blocks of :func:`measure_rate` for one configuration, taken in interleaved rounds.
+
+    The best block is the figure (noise on a shared machine only ever slows a block
+    down); the median and the spread are kept to show how noisy the machine was.
+    """
+    if not blocks:
+        raise ValueError("`blocks` is empty")
+    rates = [b["per_s"] for b in blocks]
+    best = int(np.argmax(rates))
+    return {"per_s": rates[best], "median_per_s": statistics.median(rates), "min_per_s": min(rates),
+            "cpu_per_wall": blocks[best]["cpu_per_wall"], "blocks": len(blocks)}
+
+
+def write_json(path: str, doc) -> None:
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w") as fh:
+        json.dump(doc, fh, indent=1, default=_json_default)
+        fh.write("\n")
+
+
+def _json_default(value):
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

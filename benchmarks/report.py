@@ -1,0 +1,425 @@
+"""BENCHMARKS.md from the raw figures: one markdown section per benchmark.
+
+    python -m benchmarks.report [--json benchmarks/results.json] [--md BENCHMARKS.md]
+
+Rewrites BENCHMARKS.md from a results file (or, with no results file, the template with
+every table empty). Each ``*_section`` function takes one section of the results and
+returns its markdown; the benchmark scripts print the same text.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+__all__ = ["render", "write", "machine_section", "engine_section", "end_to_end_section", "breakdown_section",
+           "baseline_section", "quantize_section", "memory_section", "main"]
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NOT_RUN = "_Not measured yet: run `make bench`._"
+
+
+def _n(value, digits: int = 0) -> str:
+    """A number for a table: thousands separators, ``—`` for None."""
+    if value is None:
+        return "—"
+    if isinstance(value, str):
+        return value
+    return f"{value:,.{digits}f}"
+
+
+def _pct(value) -> str:
+    return "—" if value is None else f"{100 * value:.0f} %"
+
+
+def _table(headers, rows) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _sgemm_sources(m: dict) -> str:
+    s = m.get("sgemm", {})
+    cores = str(m["cores"])
+    parts = []
+    sources = (("numpy_gflops", f"numpy, {s.get('numpy_blas')}"), ("onnxruntime_gflops", "ONNX Runtime MatMul"))
+    for key, label in sources:
+        rates = s.get(key, {})
+        parts.append(f"{label} {_n(rates.get('1'))} / {_n(rates.get(cores))}")
+    return "; ".join(parts)
+
+
+def machine_section(m: dict | None) -> str:
+    if not m:
+        return "## Machine\n\n" + NOT_RUN
+    sgemm = m.get("sgemm", {}).get("gflops", {})
+    one, everything = sgemm.get("1"), sgemm.get(str(m["cores"]))
+    v = m["versions"]
+    rows = [
+        ["CPU", f"{m['cpu_model']}, {m['cores']} cores usable ({m['logical_cpus']} logical CPUs)"],
+        ["clock", f"{_n(m['ghz'], 2)} GHz ({m['ghz_source']})"],
+        ["SIMD", ", ".join(m["simd_flags"]) or "—"],
+        ["FP32 peak, theoretical", f"{m['fp32_flops_per_cycle']} FLOP/cycle/core: {_n(m['peak_gflops_per_core'])} "
+                                   f"GFLOP/s per core, {_n(m['peak_gflops'])} GFLOP/s in all"],
+        ["FP32 sgemm, measured", f"{_n(one)} GFLOP/s on 1 thread, {_n(everything)} GFLOP/s on {m['cores']} "
+                                 f"(n = {m.get('sgemm', {}).get('n')}, the better of: {_sgemm_sources(m)})"],
+        ["memory", f"{_n(m['memory_gb'], 1)} GB"],
+        ["load average at start", " / ".join(f"{x:.2f}" for x in m["load_average"]) + " (1, 5, 15 min)"],
+        ["platform", m["platform"]],
+        ["versions", ", ".join(f"{k} {val}" for k, val in v.items() if val)],
+    ]
+    return "## Machine\n\n" + _table(["", ""], rows)
+
+
+def engine_section(e: dict | None, machine: dict | None = None) -> str:
+    head = "## 1. Engine throughput\n\n"
+    if not e:
+        return head + NOT_RUN
+    f = e["flops"]
+    by_op = ", ".join(f"{op} {_n(macs)}" for op, macs in f["macs_by_op"].items())
+    text = (f"Model `{e['model']}`: {_n(f['macs'] / 1e6, 2)} M multiply-adds per 32×32 window ({by_op}), "
+            f"{_n(f['flops'] / 1e6, 1)} MFLOP, {_n(f['parameters'])} parameters. Pre-cut uint8 batches through "
+            "`Engine.predict` (normalisation included), one process, interleaved rounds, best round shown "
+            "(median beside it). CPU/wall ≈ threads really used.\n\n")
+    rows = [[r["engine"], r["threads"], r["batch"], _n(r["per_s"]), _n(r["median_per_s"]), _n(r["cpu_per_wall"], 2),
+             _n(r["gflops"], 1), _pct(r.get("of_peak")), _pct(r.get("of_sgemm"))]
+            for r in sorted(e["rows"], key=lambda r: (r["engine"], r["threads"], r["batch"]))]
+    for r in e.get("forward_only", []):
+        rows.append([f"{r['engine']} (network only)", r["threads"], r["batch"], _n(r["per_s"]), _n(r["median_per_s"]),
+                     _n(r["cpu_per_wall"], 2), _n(r["gflops"], 1), _pct(r.get("of_peak")), _pct(r.get("of_sgemm"))])
+    text += _table(["engine", "threads", "batch", "windows/s", "median", "CPU/wall", "GFLOP/s", "of peak",
+                    "of sgemm"], rows)
+    if e.get("processes"):
+        text += ("\n\nN separate 1-thread engine processes timed together (the layout of N Spark tasks, without "
+                 "Spark):\n\n")
+        one = {r["batch"]: r["per_s"] for r in e["rows"] if r["engine"] == "onnxruntime" and r["threads"] == 1}
+        rows = [[r["engine"], r["processes"], r["batch"], _n(r["per_s"]), " + ".join(_n(v) for v in r["per_process"]),
+                 _n(r["per_s"] / (one[r["batch"]] * r["processes"]), 2) if one.get(r["batch"]) else "—",
+                 _n(r["cpu_per_wall"], 2), _pct(r.get("of_peak"))] for r in e["processes"]]
+        text += _table(["engine", "processes", "batch", "windows/s", "per process", "scaling vs 1 thread × N",
+                        "CPU/wall", "of peak"], rows)
+    best = {}
+    for r in e["rows"]:
+        key = (r["engine"], r["threads"])
+        if key not in best or r["per_s"] > best[key]["per_s"]:
+            best[key] = r
+    text += "\n\nFastest batch: " + "; ".join(f"{n} at {t} thread{'s' if t > 1 else ''}: {r['batch']}"
+                                               for (n, t), r in sorted(best.items())) + "."
+    text += ("\n\n“of peak”: of the theoretical FP32 peak of the cores used; “of sgemm”: of the measured "
+             "1-thread sgemm rate (the better of numpy and ONNX Runtime) times the threads. “network only”: "
+             "the ONNX session on already-normalised float32 input, so the gap to the row above is the uint8 → "
+             "float normalisation.")
+    return head + text
+
+
+def end_to_end_section(e: dict | None) -> str:
+    head = "## 2. End to end: `spark-submit app/score.py`\n\n"
+    if not e or not e.get("runs"):
+        return head + NOT_RUN
+    text = (f"`{os.path.relpath(e['image'], ROOT) if e['image'].startswith(ROOT) else e['image']}`, engine "
+            f"{e['engine']}, batch {e['batch_size']}, local[N] with 1 thread per task. Windows/s from the first "
+            "task's start to the last task's end; the Spark job and the whole command (JVM start-up, reading, "
+            "merging, writing) beside it.\n\n")
+    rows = []
+    for r in e["runs"]:
+        rows.append([r["cores"], r.get("batch_size", e["batch_size"]), _n(r["windows"]), r["strips"],
+                     _n(r["first_to_last_task_s"], 1), _n(r["windows_per_s"]),
+                     _n(r["engine_1_thread_x_n_per_s"]), _n(r["ratio_to_engine_1_thread_x_n"], 2),
+                     _n(r.get("engine_n_processes_per_s")), _n(r.get("ratio_to_engine_n_processes"), 2),
+                     _n(r["engine_n_threads_per_s"]), _n(r["ratio_to_engine_n_threads"], 2),
+                     f"{_n(r['spark_job_s'], 1)} ({_n(r['spark_job_windows_per_s'])}/s)", _n(r["command_s"], 1)])
+    text += _table(["N", "batch", "windows", "strips", "first→last task s", "windows/s", "engine 1 thread × N",
+                    "ratio", "engine N processes", "ratio",
+                    "engine N threads", "ratio", "Spark job s", "command s"], rows)
+    verdicts = []
+    for r in e["runs"]:
+        ratio = r["ratio_to_engine_1_thread_x_n"]
+        if ratio is not None:
+            verdicts.append(f"local[{r['cores']}] at batch {r.get('batch_size', e['batch_size'])}: {ratio:.2f} of the "
+                            "engine's rate "
+                            f"({'meets' if ratio >= e['target_ratio'] else 'misses'} the {e['target_ratio']} target)")
+    text += "\n\n" + "; ".join(verdicts) + "." if verdicts else ""
+    text += ("\n\nWhere the N cores' time went between the first task's start and the last task's end "
+             "(share of N × that span):\n\n")
+    keys = ["inference_at_engine_rate", "inference_sharing_cores", "inference_slower_in_spark", "cutting_and_rows",
+            "model_load", "outside_scoring"]
+    labels = ["inference at the engine's rate", "N processes sharing the cores", "inference slower in Spark",
+              "cutting + row selection", "model load", "outside scoring (worker start, task and result transfer, gaps)"]
+    rows = [[r["cores"], r.get("batch_size", e["batch_size"]), *(_pct(r["gap"]["fraction"].get(k)) for k in keys),
+             _n(r["gap"]["capacity_core_s"], 1)] for r in e["runs"]]
+    text += _table(["N", "batch", *labels, "core-s"], rows)
+    return head + text
+
+
+def scaling_section(s: dict | None) -> str:
+    if not s:
+        return "## Scaling on a standalone cluster\n\n_Not measured in this run._"
+    rows = [[r["workers"], _n(r["command_s"], 1), _n(r["spark_job_s"], 1), _n(r["first_to_last_task_s"], 1),
+             _n(r["windows_per_s"]), r["strips"], _n(r["strip_balance"], 3)] for r in s["runs"]]
+    return ("## Scaling on a standalone cluster\n\n"
+            "`cluster_scripts/local_cluster.sh up 2 --cores 1`, then `spark-submit --total-executor-cores N`. "
+            "Strip balance: the largest strip's windows over the mean. On a two-core machine the driver and the "
+            "JVMs share the cores with the workers, so this speed-up is a floor for separate nodes.\n\n"
+            + _table(["workers", "command s", "Spark job s", "tasks s", "windows/s", "strips", "strip balance"], rows)
+            + f"\n\nSpeed-up from 1 to 2 workers: {s['speedup_command']:.2f}x for the whole command, "
+              f"{s['speedup_job']:.2f}x for the Spark job, {s['speedup_tasks']:.2f}x for the tasks' span.")
+
+
+def breakdown_section(b: dict | None) -> str:
+    head = "## 3. Where the time goes\n\n"
+    if not b:
+        return head + NOT_RUN
+    d, x = b["driver_s"], b["executor_core_s"]
+    text = (f"One run in process on {b['master']} ({b['size'][0]}×{b['size'][1]} px, {_n(b['windows'])} windows, "
+            f"{b['strips']} strips, {b['python_workers']} Python workers), from the manifest's `timings_s`.\n\n"
+            "Driver (wall seconds):\n\n")
+    labels = {
+        "read_decode_image": "read + decode the picture", "load_verify_model": "load + verify the bundle",
+        "before_and_after_job": "around the job: ship code, broadcast, cut bands, decode + sort results",
+        "of_which_parallelize_pixels": "  of which: pixel bands to Spark (`parallelize`, timed alone)",
+        "spark_job": "Spark job",
+        "of_which_job_start_and_collect": "  of which: before the first task / after the last (worker start, "
+                                          "result collection)",
+        "of_which_first_to_last_task": "  of which: first task start → last task end",
+        "merge": "merge hits into boxes", "outputs_encode": "encode outputs (Parquet, COCO, overlay PNG)",
+        "of_which_overlay": "  of which: overlay (redrawn alone)", "write_commit": "write + commit", "total": "total",
+    }
+    total = d["total"]
+    rows = [[labels[k], _n(v, 2), _pct(v / total if v is not None and not k.startswith("of_which") and k != "total"
+                                      else None)] for k, v in d.items()]
+    text += _table(["stage", "s", "share"], rows)
+    text += "\n\nExecutors (core-seconds, summed over tasks; capacity = cores × first→last task):\n\n"
+    labels = {"model_load": "model load", "inference_predict": "inference (`predict_s`, normalisation included)",
+              "cutting_and_rows": "strip cutting + row selection (`score_s − predict_s`)",
+              "of_which_first_arrow_conversion": "  of which: pyarrow's first conversion imports pandas "
+                                                 "(once per worker, timed alone)",
+              "outside_scoring": "outside scoring (worker start, (de)serialisation, transfer, gaps)",
+              "capacity": "capacity"}
+    rows = [[labels[k], _n(v, 2), "—" if k.startswith("of_which") else _pct(v / x["capacity"])]
+            for k, v in x.items() if k in labels]
+    text += _table(["stage", "core-s", "share"], rows)
+    p = b["profile"]
+    text += (f"\n\nProfile of `score_strip` on strip {p['strip']} ({_n(p['windows'])} windows, {p['engine']}, "
+             f"{p['threads']} thread, batch {p['batch_size']}; {_n(p['wall_s'], 2)} s under cProfile), "
+             "top 10 by cumulative time:\n\n")
+    rows = [[f"`{r['function']}`", r["calls"], _n(r["tottime_s"], 3), _n(r["cumtime_s"], 3), _pct(r["cum_share"])]
+            for r in p["top"]]
+    text += _table(["function", "calls", "own s", "cumulative s", "share"], rows)
+    return head + text
+
+
+def baseline_section(b: dict | None) -> str:
+    head = "## 4. Against the reference design's manner\n\n"
+    if not b:
+        return head + NOT_RUN
+    text = (f"Same picture ({_n(b['windows'])} windows), same SparkSession ({b['master']}), "
+            "`score_on_spark` for both, engine caches emptied before each.\n\n")
+    names = {"baseline": "baseline: 1 strip per worker, model loaded every task",
+             "ours": "ours: 4 strips per core, model loaded once per worker"}
+    rows = [[names[k], r["engine"], r["batch_size"], r["strips"], _n(r["model_load_s"], 2), _n(r["spark_job_s"], 1),
+             _n(r["first_to_last_task_s"], 1), _n(r["windows_per_s"])] for k, r in b["designs"].items()]
+    text += _table(["design", "engine", "batch", "strips", "model load s (sum)", "Spark job s", "first→last task s",
+                    "windows/s"], rows)
+    text += f"\n\nOurs is **{b['speedup']:.2f}×** the baseline's rate (Spark job windows/s)."
+    return head + text
+
+
+def quantize_section(q: dict | None) -> str:
+    head = "## 5. Making it fast: graph optimisation and int8\n\n"
+    if not q:
+        return head + NOT_RUN
+    c = q["calibration"]
+    text = (f"Int8: static quantisation (`onnxruntime.quantization.quantize_static`, batch norms folded first, "
+            f"min/max calibration on {c['images']} images: {c['source']}; weights int8 per channel, activations "
+            "uint8; the softmax head stays float). Engine `onnxruntime-int8` on a bundle's `onnx-int8` file; "
+            "optional, never the default.\n\n")
+    base = {r["threads"]: r["per_s"] for r in q["speed"] if r["variant"] == "fp32 all"}
+    rows = [[r["variant"], r["threads"], _n(r["per_s"]), _n(r["median_per_s"]), _n(r["cpu_per_wall"], 2),
+             _n(r["per_s"] / base[r["threads"]], 2) if base.get(r["threads"]) else "—"]
+            for r in sorted(q["speed"], key=lambda r: r["threads"])]  # stable: levels, then int8
+    text += _table(["variant", "threads", "windows/s", "median", "CPU/wall", "× fp32 all"], rows)
+    text += "\n\nAccuracy beside speed:\n\n"
+    rows = []
+    for name, a in q["accuracy"].items():
+        ap = a.get("collage", {}).get("classes", {})
+        rows.append([name, _n(a.get("argmax_agreement"), 4) if "argmax_agreement" in a else "(reference)",
+                     _n(a.get("max_abs_prob_diff"), 3), _n(a.get("test_images"), 4), _n(a.get("test_canvas_tiles"), 4),
+                     *(_n(ap.get(cls, {}).get("ap50"), 3) for cls in ("car", "boat")),
+                     _n(a.get("collage", {}).get("boxes")), _n(a.get("collage", {}).get("spark_job_windows_per_s"))])
+    text += _table(["model", f"argmax agreement ({q['agreement_windows']} windows)", "max abs Δp",
+                    "CIFAR-10 test balanced acc.", "test canvas tiles balanced acc.", "collage AP50 car",
+                    "collage AP50 boat", "boxes", "Spark job windows/s"], rows)
+    text += ("\n\nAP: the collage scored on the same SparkSession as sections 3 and 4 (defaults: batch 512, "
+             "thresholds 0.9, fuse), evaluated against its ground truth; the last column is that run's Spark job.")
+    sizes = ", ".join(f"{name}: {_n(v['int8_bytes'] / 1024)} KiB (float {_n(v['float_bytes'] / 1024)} KiB), "
+                      f"quantised in {_n(v['quantize_s'], 1)} s" for name, v in q["bundles"].items())
+    text += f"\n\nFiles: {sizes}."
+    if any(a.get("subset") for a in q["accuracy"].values()):
+        text += " Balanced accuracy on a test subset only (quick run)."
+    return head + text
+
+
+def memory_section(m: dict | None) -> str:
+    head = "## 6. Memory\n\n"
+    if not m:
+        return head + NOT_RUN
+    text = (f"Synthetic pictures scored by `app/score.py`'s main in a fresh process each ({m['master']}); driver: "
+            "peak RSS of that Python process (VmHWM: `getrusage` would carry over the benchmark's own size "
+            "through fork and exec; the JVM not included); worker: the largest Python worker's `getrusage` "
+            "peak, from the manifest.\n\n")
+    rows = [[f"{r['width']}×{r['height']}", _n(r["megapixels"], 1), _n(r["image_mb"], 1), _n(r["windows"]),
+             _n(r["driver_max_rss_mb"]), _n(r["worker_max_rss_mb"]), _n(r["timings_s"]["spark_job_s"], 1)]
+            for r in m["rows"]]
+    text += _table(["size", "Mpx", "decoded MB", "windows", "driver peak MB", "worker peak MB", "Spark job s"], rows)
+    g = m.get("growth")
+    if g:
+        text += (f"\n\nGrowth: driver {g['driver']['mb_per_megapixel']:.1f} MB per megapixel over "
+                 f"{g['driver']['intercept_mb']:.0f} MB, worker {g['worker']['mb_per_megapixel']:.1f} MB per "
+                 f"megapixel over {g['worker']['intercept_mb']:.0f} MB (the decoded picture is "
+                 f"{g['decoded_image_mb_per_megapixel']:.2f} MB per megapixel).")
+    return head + text
+
+
+def _summary(results: dict) -> str:
+    """The headline figures, one bullet per section that ran."""
+    bullets = []
+    e = results.get("engine")
+    if e and e.get("rows"):
+        for name in ("onnxruntime", "mxnet"):
+            rows = [r for r in e["rows"] if r["engine"] == name and r["threads"] == 1]
+            if rows:
+                r = max(rows, key=lambda r: r["per_s"])
+                bullets.append(f"{name} on 1 thread: {_n(r['per_s'])} windows/s at best (batch {r['batch']}), "
+                               f"{_pct(r.get('of_peak'))} of the FP32 peak")
+    x = results.get("end_to_end")
+    for r in (x or {}).get("runs", []):
+        ratio = r.get("ratio_to_engine_1_thread_x_n")
+        if ratio is not None:
+            worst = max((k for k in r["gap"]["fraction"] if k != "inference_at_engine_rate"),
+                        key=lambda k: r["gap"]["fraction"][k])
+            bullets.append(f"end to end at local[{r['cores']}], batch {r.get('batch_size', x['batch_size'])}: "
+                           f"{_n(r['windows_per_s'])} "
+                           f"windows/s, **{ratio:.2f}** of the engine's rate (target {x['target_ratio']}); largest "
+                           f"other share: {worst.replace('_', ' ')} {_pct(r['gap']['fraction'][worst])}")
+    b = results.get("baseline")
+    if b:
+        bullets.append(f"against the reference design's manner: **{b['speedup']:.2f}×**")
+    q = results.get("quantize")
+    if q:
+        base = {r["threads"]: r["per_s"] for r in q["speed"] if r["variant"] == "fp32 all"}
+        for name, a in q["accuracy"].items():
+            if name == "fp32":
+                continue
+            speed = [r for r in q["speed"] if r["variant"] == name and r["threads"] == 1]
+            fp = q["accuracy"]["fp32"]
+            text = f"{name}: {speed[0]['per_s'] / base[1]:.2f}× fp32 on 1 thread" if speed and base.get(1) else name
+            if a.get("test_images") is not None and fp.get("test_images") is not None:
+                text += f"; CIFAR-10 test balanced accuracy {fp['test_images']:.4f} → {a['test_images']:.4f}"
+            fap, iap = fp.get("collage", {}).get("classes", {}), a.get("collage", {}).get("classes", {})
+            for cls in iap:
+                if fap.get(cls, {}).get("ap50") is not None and iap[cls].get("ap50") is not None:
+                    text += f"; AP50 {cls} {fap[cls]['ap50']:.3f} → {iap[cls]['ap50']:.3f}"
+            bullets.append(text)
+    m = results.get("memory")
+    if m and m.get("growth"):
+        g = m["growth"]
+        bullets.append(f"memory: driver {g['driver']['mb_per_megapixel']:+.1f} MB, worker "
+                       f"{g['worker']['mb_per_megapixel']:+.1f} MB per megapixel of picture")
+    return "## Summary\n\n" + "\n".join(f"- {b}" for b in bullets) if bullets else ""
+
+
+METHOD = """## How these are measured
+
+- `make bench` runs `python -m benchmarks.run_all` (about 15 minutes on 2 cores) and rewrites this
+  file and `benchmarks/results.json`; `--quick` is a smoke run with tiny sizes that writes under
+  `work/bench/quick/` instead. Each section also runs alone: `python -m benchmarks.engine`,
+  `end_to_end`, `breakdown`, `baseline`, `quantize`, `memory`, `machine` (all take `--model`,
+  `--image`, `--quick`). Without `models/default`, a random-weights ResNet-20 (width 16, the same
+  architecture) stands in, with a warning: speed figures hold, accuracy figures do not.
+- Engine rates are timed in interleaved rounds (every configuration once per round), and the best
+  round is reported with the median beside it: noise only ever slows a round down. CPU/wall shows
+  how many cores a configuration really had.
+- End to end is `spark-submit --master local[N] app/score.py` on the demo collage
+  (`python -m app.collage`, 4000 px wide), the fastest of two runs per configuration, windows per
+  second taken over the tasks' span (`timings_s.first_to_last_task_s`). Its ratio is to the engine
+  at 1 thread times N (N tasks of 1 thread each) and to the engine at N threads.
+- The gap to the engine is split, in core-seconds of the N cores over the tasks' span, with the
+  manifest's task timings: inference at the engine's in-process 1-thread rate; what N separate
+  1-thread engine processes timed together lose to sharing caches and memory bandwidth;
+  inference running slower still inside Spark (the rest of `predict_s`); strip cutting and row
+  selection (`score_s − predict_s`, which also holds pyarrow's one-off import of pandas in each
+  Python worker); model loading; and the rest (Python worker start, task and result
+  (de)serialisation and transfer, gaps, uneven strips).
+- The baseline and ours run in one process on one SparkSession through `score_on_spark`, engine
+  caches emptied before each, alternating when repeated.
+- Int8 models are built on copies of the bundle under `work/bench/`; the bundle itself is left
+  alone. To ship one: `add_int8_model(bundle_dir, calibration_images)` from
+  `scoring.engines.onnx_int8`, then `score.py --engine onnxruntime-int8`.
+- Memory: one fresh process per picture size, so each driver figure is that run's alone."""
+
+
+def render(results: dict | None) -> str:
+    """The whole of BENCHMARKS.md."""
+    results = results or {}
+    meta = results.get("meta", {})
+    lines = ["# Benchmarks", "",
+             "Generated by `make bench` (`python -m benchmarks.run_all`); the raw figures are in "
+             "`benchmarks/results.json`. Every figure comes from the same run, so ratios between them hold on a "
+             "noisy machine; rerun on a quiet one to compare with these.", ""]
+    if meta:
+        lines += [f"- date: {meta['date']}",
+                  f"- model: `{meta['model']['name']}` (bundle sha256 `{meta['model']['sha256'][:12]}`)"
+                  + (" — **random weights**: models/default was absent, so accuracy figures mean nothing"
+                     if meta["model"]["random"] else ""),
+                  f"- picture: `{meta['image']['path']}`, {meta['image']['width']}×{meta['image']['height']} px",
+                  f"- load average (1, 5, 15 min) at the end: "
+                  + " / ".join(f"{x:.2f}" for x in meta.get("load_average_end", ())),
+                  f"- command: `{meta['command']}`, {meta['total_s']:.0f} s in all"
+                  + (" (**--quick smoke run: tiny sizes, figures not meaningful**)" if meta.get("quick") else ""), ""]
+    else:
+        lines += ["_Template: every table is filled by `make bench`._", ""]
+    machine = results.get("machine")
+    summary = _summary(results)
+    sections = [*([summary] if summary else []), machine_section(machine),
+                engine_section(results.get("engine"), machine),
+                end_to_end_section(results.get("end_to_end")), scaling_section(results.get("scaling")),
+                breakdown_section(results.get("breakdown")),
+                baseline_section(results.get("baseline")), quantize_section(results.get("quantize")),
+                memory_section(results.get("memory"))]
+    errors = results.get("errors")
+    sections.append(METHOD)
+    if errors:
+        sections.append("## Sections that failed\n\n" + "\n".join(
+            f"- {k}: `{v.splitlines()[0] if v else v}` (the whole message is in results.json)"
+            for k, v in errors.items()))
+    return "\n".join(lines) + "\n" + "\n\n".join(sections) + "\n"
+
+
+def write(results: dict, md_path: str, json_path: str | None = None) -> None:
+    """Write BENCHMARKS.md (and the raw figures) from ``results``."""
+    from benchmarks.common import write_json
+
+    if json_path:
+        write_json(json_path, results)
+    os.makedirs(os.path.dirname(os.path.abspath(md_path)), exist_ok=True)
+    with open(md_path, "w") as fh:
+        fh.write(render(results))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--json", help="results file (default: none, which writes the empty template)")
+    p.add_argument("--md", default=os.path.join(ROOT, "BENCHMARKS.md"), help="output (default %(default)s)")
+    args = p.parse_args(argv)
+    results = None
+    if args.json:
+        with open(args.json) as fh:
+            results = json.load(fh)
+    write(results or {}, args.md)
+    print(f"wrote {args.md}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""Every benchmark in one run; writes BENCHMARKS.md and benchmarks/results.json.
+
+    python -m benchmarks.run_all             # make bench: about 15 minutes on 2 cores
+    python -m benchmarks.run_all --quick     # smoke run, tiny sizes; writes under work/bench/quick/
+    python -m benchmarks.run_all --only engine,end_to_end
+
+Order: the machine, the engines, end to end (spark-submit, each its own JVM) back to back
+so that their ratio holds; then the in-process runs on one local SparkSession (breakdown,
+baseline, int8 and its AP runs); memory last (a fresh process per size). A section that
+fails is recorded under ``errors`` and the others still run.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+import traceback
+from datetime import datetime, timezone
+
+from benchmarks import baseline, breakdown, end_to_end, engine, machine, memory, quantize, report, scaling
+from benchmarks.common import ROOT, base_parser, configure_logging, core_counts, inputs_from_args, local_spark
+
+__all__ = ["SECTIONS", "main"]
+
+logger = logging.getLogger("benchmarks")
+
+SECTIONS = ("engine", "end_to_end", "scaling", "breakdown", "baseline", "quantize", "memory")
+SPARK_SECTIONS = ("breakdown", "baseline", "quantize")
+
+
+def _attempt(results: dict, name: str, call):
+    started = time.time()
+    try:
+        results[name] = call()
+    except Exception as exc:  # one broken section must not lose the others' figures
+        logger.error("section %s failed:\n%s", name, traceback.format_exc())
+        results.setdefault("errors", {})[name] = f"{type(exc).__name__}: {exc}"[:500]
+    logger.info("section %s: %.1f s", name, time.time() - started)
+
+
+def main(argv=None) -> int:
+    p = base_parser(__doc__)
+    p.add_argument("--only", help=f"comma-separated sections (default all): {', '.join(SECTIONS)}")
+    p.add_argument("--master", default="local[2]", help="Spark master of the in-process runs (default %(default)s)")
+    p.add_argument("--md", help="BENCHMARKS.md to write (default: the repository's; under --work with --quick)")
+    p.add_argument("--json", help="raw figures (default benchmarks/results.json; under --work with --quick)")
+    args = p.parse_args(argv)
+    only = SECTIONS if not args.only else tuple(s.strip() for s in args.only.split(","))
+    unknown = sorted(set(only) - set(SECTIONS))
+    if unknown:
+        p.error(f"--only: unknown sections {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
+    configure_logging()
+    started = time.time()
+    inputs = inputs_from_args(args)
+    md = args.md or (os.path.join(inputs.work, "BENCHMARKS.md") if args.quick else os.path.join(ROOT, "BENCHMARKS.md"))
+    out_json = args.json or (os.path.join(inputs.work, "results.json") if args.quick
+                             else os.path.join(ROOT, "benchmarks", "results.json"))
+    cores = core_counts()
+    quick = args.quick
+
+    from PIL import Image
+
+    from scoring.bundle import load_bundle
+
+    bundle = load_bundle(inputs.model)
+    with Image.open(inputs.image) as picture:
+        width, height = picture.size
+    results = {"meta": {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": "python -m benchmarks.run_all " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "quick": quick, "cores_measured": cores,
+        "model": {"path": inputs.model, "name": bundle.spec.name, "sha256": bundle.sha256,
+                  "random": inputs.model_is_random},
+        "image": {"path": os.path.relpath(inputs.image, ROOT), "width": width, "height": height,
+                  "truth": inputs.truth},
+    }}
+    _attempt(results, "machine", lambda: machine.run(quick=quick))
+    if "engine" in only:
+        _attempt(results, "engine", lambda: engine.run(inputs.model, inputs.image, threads_list=cores,
+                                                       machine=results.get("machine"), quick=quick))
+    if "end_to_end" in only:
+        _attempt(results, "end_to_end", lambda: end_to_end.run(
+            inputs.model, inputs.image, inputs.work, cores_list=cores, engine_section=results.get("engine"),
+            repeats=1 if quick else 2,
+            extra_batch=engine.best_batch(results["engine"]) if "engine" in results and not quick else None))
+    if "scaling" in only:
+        _attempt(results, "scaling", lambda: scaling.run(inputs.model, inputs.image, inputs.work))
+    if any(s in only for s in SPARK_SECTIONS):
+        spark = local_spark(args.master)
+        try:
+            if "breakdown" in only:
+                _attempt(results, "breakdown", lambda: breakdown.run(spark, inputs.model, inputs.image, inputs.work))
+            if "baseline" in only:
+                _attempt(results, "baseline", lambda: baseline.run(spark, inputs.model, inputs.image,
+                                                                   repeats=1 if quick else 2))
+            if "quantize" in only:
+                _attempt(results, "quantize", lambda: quantize.run(
+                    inputs.model, inputs.image, inputs.work, threads_list=cores, spark=spark, truth=inputs.truth,
+                    quick=quick))
+        finally:
+            spark.stop()
+    if "memory" in only:
+        _attempt(results, "memory", lambda: memory.run(inputs.model, inputs.work, master=args.master,
+                                                       sizes=memory.QUICK_SIZES if quick else memory.SIZES))
+    results["meta"]["total_s"] = time.time() - started
+    results["meta"]["load_average_end"] = os.getloadavg()
+    report.write(results, md, out_json)
+    print(report.render(results))
+    print(f"wrote {md} and {out_json} in {results['meta']['total_s']:.0f} s", file=sys.stderr)
+    return 1 if results.get("errors") else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

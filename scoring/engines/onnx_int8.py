@@ -1,0 +1,156 @@
+"""ONNX Runtime on an int8 copy of the model (an option, never the default).
+
+A bundle gains the int8 model with :func:`add_int8_model`: static quantisation, calibrated
+on a few hundred images of the training distribution, written beside the float model as
+``model.int8.onnx`` under the bundle file key ``onnx-int8``. Its effect on accuracy is
+measured in BENCHMARKS.md (``python -m benchmarks.quantize``).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+
+import numpy as np
+
+from scoring.bundle import MODEL_JSON, ModelBundle, load_bundle, write_model_json
+from scoring.engines.onnx_engine import OnnxRuntimeEngine
+
+__all__ = ["OnnxRuntimeInt8Engine", "add_int8_model", "INT8_KEY", "INT8_FILE", "QUANT_FORMATS"]
+
+logger = logging.getLogger(__name__)
+
+INT8_KEY = "onnx-int8"
+INT8_FILE = "model.int8.onnx"
+QUANT_FORMATS = ("qdq", "qoperator")
+#: Ops stored as int8. The classifier head (Gemm, Softmax) stays float: quantising the
+#: probabilities would round them to steps of 1/256 and tie the scores that thresholds
+#: and AP rank by, for no measurable speed (one 64 x 3 product per window).
+QUANTIZED_OPS = ("Conv", "Add", "Relu", "GlobalAveragePool", "Flatten")
+
+
+class OnnxRuntimeInt8Engine(OnnxRuntimeEngine):
+    """The ONNX Runtime engine, session settings unchanged, on the bundle's ``onnx-int8`` file."""
+
+    name = "onnxruntime-int8"
+    required_files = (INT8_KEY,)
+
+    def __init__(self, bundle: ModelBundle, *, threads: int = 1) -> None:
+        as_float = ModelBundle(bundle.spec, {"onnx": bundle.file(INT8_KEY)}, bundle.sha256, bundle.source)
+        super().__init__(as_float, threads=threads)
+
+
+class _CalibrationReader:
+    """Feeds normalised ``(B, 3, S, S)`` float32 batches to the calibrator, then ``None``."""
+
+    def __init__(self, images: np.ndarray, spec, input_name: str, batch_size: int) -> None:
+        mean = np.asarray(spec.mean, dtype=np.float32).reshape(1, 3, 1, 1)
+        std = np.asarray(spec.std, dtype=np.float32).reshape(1, 3, 1, 1)
+        nchw = images.transpose(0, 3, 1, 2)
+        if spec.channel_order == "BGR":
+            nchw = nchw[:, ::-1]
+        # The same arithmetic as Engine.predict: (pixel / 255 - mean) / std.
+        self._batches = [((nchw[i:i + batch_size].astype(np.float32) / 255.0 - mean) / std).astype(np.float32)
+                         for i in range(0, len(images), batch_size)]
+        self._input = input_name
+        self._next = 0
+
+    def get_next(self):
+        if self._next >= len(self._batches):
+            return None
+        self._next += 1
+        return {self._input: self._batches[self._next - 1]}
+
+    def rewind(self) -> None:
+        self._next = 0
+
+
+def add_int8_model(bundle_dir: str, calibration_images: np.ndarray, *, quant_format: str = "qdq",
+                   per_channel: bool = True, batch_size: int = 64) -> str:
+    """Quantise a bundle's ONNX model to int8 and add it to the bundle as ``onnx-int8``.
+
+    Static quantisation (``onnxruntime.quantization.quantize_static``): batch norms are
+    first folded into the convolutions, then activation ranges are calibrated (min/max)
+    on ``calibration_images``; weights are int8 (per output channel when
+    ``per_channel``), activations uint8. Writes ``model.int8.onnx`` into ``bundle_dir``
+    and rewrites ``model.json`` with the same keys plus the new file (and its sha256) and
+    an ``int8`` record of the settings; rerunning replaces both.
+
+    Parameters
+    ----------
+    bundle_dir : str
+        Local bundle folder (``model.json`` and its files); every file is verified first.
+    calibration_images : numpy.ndarray
+        ``(N, S, S, 3)`` uint8 RGB images of the training distribution, ``S`` the
+        model's input size; a few hundred suffice. Normalised here with the bundle's
+        mean and std, exactly as the engines do.
+    quant_format : {"qdq", "qoperator"}
+        ``qdq``: QuantizeLinear/DequantizeLinear pairs around float ops, fused by ONNX
+        Runtime at load; ``qoperator``: QLinearConv and friends written out.
+    per_channel : bool
+        One weight scale per output channel (better accuracy) instead of per tensor.
+    batch_size : int
+        Calibration images per inference call.
+
+    Returns
+    -------
+    str
+        The bundle's new id (sha256 of ``model.json``).
+
+    Notes
+    -----
+    Needs ``onnxruntime.quantization`` (which imports ``onnx`` and ``ml_dtypes``); the
+    engine that runs the result needs only ``onnxruntime``.
+    """
+    if not isinstance(bundle_dir, (str, os.PathLike)) or not os.path.isdir(bundle_dir):
+        raise ValueError(f"`bundle_dir` must be a local bundle folder, got {bundle_dir!r}")
+    if quant_format not in QUANT_FORMATS:
+        raise ValueError(f"`quant_format` must be one of {', '.join(QUANT_FORMATS)}, got {quant_format!r}")
+    if batch_size < 1:
+        raise ValueError(f"`batch_size` must be >= 1, got {batch_size}")
+    bundle = load_bundle(str(bundle_dir))
+    size = bundle.spec.size
+    images = np.asarray(calibration_images)
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (size, size, 3) or not len(images):
+        raise ValueError(f"`calibration_images` must be uint8 (N >= 1, {size}, {size}, 3), "
+                         f"got {images.dtype} {images.shape}")
+    from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType, quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with open(os.path.join(bundle_dir, MODEL_JSON)) as fh:
+        doc = json.load(fh)
+    with tempfile.TemporaryDirectory(prefix="tilescan-int8-") as tmp:
+        source, folded, quantised = (os.path.join(tmp, name) for name in ("float.onnx", "folded.onnx", "int8.onnx"))
+        with open(source, "wb") as fh:
+            fh.write(bundle.file("onnx"))
+        # Folding batch norms into the convolutions first gives one range per conv output
+        # instead of one before and one after the batch norm. Shapes are static but for
+        # the batch, so ONNX's own shape inference suffices (no sympy).
+        quant_pre_process(source, folded, skip_symbolic_shape=True)
+        import onnx
+
+        input_name = onnx.load(folded).graph.input[0].name
+        reader = _CalibrationReader(images, bundle.spec, input_name, batch_size)
+        quantize_static(
+            folded, quantised, reader,
+            quant_format=QuantFormat.QDQ if quant_format == "qdq" else QuantFormat.QOperator,
+            op_types_to_quantize=list(QUANTIZED_OPS), per_channel=per_channel, reduce_range=False,
+            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+        )
+        with open(quantised, "rb") as fh:
+            data = fh.read()
+    with open(os.path.join(bundle_dir, INT8_FILE), "wb") as fh:
+        fh.write(data)
+    files = {key: entry["path"] for key, entry in doc["files"].items()}
+    files[INT8_KEY] = INT8_FILE
+    spec_keys = {"format", "files", "int8", *bundle.spec.to_json()}
+    extra = {k: v for k, v in doc.items() if k not in spec_keys}
+    extra["int8"] = {"file": INT8_KEY, "method": "onnxruntime.quantization.quantize_static",
+                     "format": quant_format, "per_channel": per_channel, "calibrate": "minmax",
+                     "activations": "uint8", "weights": "int8", "ops": list(QUANTIZED_OPS),
+                     "calibration_images": int(len(images))}
+    bundle_id = write_model_json(str(bundle_dir), bundle.spec, files, extra=extra)
+    logger.info("added %s (%s, %d calibration images) to %s", INT8_FILE, quant_format, len(images), bundle_dir)
+    return bundle_id
