@@ -47,7 +47,12 @@ def evaluate_bundle(bundle: ModelBundle, cifar_root: str, *, engine: str = "onnx
     test = load_cifar(cifar_root, "test")
     model = create_engine(bundle, engine, threads=threads)
     truth = test.model_label
-    results = {"test_images": summarise(truth, _predict(model, test.images))}
+    pred = _predict(model, test.images)
+    results = {"test_images": summarise(truth, pred)}
+    wrong = pred != truth
+    results["test_images"]["errors_by_original_class"] = {
+        str(c): int(wrong[test.original == c].sum()) for c in sorted(set(test.original)) if wrong[test.original == c].any()
+    }
     rng = np.random.default_rng(seed)
     tiles, labels = [], []
     for k in range(len(MODEL_CLASSES)):

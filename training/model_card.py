@@ -35,6 +35,8 @@ def write_model_card(folder: str, results: dict) -> str:
         f"| {m['epoch']} | {m['loss']:.4f} | {m['val_balanced_accuracy']:.4f} | {m['images_per_s']:.0f} |"
         for m in metrics
     )
+    by_class = results["test_images"].get("errors_by_original_class", {})
+    errors = ", ".join(f"{c} {n}" for c, n in sorted(by_class.items(), key=lambda kv: -kv[1])) or "none"
     text = f"""# Model card: {model['name']}
 
 A CIFAR ResNet (He et al. 2016, depth {config.get('depth')}, width {config.get('width')}) that classifies
@@ -82,7 +84,7 @@ Recomputed by `make evaluate-model` (ONNX Runtime engine, the scorer's default).
 ## Limits
 
 Trained on 32x32 CIFAR images: objects much larger or smaller than a window are out of
-distribution. Cars are most often confused with trucks (background); boats with airplanes.
+distribution. Errors on the test images by original CIFAR-10 class: {errors}.
 """
     path = os.path.join(folder, "MODEL.md")
     with open(path, "w") as fh:
