@@ -13,7 +13,7 @@ export SPARK_CONF_DIR := $(abspath conf)
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 PYTEST_ARGS ?=
 
-.PHONY: setup test demo lint bench evaluate-model train-default constraints clean
+.PHONY: setup test demo lint bench evaluate-model quantize-default train-default constraints clean
 
 setup: $(VENV)/.installed $(AZURITE)
 
@@ -43,6 +43,9 @@ lint: setup
 
 bench: setup
 	$(PY) -m benchmarks.run_all
+
+quantize-default: setup
+	$(PY) -m app.quantize --model models/default
 
 evaluate-model: setup
 	$(PY) -m app.evaluate_model --model models/default

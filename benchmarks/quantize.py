@@ -53,24 +53,11 @@ class LevelledEngine(OnnxRuntimeEngine):
 
 
 def calibration_images(count: int, *, seed: int = 7) -> np.ndarray:
-    """``(count, 32, 32, 3)`` uint8: half CIFAR-10 training images, half tiles of training canvases.
-
-    Canvas tiles are what a window over a collage sees (parts of overlapping images), so
-    activation ranges cover both. Classes are drawn as in the training set.
-    """
-    from training.canvas import make_canvases, sample_canvas_tiles
+    """Calibration images from the CIFAR-10 training set (see :mod:`training.calibration`)."""
+    from training.calibration import calibration_images as from_training
     from training.data import data_root, load_cifar
 
-    train = load_cifar(os.path.join(data_root(), "cifar10"), "train")
-    rng = np.random.default_rng(seed)
-    raw = train.images[rng.choice(len(train), count - count // 2, replace=False)]
-    labels = train.model_label
-    tiles = []
-    for k in np.unique(labels):
-        share = int(round(count // 2 * np.mean(labels == k)))
-        canvases = make_canvases(train.images[labels == k], max(1, share // 16), rng)
-        tiles.append(sample_canvas_tiles(canvases, share, rng))
-    return np.concatenate([raw, *tiles])[:count]
+    return from_training(load_cifar(os.path.join(data_root(), "cifar10"), "train"), count, seed=seed)
 
 
 def int8_bundle(model: str, folder: str, images: np.ndarray, quant_format: str) -> dict:

@@ -60,7 +60,7 @@ class ScoreParams:
     stride: int = 16
     edge: str = "align"
     strips: int = 0
-    batch_size: int = 512
+    batch_size: int = 128
     keep: float = 0.5
     threshold: dict = field(default_factory=lambda: {"*": 0.9})
     merge: str = "fuse"

@@ -35,6 +35,9 @@ def write_model_card(folder: str, results: dict) -> str:
         f"| {m['epoch']} | {m['loss']:.4f} | {m['val_balanced_accuracy']:.4f} | {m['images_per_s']:.0f} |"
         for m in metrics
     )
+    engines = {"onnx": "ONNX Runtime", "onnx-int8": "ONNX Runtime, int8", "mxnet-symbol": "MXNet symbol",
+               "mxnet-params": "MXNet parameters"}
+    files = ", ".join(f"`{entry['path']}` ({engines.get(key, key)})" for key, entry in model["files"].items())
     by_class = results["test_images"].get("errors_by_original_class", {})
     errors = ", ".join(f"{c} {n}" for c, n in sorted(by_class.items(), key=lambda kv: -kv[1])) or "none"
     text = f"""# Model card: {model['name']}
@@ -78,8 +81,9 @@ Recomputed by `make evaluate-model` (ONNX Runtime engine, the scorer's default).
 {_view('Tiles of canvases built from test images', results['test_canvas_tiles'])}
 ## Files
 
-`model.onnx` (ONNX Runtime), `model-symbol.json` + `model-0000.params` (MXNet), `model.json`
-(classes, input contract, sha256 of each file), `manifest.csv`, `metrics.jsonl`, `evaluation.json`.
+{files}; `model.json` (classes, input contract, sha256 of each file), `manifest.csv`, `metrics.jsonl`,
+`evaluation.json`. The int8 model, where present, is made by `make quantize-default` (static
+quantisation calibrated on training images) and serves `score.py --engine onnxruntime-int8`.
 
 ## Limits
 

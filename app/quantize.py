@@ -1,0 +1,38 @@
+"""Add a statically quantised int8 ONNX model to a bundle, for `score.py --engine onnxruntime-int8`.
+
+    python -m app.quantize --model models/default [--count 500] [--format qdq]
+
+Calibrates on CIFAR-10 training images and canvas tiles (never the test set), writes
+model.int8.onnx into the bundle and lists it, with its sha256, in model.json.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from scoring.engines.onnx_int8 import add_int8_model  # noqa: E402
+from training.calibration import calibration_images  # noqa: E402
+from training.data import data_root, load_cifar  # noqa: E402
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="models/default", help="bundle folder (default %(default)s)")
+    p.add_argument("--count", type=int, default=500, help="calibration images (default %(default)s)")
+    p.add_argument("--format", default="qdq", choices=("qdq", "qoperator"), help="ONNX quantisation format")
+    args = p.parse_args(argv)
+    cifar = os.path.join(data_root(), "cifar10")
+    if not os.path.isdir(cifar):
+        print(f"error: CIFAR-10 not found at {cifar} (set TILESCAN_DATA)", file=sys.stderr)
+        return 2
+    images = calibration_images(load_cifar(cifar, "train"), args.count)
+    bundle_id = add_int8_model(args.model, images, quant_format=args.format)
+    print(f"wrote {os.path.join(args.model, 'model.int8.onnx')}; bundle {bundle_id[:12]} lists it in model.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
