@@ -80,11 +80,20 @@ def spark_session(master: str = "local[2]"):
     return spark
 
 
+class _LocalSpark:
+    """Stands for the local[2] session, starting it again if a test switched masters
+    (``spark_for``), so a session-scoped fixture never hands out a stopped session."""
+
+    def __getattr__(self, name):
+        return getattr(spark_session("local[2]"), name)
+
+
 @pytest.fixture(scope="session")
 def spark():
-    session = spark_session("local[2]")
-    yield session
-    _active.pop("spark", session).stop()
+    yield _LocalSpark()
+    current = _active.pop("spark", None)
+    if current is not None:
+        current.stop()
 
 
 @pytest.fixture
