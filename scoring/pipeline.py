@@ -18,7 +18,7 @@ from scoring.errors import BundleError
 from scoring.imageio import ImageInfo, read_image
 from scoring.outputs import RunWriter
 from scoring.params import ScoreParams
-from scoring.results import boxes_from_table, coco_detections, draw_overlay, select_rows
+from scoring.results import boxes_from_table, coco_detections, draw_overlay, probability_column, select_rows
 from tiling.grid import WindowGrid
 from tiling.strips import plan_strips
 
@@ -83,7 +83,7 @@ def package_versions(engine: str) -> dict:
 
 def run(prepared: PreparedRun, spark) -> dict:
     """Score the prepared run on ``spark`` and commit its outputs; returns the manifest."""
-    from scoring.job import engine_threads, score_on_spark
+    from scoring.job import score_on_spark
 
     p, spec, timings = prepared.params, prepared.bundle.spec, prepared.timings
     began = datetime.now(timezone.utc)
@@ -102,7 +102,7 @@ def run(prepared: PreparedRun, spark) -> dict:
         timings["merge_s"] = time.time() - started
 
         started = time.time()
-        probs = np.stack([table.column(f"p_{c}").to_numpy() for c in spec.classes], axis=1)
+        probs = np.stack([table.column(probability_column(c)).to_numpy() for c in spec.classes], axis=1)
         kept = table.take(pa.array(select_rows(probs, spec.classes, spec.background, p.keep)))
         parquet = io.BytesIO()
         pq.write_table(kept, parquet, compression="zstd")
@@ -113,35 +113,7 @@ def run(prepared: PreparedRun, spark) -> dict:
         draw_overlay(prepared.pixels, boxes, prepared.colors, spec.classes).save(overlay, format="PNG")
         timings["outputs_s"] = time.time() - started
 
-        boxes_per_class = {c: int((boxes[:, 5] == k).sum()) for k, c in enumerate(spec.classes)
-                           if c != spec.background}
-        manifest = {
-            "tool": "tilescan",
-            "started": began.isoformat(),
-            "finished": None,
-            "input": prepared.info.to_json(),
-            "model": {"source": p.model, "sha256": prepared.bundle.sha256, "name": spec.name,
-                      "classes": list(spec.classes)},
-            "parameters": {**p.to_json(), "strips": len(strips), "thresholds": prepared.thresholds,
-                           "colors": {c: list(v) for c, v in prepared.colors.items()}},
-            "counts": {
-                "windows_scored": prepared.grid.n_windows,
-                "windows_kept": kept.num_rows,
-                "hits": int(len(hits)),
-                "boxes": int(len(boxes)),
-                "boxes_per_class": boxes_per_class,
-                "strip_windows": [s.n_windows for s in strips],
-                "strip_balance": max(s.n_windows for s in strips) / np.mean([s.n_windows for s in strips]),
-            },
-            "spark": {"master": spark.sparkContext.master, "default_parallelism": spark.sparkContext.defaultParallelism,
-                      "app_id": spark.sparkContext.applicationId,
-                      "engine_threads_per_task": engine_threads(spark)},
-            "timings_s": timings,
-            "versions": package_versions(p.engine),
-            "storage": {role: storage.describe(url, prepared.storage_options)
-                        for role, url in (("image", p.image), ("model", p.model), ("out", p.out))},
-        }
-        manifest["finished"] = datetime.now(timezone.utc).isoformat()
+        manifest = _manifest(prepared, spark, strips, kept.num_rows, hits, boxes, began)
         started = time.time()
         writer = prepared.writer
         writer.write("windows.parquet", parquet.getvalue())
@@ -155,6 +127,41 @@ def run(prepared: PreparedRun, spark) -> dict:
     except BaseException:
         prepared.writer.abort()
         raise
+
+
+def _manifest(prepared: PreparedRun, spark, strips, windows_kept: int, hits, boxes, began) -> dict:
+    """What produced the run: input, model, every parameter, counts, timings, versions."""
+    from scoring.job import engine_threads
+
+    p, spec = prepared.params, prepared.bundle.spec
+    sc = spark.sparkContext
+    windows = [s.n_windows for s in strips]
+    return {
+        "tool": "tilescan",
+        "started": began.isoformat(),
+        "finished": datetime.now(timezone.utc).isoformat(),
+        "input": prepared.info.to_json(),
+        "model": {"source": p.model, "sha256": prepared.bundle.sha256, "name": spec.name,
+                  "classes": list(spec.classes)},
+        "parameters": {**p.to_json(), "strips": len(strips), "thresholds": prepared.thresholds,
+                       "colors": {c: list(v) for c, v in prepared.colors.items()}},
+        "counts": {
+            "windows_scored": prepared.grid.n_windows,
+            "windows_kept": windows_kept,
+            "hits": int(len(hits)),
+            "boxes": int(len(boxes)),
+            "boxes_per_class": {c: int((boxes[:, 5] == k).sum()) for k, c in enumerate(spec.classes)
+                                if c != spec.background},
+            "strip_windows": windows,
+            "strip_balance": max(windows) / np.mean(windows),
+        },
+        "spark": {"master": sc.master, "default_parallelism": sc.defaultParallelism, "app_id": sc.applicationId,
+                  "engine_threads_per_task": engine_threads(spark)},
+        "timings_s": prepared.timings,
+        "versions": package_versions(p.engine),
+        "storage": {role: storage.describe(url, prepared.storage_options)
+                    for role, url in (("image", p.image), ("model", p.model), ("out", p.out))},
+    }
 
 
 def _json_default(value):
