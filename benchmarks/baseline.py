@@ -4,7 +4,7 @@
 
 The baseline scores one strip per worker, loads the model again in every task (a
 StripScorer that empties the engine cache first), with MXNet at batch 128. Our job:
-4 strips per core, the model loaded once per Python worker, ONNX Runtime at batch 512.
+4 strips per core, the model loaded once per Python worker, ONNX Runtime at score.py's default batch.
 Both go through ``scoring.job.score_on_spark`` on the same picture and session; each
 starts with cold engine caches, and the two alternate when repeated.
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import sys
 
+from benchmarks.common import JOB_BATCH
 from scoring.job import StripScorer
 
 __all__ = ["ReloadingScorer", "DESIGNS", "run", "main"]
@@ -33,7 +34,7 @@ class ReloadingScorer(StripScorer):
 #: name -> (engine, batch size, strips per core, scorer class)
 DESIGNS = {
     "baseline": ("mxnet", 128, 1, ReloadingScorer),
-    "ours": ("onnxruntime", 512, 4, StripScorer),
+    "ours": ("onnxruntime", JOB_BATCH, 4, StripScorer),
 }
 
 

@@ -13,7 +13,6 @@ OpenBLAS may pick AVX2 kernels on a CPU it does not know).
 """
 from __future__ import annotations
 
-import importlib.metadata as md
 import os
 import platform
 import subprocess
@@ -22,6 +21,8 @@ import time
 from datetime import datetime, timezone
 
 import numpy as np
+
+from scoring.pipeline import installed_versions
 
 __all__ = ["describe", "flops_per_cycle", "blas_info", "measure_sgemm", "measure_ort_sgemm", "run", "main"]
 
@@ -87,12 +88,7 @@ def describe() -> dict:
             mem_gb = int(fh.readline().split()[1]) / 2**20
     except (OSError, ValueError, IndexError):
         mem_gb = None
-    versions = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            versions[name] = md.version(name)
-        except md.PackageNotFoundError:
-            versions[name] = None
+    versions = installed_versions(PACKAGES)
     versions["java"] = _java_version()
     return {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),

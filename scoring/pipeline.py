@@ -22,7 +22,7 @@ from scoring.results import boxes_from_table, coco_detections, draw_overlay, pro
 from tiling.grid import WindowGrid
 from tiling.strips import plan_strips
 
-__all__ = ["PreparedRun", "prepare", "run", "package_versions"]
+__all__ = ["PreparedRun", "prepare", "run", "package_versions", "installed_versions"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,12 +66,10 @@ def prepare(params: ScoreParams, *, storage_options: dict | None = None) -> Prep
     return PreparedRun(params, bundle, pixels, info, writer, timings, storage_options=storage_options)
 
 
-def package_versions(engine: str) -> dict:
+def installed_versions(names) -> dict:
+    """Python's version and each named distribution's (``None`` when not installed)."""
     import importlib.metadata as md
 
-    names = ["numpy", "pyarrow", "pyspark", "pillow", "fsspec", "onnxruntime"]
-    if engine == "mxnet":
-        names.append("mxnet")
     versions = {"python": platform.python_version()}
     for name in names:
         try:
@@ -79,6 +77,12 @@ def package_versions(engine: str) -> dict:
         except md.PackageNotFoundError:
             versions[name] = None
     return versions
+
+
+def package_versions(engine: str) -> dict:
+    """The versions a run's results depend on."""
+    names = ["numpy", "pyarrow", "pyspark", "pillow", "fsspec", "onnxruntime"]
+    return installed_versions(names + (["mxnet"] if engine == "mxnet" else []))
 
 
 def run(prepared: PreparedRun, spark) -> dict:
