@@ -39,6 +39,7 @@ demo: setup
 	$(PY) -m app.demo
 
 lint: setup
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/shellcheck cluster_scripts/*.sh cluster_scripts/hdinsight/*.sh .ci/run
 
 bench: setup
@@ -51,7 +52,7 @@ evaluate-model: setup
 	$(PY) -m app.evaluate_model --model models/default
 
 train-default: setup
-	$(PY) -m app.train --config training/default.json --out models/default
+	$(PY) -m app.train --out models/default
 
 constraints:
 	$(PYTHON) -m venv /tmp/tilescan-constraints && /tmp/tilescan-constraints/bin/pip install -q -e ".[dev]" "numpy<1.24" "pyarrow<17" "onnx<=1.16.2" \

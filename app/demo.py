@@ -20,19 +20,23 @@ import subprocess
 import sys
 import time
 
+from app import cli
+from collage import CollageParams
+from collage.make import make_collage
+from evaluation.metrics import box_metrics, format_number, summary_lines
+from evaluation.runs import evaluate_run
+from scoring.boxes import boxes_from_table, coco_detections
+from scoring.job import spark_submit_executable
+from scoring.merge import MERGE_METHODS
+from tilesets import data_root
+from tilesets.download import fetch_cifar10
+
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, _ROOT)
-
-from scoring.merge import MERGE_METHODS  # noqa: E402
-
-logger = logging.getLogger("tilescan.demo")
+logger = logging.getLogger(__name__)
 
 
 def ensure_data(work: str) -> str:
     """The data folder, fetching CIFAR-10 when it is not there."""
-    from training.data import data_root
-    from training.download import fetch_cifar10
-
     root = data_root()
     if os.path.isdir(os.path.join(root, "cifar10")):
         return root
@@ -58,16 +62,12 @@ def target_picture(root: str, work: str) -> str:
     return path
 
 
-def spark_submit() -> str:
-    beside = os.path.join(os.path.dirname(sys.executable), "spark-submit")
-    return beside if os.path.exists(beside) else "spark-submit"
-
-
 def score(image: str, out: str, extra: list) -> float:
     env = dict(os.environ, SPARK_LOCAL_IP="127.0.0.1", PYSPARK_PYTHON=sys.executable,
                PYSPARK_DRIVER_PYTHON=sys.executable, SPARK_CONF_DIR=os.path.join(_ROOT, "conf"),
                PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
-    command = [spark_submit(), "--master", "local[*]", "--driver-memory", "4g", os.path.join(_ROOT, "app", "score.py"),
+    command = [spark_submit_executable(), "--master", "local[*]", "--driver-memory", "4g",
+               os.path.join(_ROOT, "app", "score.py"),
                "--image", image, "--out", out, "--keep", "0", "--overwrite", *extra]
     logger.info("running: %s", " ".join(command))
     started = time.time()
@@ -79,9 +79,6 @@ def compare_merges(run: str, truth: dict, iou: float) -> dict:
     """AP of the run's windows merged each way, with the run's thresholds."""
     import pyarrow.parquet as pq
 
-    from scoring.evaluate import box_metrics
-    from scoring.results import boxes_from_table, coco_detections
-
     manifest = json.load(open(os.path.join(run, "manifest.json")))
     classes = manifest["model"]["classes"]
     table = pq.read_table(os.path.join(run, "windows.parquet"))
@@ -89,7 +86,7 @@ def compare_merges(run: str, truth: dict, iou: float) -> dict:
     results = {}
     for method in MERGE_METHODS:
         _, boxes = boxes_from_table(table, classes, thresholds, merge=method, iou=iou)
-        detections = coco_detections(boxes, classes, "background", file_name="collage.png",
+        detections = coco_detections(boxes, classes, manifest["model"]["background"], file_name="collage.png",
                                      width=manifest["input"]["width"], height=manifest["input"]["height"])
         metrics = box_metrics(truth, detections)
         results[method] = {"boxes": len(boxes), **{c: {"ap50": m["ap50"], "ap": m["ap"]}
@@ -104,20 +101,15 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("score_args", nargs="*", help="extra score.py options after --, e.g. -- --merge nms")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    from app import collage as collage_app
-    from app.evaluate import format_number, summary_lines
-    from scoring.evaluate import evaluate_run
-
+    cli.configure_logging()
     os.makedirs(args.work, exist_ok=True)
     root = ensure_data(args.work)
     os.environ["TILESCAN_DATA"] = root
     collage_dir = os.path.join(args.work, "collage")
     run_dir = os.path.join(args.work, "run")
     started = time.time()
-    summary = collage_app.make_collage(collage_app.build_parser().parse_args(
-        ["--target", target_picture(root, args.work), "--out", collage_dir, "--width", str(args.width),
-         "--seed", str(args.seed)]))
+    summary = make_collage(collage_dir, CollageParams(width=args.width, seed=args.seed),
+                           target=target_picture(root, args.work))
     collage_s = time.time() - started
     image = os.path.join(collage_dir, "collage.png")
     truth_path = os.path.join(collage_dir, "ground_truth.json")
@@ -135,7 +127,8 @@ def main(argv=None) -> int:
           f"({', '.join(f'{c} {n:,}' for c, n in summary['counts']['placements_per_class'].items())}), "
           f"built in {collage_s:.1f}s")
     print(f"scoring     {counts['windows_scored']:,} windows in {len(counts['strip_windows'])} strips: "
-          f"Spark job {timings['spark_job_s']:.1f}s ({counts['windows_scored'] / timings['spark_job_s']:,.0f} windows/s), "
+          f"Spark job {timings['spark_job_s']:.1f}s "
+          f"({counts['windows_scored'] / timings['spark_job_s']:,.0f} windows/s), "
           f"first to last task {timings['first_to_last_task_s']:.1f}s "
           f"({counts['windows_scored'] / timings['first_to_last_task_s']:,.0f} windows/s); "
           f"spark-submit total {score_s:.1f}s")

@@ -9,37 +9,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from scoring.bundle import load_bundle  # noqa: E402
-from scoring.errors import TilescanError  # noqa: E402
-from training.data import data_root  # noqa: E402
-from training.evaluate import evaluate_bundle  # noqa: E402
-from training.model_card import write_model_card  # noqa: E402
+from app import cli
+from core.bundle import load_bundle
+from core.errors import TilescanError
+from tilesets import data_root
+from training.held_out import evaluate_bundle
+from training.model_card import write_model_card
 
 RECORD = "evaluation.json"
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="models/default", help="bundle folder (default %(default)s)")
-    p.add_argument("--data", default=None, help="CIFAR-10 folder (default $TILESCAN_DATA/cifar10)")
-    p.add_argument("--write", action="store_true", help="record the results in the bundle")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+def _evaluate(args: argparse.Namespace) -> int:
     cifar = args.data or os.path.join(data_root(), "cifar10")
     if not os.path.isdir(cifar):
-        print(f"error: CIFAR-10 not found at {cifar} (set TILESCAN_DATA or --data)", file=sys.stderr)
-        return 2
-    try:
-        bundle = load_bundle(args.model)
-    except TilescanError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        raise TilescanError(f"CIFAR-10 not found at {cifar} (set TILESCAN_DATA or --data)")
+    bundle = load_bundle(args.model)
     results = evaluate_bundle(bundle, cifar)
     for view in ("test_images", "test_canvas_tiles"):
         r = results[view]
@@ -54,12 +41,22 @@ def main(argv=None) -> int:
         print(f"recorded in {record_path} and {os.path.join(args.model, 'MODEL.md')}")
         return 0
     if not os.path.exists(record_path):
-        print(f"error: no recorded results in {record_path}; run with --write", file=sys.stderr)
-        return 2
-    recorded = json.load(open(record_path))
+        raise TilescanError(f"no recorded results in {record_path}; run with --write")
+    with open(record_path) as fh:
+        recorded = json.load(fh)
     same = all(recorded[v] == results[v] for v in ("test_images", "test_canvas_tiles"))
     print("reproduced: the recorded results match" if same else "MISMATCH: the recorded results differ")
     return 0 if same else 1
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="models/default", help="bundle folder (default %(default)s)")
+    p.add_argument("--data", default=None, help="CIFAR-10 folder (default $TILESCAN_DATA/cifar10)")
+    p.add_argument("--write", action="store_true", help="record the results in the bundle")
+    args = p.parse_args(argv)
+    cli.configure_logging()
+    return cli.run_command(lambda: _evaluate(args))
 
 
 if __name__ == "__main__":

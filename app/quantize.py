@@ -11,27 +11,31 @@ import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from app import cli
+from core.errors import TilescanError
+from tilesets import data_root, load_cifar
+from training.calibration import calibration_images
+from training.quantize import QUANT_FORMATS, add_int8_model
 
-from scoring.engines.onnx_int8 import add_int8_model  # noqa: E402
-from training.calibration import calibration_images  # noqa: E402
-from training.data import data_root, load_cifar  # noqa: E402
+
+def _quantize(args: argparse.Namespace) -> int:
+    cifar = os.path.join(data_root(), "cifar10")
+    if not os.path.isdir(cifar):
+        raise TilescanError(f"CIFAR-10 not found at {cifar} (set TILESCAN_DATA)")
+    images = calibration_images(load_cifar(cifar, "train"), args.count)
+    bundle_id = add_int8_model(args.model, images, quant_format=args.format)
+    print(f"wrote {os.path.join(args.model, 'model.int8.onnx')}; bundle {bundle_id[:12]} lists it in model.json")
+    return 0
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="models/default", help="bundle folder (default %(default)s)")
     p.add_argument("--count", type=int, default=500, help="calibration images (default %(default)s)")
-    p.add_argument("--format", default="qdq", choices=("qdq", "qoperator"), help="ONNX quantisation format")
+    p.add_argument("--format", default=QUANT_FORMATS[0], choices=QUANT_FORMATS, help="ONNX quantisation format")
     args = p.parse_args(argv)
-    cifar = os.path.join(data_root(), "cifar10")
-    if not os.path.isdir(cifar):
-        print(f"error: CIFAR-10 not found at {cifar} (set TILESCAN_DATA)", file=sys.stderr)
-        return 2
-    images = calibration_images(load_cifar(cifar, "train"), args.count)
-    bundle_id = add_int8_model(args.model, images, quant_format=args.format)
-    print(f"wrote {os.path.join(args.model, 'model.int8.onnx')}; bundle {bundle_id[:12]} lists it in model.json")
-    return 0
+    cli.configure_logging()
+    return cli.run_command(lambda: _quantize(args), ValueError)
 
 
 if __name__ == "__main__":

@@ -8,51 +8,53 @@ _SUCCESS under --out. Bad input exits with code 2 and a one-line error.
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import sys
 import time
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, _ROOT)
-
-from scoring import storage  # noqa: E402
-from scoring.engines import DEFAULT_ENGINE, ENGINES  # noqa: E402
-from scoring.errors import TilescanError  # noqa: E402
-from scoring.imageio import DEFAULT_MAX_PIXELS  # noqa: E402
-from scoring.merge import MERGE_METHODS  # noqa: E402
-from scoring.params import ScoreParams, parse_class_values, parse_colors  # noqa: E402
-from tiling.grid import EDGE_POLICIES  # noqa: E402
-
-DEFAULT_MODEL = os.path.join(_ROOT, "models", "default")
-logger = logging.getLogger("tilescan")
+from app import cli
+from engines import ENGINES
+from scoring.merge import MERGE_METHODS
+from scoring.params import ScoreParams, defaults, format_class_values, parse_class_values, parse_colors
+from tiling.grid import EDGE_POLICIES
 
 
 def build_parser() -> argparse.ArgumentParser:
-    d = ScoreParams.__dataclass_fields__
+    d = defaults()
     p = argparse.ArgumentParser(prog="score.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--image", required=True, help="input picture: local path or URL (az://, abfs://, file://)")
     p.add_argument("--out", required=True, help="output folder: local path or URL")
-    p.add_argument("--model", default=DEFAULT_MODEL, help="model bundle folder (default: the bundled models/default)")
-    p.add_argument("--engine", default=DEFAULT_ENGINE, choices=list(ENGINES), help="inference engine (default %(default)s)")
-    p.add_argument("--window", type=int, default=d["window"].default, help="window side in pixels; must match the model (default %(default)s)")
-    p.add_argument("--stride", type=int, default=d["stride"].default, help="step between windows in pixels (default %(default)s)")
-    p.add_argument("--edge", default=d["edge"].default, choices=EDGE_POLICIES,
-                   help="align: add windows flush with the right/bottom edges so no pixel is missed; drop: plain grid (default %(default)s)")
-    p.add_argument("--strips", type=int, default=d["strips"].default, help="strips (Spark tasks); 0 = 4 x the cluster's parallelism (default)")
-    p.add_argument("--batch-size", type=int, default=d["batch_size"].default, help="windows per inference batch (default %(default)s)")
-    p.add_argument("--keep", type=float, default=d["keep"].default,
-                   help="keep windows whose best non-background score is >= this in windows.parquet; 0 keeps all (default %(default)s)")
-    p.add_argument("--threshold", default="0.9", help="hit threshold: a number, or per class, e.g. car=0.95,boat=0.9 (default %(default)s)")
-    p.add_argument("--merge", default=d["merge"].default, choices=MERGE_METHODS, help="how hits become boxes (default %(default)s)")
-    p.add_argument("--merge-iou", type=float, default=d["merge_iou"].default, help="IoU at which hits join one box (default %(default)s)")
-    p.add_argument("--colors", default="", help="overlay colours, e.g. car=red,boat=#00ff00 (default car red, boat green)")
-    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="refuse larger pictures (default %(default)s)")
+    p.add_argument("--model", default=d["model"], help="model bundle folder (default: the bundled models/default)")
+    p.add_argument("--engine", default=d["engine"], choices=list(ENGINES),
+                   help="inference engine (default %(default)s)")
+    p.add_argument("--window", type=int, default=d["window"],
+                   help="window side in pixels; must match the model (default %(default)s)")
+    p.add_argument("--stride", type=int, default=d["stride"],
+                   help="step between windows in pixels (default %(default)s)")
+    p.add_argument("--edge", default=d["edge"], choices=EDGE_POLICIES,
+                   help="align: add windows flush with the right/bottom edges so no pixel is missed; "
+                        "drop: plain grid (default %(default)s)")
+    p.add_argument("--strips", type=int, default=d["strips"],
+                   help="strips (Spark tasks); 0 = 4 x the cluster's parallelism (default)")
+    p.add_argument("--batch-size", type=int, default=d["batch_size"],
+                   help="windows per inference batch (default %(default)s)")
+    p.add_argument("--keep", type=float, default=d["keep"],
+                   help="keep windows whose best non-background score is >= this in windows.parquet; "
+                        "0 keeps all (default %(default)s)")
+    p.add_argument("--threshold", default=format_class_values(d["threshold"]),
+                   help="hit threshold: a number, or per class, e.g. car=0.95,boat=0.9 (default %(default)s)")
+    p.add_argument("--merge", default=d["merge"], choices=MERGE_METHODS,
+                   help="how hits become boxes (default %(default)s)")
+    p.add_argument("--merge-iou", type=float, default=d["merge_iou"],
+                   help="IoU at which hits join one box (default %(default)s)")
+    p.add_argument("--colors", default="",
+                   help="overlay colours, e.g. car=red,boat=#00ff00 (default car red, boat green)")
+    p.add_argument("--max-pixels", type=int, default=d["max_pixels"],
+                   help="refuse larger pictures (default %(default)s)")
     p.add_argument("--master", help="Spark master when not run through spark-submit (default local[*])")
     p.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress output")
-    storage.add_arguments(p)
+    cli.add_storage_arguments(p)
     return p
 
 
@@ -65,48 +67,28 @@ def params_from_args(args: argparse.Namespace) -> ScoreParams:
     )
 
 
-def spark_session(master: str | None):
-    from pyspark.sql import SparkSession
-
-    # Executors must run the driver's Python (the venv with the engines in it).
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    os.environ.setdefault("SPARK_CONF_DIR", os.path.join(_ROOT, "conf"))  # quiet JVM logging
-    builder = SparkSession.builder.appName("tilescan")
-    if master:
-        builder = builder.master(master)
-    elif "PYSPARK_GATEWAY_PORT" not in os.environ:  # plain `python app/score.py`, not spark-submit
-        builder = builder.master("local[*]")
-    builder = builder.config("spark.ui.showConsoleProgress", "false")
-    spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel("ERROR")
-    return spark
-
-
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    logging.getLogger("py4j").setLevel(logging.WARNING)
-    logging.getLogger("azure").setLevel(logging.WARNING)  # the SDK logs every request at INFO
+def _score(args: argparse.Namespace) -> int:
+    from scoring.job import spark_session
     from scoring.pipeline import prepare, run
 
     started = time.time()
-    try:
-        params = params_from_args(args)
-        prepared = prepare(params, storage_options=storage.options_from_args(args))
-        spark = spark_session(args.master)
-        manifest = run(prepared, spark)
-    except TilescanError as exc:
-        print(f"error: {storage.redact(exc)}", file=sys.stderr)
-        return 2
+    params = params_from_args(args)
+    prepared = prepare(params, storage_options=cli.storage_options_from_args(args))
+    manifest = run(prepared, spark_session(args.master))
     counts, timings = manifest["counts"], manifest["timings_s"]
     per_class = ", ".join(f"{n} {c}" for c, n in counts["boxes_per_class"].items())
     rate = counts["windows_scored"] / max(timings["spark_job_s"], 1e-9)
     print(f"tilescan: {manifest['input']['width']}x{manifest['input']['height']} px, "
-          f"{counts['windows_scored']:,} windows in {counts['strip_windows'].__len__()} strips, "
+          f"{counts['windows_scored']:,} windows in {len(counts['strip_windows'])} strips, "
           f"{timings['spark_job_s']:.1f}s ({rate:,.0f} windows/s), {counts['hits']} hits -> "
           f"{counts['boxes']} boxes ({per_class}), total {time.time() - started:.1f}s -> {params.out}")
     return 0
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    cli.configure_logging(quiet=args.quiet)
+    return cli.run_command(lambda: _score(args))
 
 
 if __name__ == "__main__":

@@ -1,21 +1,21 @@
 """Train the car/boat/background ResNet and export it as a model bundle.
 
-    python -m app.train --out models/default [--epochs 10] [--depth 20] [--resume]
+    python -m app.train --out models/default [--epochs 12] [--depth 20] [--resume]
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
-import logging
 import os
 import sys
+import tempfile
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from scoring import storage  # noqa: E402
-from training.data import data_root  # noqa: E402
-from training.train import TrainConfig, train  # noqa: E402
+from app import cli
+from core.credentials import is_local
+from core.transfer import transfer
+from tilesets import data_root
+from training.train import TrainConfig, train
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -32,7 +32,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--gpus", help="comma-separated GPU ids, e.g. 0,1 (default: CPU)")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    storage.add_arguments(p)
+    cli.add_storage_arguments(p)
     return p.parse_args(argv)
 
 
@@ -49,41 +49,34 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
         values["gpus"] = tuple(int(g) for g in args.gpus.split(","))
     values.setdefault("data", os.path.join(data_root(), "cifar10"))
     if "out" not in values:
-        raise SystemExit("error: --out is required")
+        raise ValueError("--out is required")
     for key in ("class_mix", "gpus"):
         if key in values:
             values[key] = tuple(values[key])
-    return TrainConfig(**values)
+    config = TrainConfig(**values)
+    config.validate()
+    return config
+
+
+def _train(args: argparse.Namespace) -> int:
+    config = build_config(args)
+    options = cli.storage_options_from_args(args)
+    if is_local(config.out):
+        train(config, resume=args.resume, progress=not args.quiet, storage_options=options)
+        return 0
+    # MXNet writes checkpoints and exports to local files: train locally, then upload.
+    with tempfile.TemporaryDirectory(prefix="tilescan-train-") as local:
+        train(dataclasses.replace(config, out=local), progress=not args.quiet, storage_options=options)
+        result = transfer(local, config.out, overwrite=True, storage_options=options, progress=not args.quiet)
+        if not result.ok:
+            raise OSError(f"upload to {config.out} failed for {len(result.failed)} files")
+    return 0
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    try:
-        config = build_config(args)
-        config.validate()
-    except (ValueError, TypeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    try:
-        options = storage.options_from_args(args)
-        if storage.is_local(config.out):
-            train(config, resume=args.resume, progress=not args.quiet, storage_options=options)
-            return 0
-        # MXNet writes checkpoints and exports to local files: train locally, then upload.
-        import tempfile
-
-        from scoring.lake import transfer
-
-        with tempfile.TemporaryDirectory(prefix="tilescan-train-") as local:
-            train(dataclasses.replace(config, out=local), progress=not args.quiet, storage_options=options)
-            result = transfer(local, config.out, overwrite=True, storage_options=options, progress=not args.quiet)
-            if not result.ok:
-                raise OSError(f"upload to {config.out} failed for {len(result.failed)} files")
-    except (FileNotFoundError, storage.StorageError, OSError) as exc:
-        print(f"error: {storage.redact(exc)}", file=sys.stderr)
-        return 2
-    return 0
+    cli.configure_logging()
+    return cli.run_command(lambda: _train(args), ValueError, TypeError, FileNotFoundError, OSError)
 
 
 if __name__ == "__main__":

@@ -2,44 +2,48 @@
 
     python -m benchmarks.baseline [--model models/default] [--image PNG] [--quick]
 
-The baseline scores one strip per worker, loads the model again in every task (a
-StripScorer that empties the engine cache first), with MXNet at batch 128. Our job:
-4 strips per core, the model loaded once per Python worker, ONNX Runtime at score.py's default batch.
-Both go through ``scoring.job.score_on_spark`` on the same picture and session; each
-starts with cold engine caches, and the two alternate when repeated.
+The baseline scores one strip per worker and loads the model again in every task, with
+MXNet at batch 128: a small Spark job of its own, written here from the same public
+pieces (the strip planner, ``score_strip``, the windows table). Our job is
+``scoring.job.score_on_spark``: 4 strips per core, the model loaded once per Python
+worker, ONNX Runtime at score.py's default batch. Both score the same picture on the same
+session, each starting with cold engine caches, and the two alternate when repeated.
 """
 from __future__ import annotations
 
 import logging
 import sys
+import time
 
 from benchmarks.common import JOB_BATCH
-from scoring.job import StripScorer
 
-__all__ = ["ReloadingScorer", "DESIGNS", "run", "main"]
+__all__ = ["reference_design_task", "run", "main"]
 
 logger = logging.getLogger(__name__)
 
-
-class ReloadingScorer(StripScorer):
-    """The reference design's executor: the model is loaded anew for every task."""
-
-    def __call__(self, partition):
-        from scoring.engines import cache
-
-        cache.clear()
-        yield from super().__call__(partition)
+#: The reference design's engine and batch size.
+BASELINE_ENGINE, BASELINE_BATCH = "mxnet", 128
 
 
-#: name -> (engine, batch size, strips per core, scorer class)
-DESIGNS = {
-    "baseline": ("mxnet", 128, 1, ReloadingScorer),
-    "ours": ("onnxruntime", JOB_BATCH, 4, StripScorer),
-}
+def reference_design_task(bundle_broadcast, xs, window: int, batch_size: int, floor: float):
+    """A partition function that loads the model for its task, then scores its strips."""
+    def task(partition):
+        from engines import create_engine
+        from scoring.results import select_rows, windows_table
+        from scoring.windows import score_strip
+
+        bundle = bundle_broadcast.value
+        engine = create_engine(bundle, BASELINE_ENGINE)  # anew in every task, as the reference design did
+        for strip, pixels in partition:
+            scores = score_strip(pixels, strip, xs, window, engine.predict, batch_size=batch_size)
+            keep = select_rows(scores.probs, bundle.spec.classes, bundle.spec.background, floor)
+            yield windows_table(scores.origins[keep], scores.probs[keep], strip.index, window=window,
+                                classes=bundle.spec.classes).num_rows
+    return task
 
 
 def _clear_caches(_):
-    from scoring.engines import cache
+    from engines import cache
 
     cache.clear()
     return []
@@ -51,13 +55,39 @@ def _cold_workers(sc) -> None:
     sc.parallelize(range(2 * slots), 2 * slots).mapPartitions(_clear_caches).collect()
 
 
+def _baseline(spark, pixels, grid, bundle, floor: float) -> dict:
+    from scoring.job import ship_packages
+    from tiling.strips import plan_strips
+
+    sc = spark.sparkContext
+    ship_packages(spark, BASELINE_ENGINE)
+    strips = plan_strips(grid, sc.defaultParallelism)
+    broadcast = sc.broadcast(bundle)
+    task = reference_design_task(broadcast, grid.xs, grid.window, BASELINE_BATCH, floor)
+    started = time.time()
+    rows = sc.parallelize([(s, pixels[s.y0:s.y1]) for s in strips], len(strips)).mapPartitions(task).collect()
+    job_s = time.time() - started
+    broadcast.unpersist()
+    return {"engine": BASELINE_ENGINE, "batch_size": BASELINE_BATCH, "strips": len(strips), "rows_kept": sum(rows),
+            "spark_job_s": job_s, "windows_per_s": grid.n_windows / job_s}
+
+
+def _ours(spark, pixels, grid, bundle, floor: float) -> dict:
+    from scoring.job import score_on_spark
+    from tiling.strips import plan_strips
+
+    strips = plan_strips(grid, 4 * spark.sparkContext.defaultParallelism)
+    table, timings = score_on_spark(spark, pixels, grid, strips, bundle.subset(("onnx",)), engine="onnxruntime",
+                                    batch_size=JOB_BATCH, floor=floor, quiet=True)
+    return {"engine": "onnxruntime", "batch_size": JOB_BATCH, "strips": len(strips), "rows_kept": table.num_rows,
+            "windows_per_s": grid.n_windows / timings["spark_job_s"], **timings}
+
+
 def run(spark, model: str, image: str, *, repeats: int = 1, floor: float = 0.5) -> dict:
     """Both designs on ``spark``; each design's fastest of ``repeats`` runs, and our speed-up."""
-    from scoring.bundle import load_bundle
-    from scoring.imageio import read_image
-    from scoring.job import score_on_spark
+    from core.bundle import load_bundle
+    from pixels import read_image
     from tiling.grid import WindowGrid
-    from tiling.strips import plan_strips
 
     bundle = load_bundle(model)
     pixels, _ = read_image(image, min_side=bundle.spec.size)
@@ -65,18 +95,13 @@ def run(spark, model: str, image: str, *, repeats: int = 1, floor: float = 0.5) 
     sc = spark.sparkContext
     slots = sc.defaultParallelism
     sc.parallelize(range(slots), slots).count()  # start the Python workers before either design is timed
+    designs = {"baseline": _baseline, "ours": _ours}
     results = {}
     for attempt in range(repeats):
-        for name, (engine, batch, per_core, scorer) in DESIGNS.items():
-            strips = plan_strips(grid, per_core * slots)
+        for name, design in designs.items():
             _cold_workers(sc)
-            logger.info("baseline: %s (%s, batch %d, %d strips), run %d/%d", name, engine, batch, len(strips),
-                        attempt + 1, repeats)
-            table, timings = score_on_spark(spark, pixels, grid, strips, bundle, engine=engine, batch_size=batch,
-                                            floor=floor, quiet=True, scorer_class=scorer)
-            row = {"engine": engine, "batch_size": batch, "strips": len(strips), "scorer": scorer.__name__,
-                   "rows_kept": table.num_rows, "windows_per_s": grid.n_windows / timings["spark_job_s"],
-                   **timings}
+            logger.info("baseline: %s, run %d/%d", name, attempt + 1, repeats)
+            row = design(spark, pixels, grid, bundle, floor)
             if name not in results or row["windows_per_s"] > results[name]["windows_per_s"]:
                 results[name] = row
     return {"image": image, "windows": grid.n_windows, "master": sc.master, "designs": results,

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import cProfile
 import io
-import logging
 import os
 import pstats
 import subprocess
@@ -25,9 +24,6 @@ import time
 from benchmarks.common import JOB_BATCH
 
 __all__ = ["run", "profile_strip", "main"]
-
-logger = logging.getLogger(__name__)
-
 
 
 def _short(path: str) -> str:
@@ -40,7 +36,7 @@ def _short(path: str) -> str:
 
 def profile_strip(prepared, strip, *, engine: str = "onnxruntime", top: int = 10) -> dict:
     """cProfile of ``score_strip`` on ``strip`` with ``engine`` at 1 thread: the ``top`` by cumulative time."""
-    from scoring.engines import create_engine
+    from engines import create_engine
     from scoring.windows import score_strip
 
     model = create_engine(prepared.bundle, engine, threads=1)
@@ -67,7 +63,8 @@ def profile_strip(prepared, strip, *, engine: str = "onnxruntime", top: int = 10
 
 
 def _overlay_s(prepared, table) -> float:
-    from scoring.results import boxes_from_table, draw_overlay
+    from scoring.boxes import boxes_from_table
+    from scoring.overlay import draw_overlay
 
     p = prepared.params
     started = time.time()

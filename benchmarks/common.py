@@ -16,6 +16,9 @@ import zipfile
 
 import numpy as np
 
+from app.cli import configure_logging
+from scoring.params import defaults
+
 __all__ = [
     "ROOT", "Inputs", "base_parser", "inputs_from_args", "resolve_model", "demo_image", "synthetic_png",
     "core_counts", "spark_env", "local_spark", "ship_benchmarks", "measure_rate", "best_of", "configure_logging",
@@ -32,14 +35,8 @@ RANDOM_MODEL = {"depth": 20, "width": 16}
 DEMO_WIDTH, QUICK_WIDTH = 4000, 480
 
 
-def _default_batch() -> int:
-    from scoring.params import ScoreParams
-
-    return ScoreParams.__dataclass_fields__["batch_size"].default
-
-
 #: score.py's default batch size: the job's, so the one end-to-end ratios are taken at.
-JOB_BATCH = _default_batch()
+JOB_BATCH = defaults()["batch_size"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,13 +49,6 @@ class Inputs:
     truth: str | None         # its COCO ground truth (the demo collage's), or None
     work: str                 # scratch folder for runs and generated inputs
     quick: bool
-
-
-def configure_logging(quiet: bool = False) -> None:
-    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
-                        format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("py4j", "azure", "PIL"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def base_parser(description: str) -> argparse.ArgumentParser:
@@ -111,8 +101,9 @@ def demo_image(work: str, *, width: int = DEMO_WIDTH) -> tuple[str, str | None]:
     image, truth = os.path.join(folder, "collage.png"), os.path.join(folder, "ground_truth.json")
     if os.path.isfile(os.path.join(folder, "collage.json")):
         return image, truth
-    from app import collage as collage_app
-    from training.data import data_root
+    from collage import CollageParams
+    from collage.make import make_collage
+    from tilesets import data_root
 
     root = data_root()
     if not (os.path.isdir(os.path.join(root, "cifar10")) and os.path.isfile(os.path.join(root, "mona_lisa.jpg"))):
@@ -121,7 +112,7 @@ def demo_image(work: str, *, width: int = DEMO_WIDTH) -> tuple[str, str | None]:
         path = os.path.join(work, f"synthetic-{width}.png")
         return synthetic_png(path, width, int(round(width * 1192 / 800))), None
     started = time.time()
-    collage_app.make_collage(collage_app.build_parser().parse_args(["--out", folder, "--width", str(width)]))
+    make_collage(folder, CollageParams(width=width))
     logger.info("built the demo collage %s in %.1f s", image, time.time() - started)
     return image, truth
 
@@ -157,7 +148,7 @@ def spark_env() -> dict:
 
 def local_spark(master: str):
     """A SparkSession on ``master`` built the way ``app/score.py`` builds its own."""
-    from app.score import spark_session
+    from scoring.job import spark_session
 
     for key, value in spark_env().items():
         if key in ("SPARK_LOCAL_IP", "PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON", "SPARK_CONF_DIR"):
@@ -167,9 +158,6 @@ def local_spark(master: str):
     spark = spark_session(master)
     if spark.sparkContext.master != master:
         raise RuntimeError(f"a SparkSession on {spark.sparkContext.master} is already running; wanted {master}")
-    from scoring.job import ship_packages
-
-    ship_packages(spark)  # before any job: benchmark tasks import scoring too
     ship_benchmarks(spark)
     return spark
 

@@ -2,7 +2,7 @@
 
     python -m benchmarks.end_to_end [--model models/default] [--image PNG] [--quick]
 
-At batch 512 (score.py's default) for every N, and once more at the most cores with the
+At score.py's default batch for every N, and once more at the most cores with the
 engine's fastest batch size when that differs.
 
 Windows per second are counted from the first task's start to the last task's end
@@ -30,13 +30,12 @@ __all__ = ["run_score", "gap", "run", "main"]
 logger = logging.getLogger(__name__)
 
 
-
 def run_score(model: str, image: str, out: str, *, cores: int, engine: str = "onnxruntime",
               batch_size: int = JOB_BATCH, extra=()) -> dict:
     """Run ``spark-submit --master local[cores] app/score.py``; its manifest plus the command's wall time."""
-    from app.demo import spark_submit
+    from scoring.job import spark_submit_executable
 
-    command = [spark_submit(), "--master", f"local[{cores}]", "--driver-memory", "4g",
+    command = [spark_submit_executable(), "--master", f"local[{cores}]", "--driver-memory", "4g",
                os.path.join(ROOT, "app", "score.py"), "--image", image, "--out", out, "--model", model,
                "--engine", engine, "--batch-size", str(batch_size), "--overwrite", "--quiet", *extra]
     log = out.rstrip("/") + ".log"
@@ -115,7 +114,7 @@ def summarise(result: dict, cores: int, engine_section: dict | None, batch: int 
 
 def run(model: str, image: str, work: str, *, cores_list, engine_section: dict | None = None,
         repeats: int = 1, extra_batch: int | None = None) -> dict:
-    """score.py at local[N] for each N in ``cores_list`` (batch 512, the default), and at
+    """score.py at local[N] for each N in ``cores_list`` (the default batch), and at
     the most cores with ``extra_batch`` when given (the engine's best batch size);
     ``repeats`` runs of each, the fastest is the figure."""
     configs = [(cores, JOB_BATCH) for cores in cores_list]

@@ -14,7 +14,6 @@ from __future__ import annotations
 import ctypes
 import functools
 import json
-import logging
 import math
 import subprocess
 import sys
@@ -28,7 +27,6 @@ __all__ = ["count_flops", "cut_batches", "set_mxnet_threads", "measure_engines",
            "processes", "best_batch", "main",
            "ENGINES", "BATCH_SIZES", "QUICK_BATCH_SIZES"]
 
-logger = logging.getLogger(__name__)
 
 ENGINES = ("onnxruntime", "mxnet")
 BATCH_SIZES = (32, 128, 512, 1024)
@@ -87,7 +85,7 @@ def cut_batches(image: str | None, size: int, count: int, *, seed: int = 0) -> n
     """``(count, 3, size, size)`` uint8 windows cut at stride 16 from ``image`` (random when None)."""
     if image is None:
         return np.random.default_rng(seed).integers(0, 256, (count, 3, size, size), dtype=np.uint8)
-    from scoring.imageio import read_image
+    from pixels import read_image
     from scoring.windows import window_batches
     from tiling.grid import WindowGrid
 
@@ -112,7 +110,7 @@ def set_mxnet_threads(threads: int) -> None:
 
 def _engines(bundle, names, threads_list) -> dict:
     """``{(name, threads): (engine, before_each_block)}``; MXNet shares one engine, resized per block."""
-    from scoring.engines import create_engine
+    from engines import create_engine
 
     made, mxnet = {}, None
     for name in names:
@@ -139,7 +137,7 @@ def measure_engines(engines: dict, windows: np.ndarray, batch_sizes, *, min_seco
                 before()
                 data = windows[:batch]
                 blocks.setdefault((name, threads, batch), []).append(
-                    measure_rate(lambda: engine.predict(data), batch, min_seconds=min_seconds))
+                    measure_rate(lambda engine=engine, data=data: engine.predict(data), batch, min_seconds=min_seconds))
     return [{"engine": n, "threads": t, "batch": b, **best_of(v)} for (n, t, b), v in blocks.items()]
 
 
@@ -160,7 +158,7 @@ def with_peak(rows: list[dict], flops_per_window: int, machine: dict | None) -> 
 def run(model: str, image: str | None, *, threads_list, machine: dict | None = None, quick: bool = False,
         engines=ENGINES) -> dict:
     """The engine section: FLOPs per window, then every engine at every thread count and batch size."""
-    from scoring.bundle import load_bundle
+    from core.bundle import load_bundle
 
     bundle = load_bundle(model)
     flops = count_flops(bundle.file("onnx"))
@@ -173,8 +171,8 @@ def run(model: str, image: str | None, *, threads_list, machine: dict | None = N
     ort = made.get(("onnxruntime", 1), (None,))[0]
     forward = []
     if ort is not None:
-        data = windows[:JOB_BATCH].astype(np.float32) * ort._scale + ort._offset
-        blocks = [measure_rate(lambda: ort._forward(data), len(data), min_seconds=0.2 if quick else 1.5)
+        data = bundle.spec.normalise(windows[:JOB_BATCH])
+        blocks = [measure_rate(lambda: ort.forward(data), len(data), min_seconds=0.2 if quick else 1.5)
                   for _ in range(1 if quick else 3)]
         forward.append({"engine": "onnxruntime", "threads": 1, "batch": len(data), **best_of(blocks)})
     # Spark's layout at local[N]: N separate processes of 1 thread each, timed together.
@@ -203,8 +201,8 @@ _READY = "tilescan-engine-ready"
 
 def _child_rate(model: str, image: str | None, engine: str, batch: int, seconds: float) -> int:
     """One of :func:`processes_rate`'s processes: load, say ready, wait for the go, time ``seconds``."""
-    from scoring.bundle import load_bundle
-    from scoring.engines import create_engine
+    from core.bundle import load_bundle
+    from engines import create_engine
 
     bundle = load_bundle(model)
     data = cut_batches(image, bundle.spec.size, batch)

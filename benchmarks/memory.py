@@ -2,7 +2,7 @@
 
     python -m benchmarks.memory [--model models/default] [--quick]
 
-For each size a synthetic picture is scored by ``app/score.py``'s ``main`` in a fresh
+For each size a synthetic picture is scored as ``app/score.py`` scores it, in a fresh
 Python process (a new SparkSession, local[2]); that process reports its own peak RSS (the
 Python driver, not the JVM) and the run's manifest gives the largest Python worker's
 (``timings_s.worker_max_rss_mb``). The growth is a least-squares line in MB per megapixel.
@@ -49,15 +49,14 @@ def _vm_hwm_mb() -> float | None:
 
 
 def _child(image: str, model: str, out: str, master: str) -> int:
-    """Run score.py's main here, then print this process's peak RSS and the manifest's timings."""
-    from app import score
+    """Score here as score.py does, then print this process's peak RSS and the manifest's timings."""
+    from scoring.job import spark_session
+    from scoring.params import ScoreParams
+    from scoring.pipeline import prepare
+    from scoring.pipeline import run as run_pipeline
 
-    code = score.main(["--image", image, "--out", out, "--model", model, "--master", master,
-                       "--overwrite", "--quiet"])
-    if code:
-        return code
-    with open(os.path.join(out, "manifest.json")) as fh:
-        manifest = json.load(fh)
+    params = ScoreParams(image=image, out=out, model=model, overwrite=True, quiet=True)
+    manifest = run_pipeline(prepare(params), spark_session(master))
     ru_maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(_MARK + json.dumps({
         "driver_max_rss_mb": _vm_hwm_mb() or ru_maxrss,

@@ -4,10 +4,10 @@
 
 The float model at each graph optimisation level, and the int8 model in both formats
 (static quantisation calibrated on CIFAR-10 *training* images and canvas tiles, see
-:func:`scoring.engines.onnx_int8.add_int8_model`), timed in interleaved rounds at the job's
+:func:`training.quantize.add_int8_model`), timed in interleaved rounds at the job's
 batch size. Each int8 model's accuracy is reported beside its speed: argmax agreement with
 the float model on the picture's windows, balanced accuracy on the CIFAR-10 test set
-(:func:`training.evaluate.evaluate_bundle`), and AP on the demo collage (a scoring run on
+(:func:`training.held_out.evaluate_bundle`), and AP on the demo collage (a scoring run on
 Spark, evaluated against the collage's ground truth). The int8 bundles are copies under
 the work folder: the model's own bundle is left as it is.
 """
@@ -22,47 +22,24 @@ import time
 import numpy as np
 
 from benchmarks.common import JOB_BATCH, best_of, measure_rate
-from scoring.engines.onnx_engine import OnnxRuntimeEngine
+from engines.onnx_engine import OPTIMIZATION_LEVELS, OnnxRuntimeEngine
 
-__all__ = ["LevelledEngine", "LEVELS", "calibration_images", "int8_bundle", "run", "main"]
+__all__ = ["calibration_images", "int8_bundle", "run", "main"]
 
 logger = logging.getLogger(__name__)
-
-LEVELS = ("disabled", "basic", "extended", "all")
-
-
-class LevelledEngine(OnnxRuntimeEngine):
-    """The ONNX Runtime engine with every session option kept but the graph optimisation level."""
-
-    def __init__(self, bundle, *, threads: int = 1, level: str = "all") -> None:
-        super().__init__(bundle, threads=threads)
-        import onnxruntime as ort
-
-        if level not in LEVELS:
-            raise ValueError(f"`level` must be one of {', '.join(LEVELS)}, got {level!r}")
-        options = self._session.get_session_options()
-        options.graph_optimization_level = {
-            "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-        }[level]
-        self._session = ort.InferenceSession(bundle.file("onnx"), sess_options=options,
-                                             providers=["CPUExecutionProvider"])
-        self.level = level
 
 
 def calibration_images(count: int, *, seed: int = 7) -> np.ndarray:
     """Calibration images from the CIFAR-10 training set (see :mod:`training.calibration`)."""
+    from tilesets import data_root, load_cifar
     from training.calibration import calibration_images as from_training
-    from training.data import data_root, load_cifar
 
     return from_training(load_cifar(os.path.join(data_root(), "cifar10"), "train"), count, seed=seed)
 
 
 def int8_bundle(model: str, folder: str, images: np.ndarray, quant_format: str) -> dict:
     """A copy of bundle ``model`` in ``folder`` with an int8 model added; how long that took."""
-    from scoring.engines.onnx_int8 import add_int8_model
+    from training.quantize import add_int8_model
 
     if os.path.isdir(folder):
         shutil.rmtree(folder)
@@ -76,8 +53,8 @@ def int8_bundle(model: str, folder: str, images: np.ndarray, quant_format: str) 
 
 def _accuracy(bundle, engine: str, *, quick: bool, threads: int) -> dict | None:
     """Balanced accuracy on the CIFAR-10 test set (a 600-image subset when quick)."""
-    from training.data import data_root, load_cifar
-    from training.evaluate import evaluate_bundle, summarise
+    from tilesets import data_root, load_cifar
+    from training.held_out import evaluate_bundle, summarise
 
     root = os.path.join(data_root(), "cifar10")
     if not os.path.isdir(root):
@@ -86,7 +63,7 @@ def _accuracy(bundle, engine: str, *, quick: bool, threads: int) -> dict | None:
         result = evaluate_bundle(bundle, root, engine=engine, threads=threads)
         return {"test_images": result["test_images"]["balanced_accuracy"],
                 "test_canvas_tiles": result["test_canvas_tiles"]["balanced_accuracy"]}
-    from scoring.engines import create_engine
+    from engines import create_engine
 
     test = load_cifar(root, "test").take(np.arange(600))
     model = create_engine(bundle, engine, threads=threads)
@@ -96,7 +73,7 @@ def _accuracy(bundle, engine: str, *, quick: bool, threads: int) -> dict | None:
 
 
 def _collage_ap(spark, model: str, engine: str, image: str, truth: str, out: str) -> dict:
-    from scoring.evaluate import evaluate_run
+    from evaluation.runs import evaluate_run
     from scoring.params import ScoreParams
     from scoring.pipeline import prepare
     from scoring.pipeline import run as run_pipeline
@@ -113,9 +90,9 @@ def run(model: str, image: str, work: str, *, threads_list, spark=None, truth: s
         quick: bool = False) -> dict:
     """Speed of every level and int8 format, with the int8 models' accuracy beside it."""
     from benchmarks.engine import cut_batches
-    from scoring.bundle import load_bundle
-    from scoring.engines import create_engine
-    from scoring.engines.onnx_int8 import QUANT_FORMATS
+    from core.bundle import load_bundle
+    from engines import create_engine
+    from training.quantize import QUANT_FORMATS
 
     fp32 = load_bundle(model)
     started = time.time()
@@ -135,8 +112,8 @@ def run(model: str, image: str, work: str, *, threads_list, spark=None, truth: s
     windows = cut_batches(image, fp32.spec.size, 1024)
     engines = {}
     for threads in threads_list:
-        for level in LEVELS:
-            engines[f"fp32 {level}", threads] = LevelledEngine(fp32, threads=threads, level=level)
+        for level in OPTIMIZATION_LEVELS:
+            engines[f"fp32 {level}", threads] = OnnxRuntimeEngine(fp32, threads=threads, optimization=level)
         for name, bundle in int8.items():
             engines[name, threads] = create_engine(bundle, "onnxruntime-int8", threads=threads)
     blocks = {}
@@ -144,7 +121,8 @@ def run(model: str, image: str, work: str, *, threads_list, spark=None, truth: s
         for key, engine in engines.items():
             data = windows[:JOB_BATCH]
             blocks.setdefault(key, []).append(
-                measure_rate(lambda: engine.predict(data), len(data), min_seconds=0.2 if quick else 1.5))
+                measure_rate(lambda engine=engine, data=data: engine.predict(data), len(data),
+                             min_seconds=0.2 if quick else 1.5))
     speed = [{"variant": name, "threads": threads, "batch": JOB_BATCH, **best_of(b)}
              for (name, threads), b in blocks.items()]
     reference = engines["fp32 all", threads_list[0]].predict(windows)

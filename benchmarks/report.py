@@ -213,14 +213,14 @@ def baseline_section(b: dict | None) -> str:
     head = "## 4. Against the reference design's manner\n\n"
     if not b:
         return head + NOT_RUN
-    text = (f"Same picture ({_n(b['windows'])} windows), same SparkSession ({b['master']}), "
-            "`score_on_spark` for both, engine caches emptied before each.\n\n")
+    text = (f"Same picture ({_n(b['windows'])} windows), same SparkSession ({b['master']}), engine caches "
+            "emptied before each; the baseline is a small job of its own (`benchmarks/baseline.py`), ours is "
+            "`score_on_spark`.\n\n")
     names = {"baseline": "baseline: 1 strip per worker, model loaded every task",
              "ours": "ours: 4 strips per core, model loaded once per worker"}
-    rows = [[names[k], r["engine"], r["batch_size"], r["strips"], _n(r["model_load_s"], 2), _n(r["spark_job_s"], 1),
-             _n(r["first_to_last_task_s"], 1), _n(r["windows_per_s"])] for k, r in b["designs"].items()]
-    text += _table(["design", "engine", "batch", "strips", "model load s (sum)", "Spark job s", "first→last task s",
-                    "windows/s"], rows)
+    rows = [[names[k], r["engine"], r["batch_size"], r["strips"], _n(r["spark_job_s"], 1), _n(r["windows_per_s"])]
+            for k, r in b["designs"].items()]
+    text += _table(["design", "engine", "batch", "strips", "Spark job s", "windows/s"], rows)
     text += f"\n\nOurs is **{b['speedup']:.2f}×** the baseline's rate (Spark job windows/s)."
     return head + text
 
@@ -250,8 +250,8 @@ def quantize_section(q: dict | None) -> str:
     text += _table(["model", f"argmax agreement ({q['agreement_windows']} windows)", "max abs Δp",
                     "CIFAR-10 test balanced acc.", "test canvas tiles balanced acc.", "collage AP50 car",
                     "collage AP50 boat", "boxes", "Spark job windows/s"], rows)
-    text += ("\n\nAP: the collage scored on the same SparkSession as sections 3 and 4 (defaults: batch 512, "
-             "thresholds 0.9, fuse), evaluated against its ground truth; the last column is that run's Spark job.")
+    text += ("\n\nAP: the collage scored on the same SparkSession as sections 3 and 4 (score.py's defaults), "
+             "evaluated against its ground truth; the last column is that run's Spark job.")
     sizes = ", ".join(f"{name}: {_n(v['int8_bytes'] / 1024)} KiB (float {_n(v['float_bytes'] / 1024)} KiB), "
                       f"quantised in {_n(v['quantize_s'], 1)} s" for name, v in q["bundles"].items())
     text += f"\n\nFiles: {sizes}."
@@ -351,11 +351,12 @@ METHOD = """## How these are measured
   selection (`score_s − predict_s`, which also holds pyarrow's one-off import of pandas in each
   Python worker); model loading; and the rest (Python worker start, task and result
   (de)serialisation and transfer, gaps, uneven strips).
-- The baseline and ours run in one process on one SparkSession through `score_on_spark`, engine
-  caches emptied before each, alternating when repeated.
+- The baseline and ours run in one process on one SparkSession, engine caches emptied before
+  each, alternating when repeated; the baseline is its own small job built from the same public
+  pieces, ours is `score_on_spark`.
 - Int8 models are built on copies of the bundle under `work/bench/`; the bundle itself is left
   alone. To ship one: `add_int8_model(bundle_dir, calibration_images)` from
-  `scoring.engines.onnx_int8`, then `score.py --engine onnxruntime-int8`.
+  `training.quantize` (or `make quantize-default`), then `score.py --engine onnxruntime-int8`.
 - Memory: one fresh process per picture size, so each driver figure is that run's alone."""
 
 
@@ -373,7 +374,7 @@ def render(results: dict | None) -> str:
                   + (" — **random weights**: models/default was absent, so accuracy figures mean nothing"
                      if meta["model"]["random"] else ""),
                   f"- picture: `{meta['image']['path']}`, {meta['image']['width']}×{meta['image']['height']} px",
-                  f"- load average (1, 5, 15 min) at the end: "
+                  "- load average (1, 5, 15 min) at the end: "
                   + " / ".join(f"{x:.2f}" for x in meta.get("load_average_end", ())),
                   f"- command: `{meta['command']}`, {meta['total_s']:.0f} s in all"
                   + (" (**--quick smoke run: tiny sizes, figures not meaningful**)" if meta.get("quick") else ""), ""]

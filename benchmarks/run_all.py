@@ -33,7 +33,7 @@ def _attempt(results: dict, name: str, call):
     started = time.time()
     try:
         results[name] = call()
-    except Exception as exc:  # one broken section must not lose the others' figures
+    except Exception as exc:  # noqa: BLE001 - one broken section must not lose the others' figures
         logger.error("section %s failed:\n%s", name, traceback.format_exc())
         results.setdefault("errors", {})[name] = f"{type(exc).__name__}: {exc}"[:500]
     logger.info("section %s: %.1f s", name, time.time() - started)
@@ -61,7 +61,7 @@ def main(argv=None) -> int:
 
     from PIL import Image
 
-    from scoring.bundle import load_bundle
+    from core.bundle import load_bundle
 
     bundle = load_bundle(inputs.model)
     with Image.open(inputs.image) as picture:

@@ -12,7 +12,6 @@ speed-up here is a floor for what separate nodes give.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import socket
 import subprocess
@@ -23,7 +22,6 @@ from benchmarks.common import JOB_BATCH, ROOT, base_parser, configure_logging, i
 
 __all__ = ["run", "main"]
 
-logger = logging.getLogger(__name__)
 
 LOCAL_CLUSTER = os.path.join(ROOT, "cluster_scripts", "local_cluster.sh")
 
@@ -46,9 +44,10 @@ def _cluster(*args, run_dir: str) -> None:
 
 
 def _submit(master: str, cores: int, model: str, image: str, out: str) -> dict:
-    from app.demo import spark_submit
+    from scoring.job import spark_submit_executable
 
-    command = [spark_submit(), "--master", master, "--total-executor-cores", str(cores), "--executor-memory", "2g",
+    command = [spark_submit_executable(), "--master", master, "--total-executor-cores", str(cores),
+               "--executor-memory", "2g",
                "--driver-memory", "4g", "--conf", "spark.ui.enabled=false", os.path.join(ROOT, "app", "score.py"),
                "--image", image, "--out", out, "--model", model, "--batch-size", str(JOB_BATCH), "--overwrite",
                "--quiet"]

@@ -14,8 +14,9 @@ import logging
 import re
 import uuid
 
-from scoring import storage
-from scoring.errors import OutputExistsError, TilescanError
+from core import storage
+from core.errors import OutputExistsError, TilescanError
+from core.redaction import redact
 
 __all__ = ["RunWriter", "SUCCESS", "OUTPUT_FILES"]
 
@@ -81,7 +82,7 @@ class RunWriter:
         for path in self.fs.ls(self.root, detail=False):
             name = path.rstrip("/").rsplit("/", 1)[-1]
             if _STAGING.match(name):
-                logger.info("removing %s, left by a failed run", storage.redact(storage.join(self.url, name)))
+                logger.info("removing %s, left by a failed run", redact(storage.join(self.url, name)))
                 self._remove(path)
 
     def _move(self, name: str) -> None:
@@ -98,7 +99,7 @@ class RunWriter:
             if self._created_root and self.fs.exists(self.root) and not self.fs.ls(self.root):
                 self._remove(self.root)
         except Exception as exc:  # noqa: BLE001 - the original error matters more
-            logger.warning("could not clean up %s: %s", storage.redact(self._staging_url), storage.redact(exc))
+            logger.warning("could not clean up %s: %s", redact(self._staging_url), redact(exc))
 
     def _remove(self, path: str) -> None:
         self.fs.invalidate_cache()

@@ -1,17 +1,22 @@
 """The parameters of one scoring run: built once from the command line, validated, frozen."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import os
+from dataclasses import MISSING, asdict, dataclass, field, fields
 
 from PIL import ImageColor
 
-from scoring.engines import DEFAULT_ENGINE, ENGINES
-from scoring.errors import TilescanError
-from scoring.imageio import DEFAULT_MAX_PIXELS
+from core.errors import TilescanError
+from engines import DEFAULT_ENGINE, ENGINES
+from pixels import DEFAULT_MAX_PIXELS
 from scoring.merge import MERGE_METHODS
 from tiling.grid import EDGE_POLICIES
 
-__all__ = ["ScoreParams", "parse_class_values", "parse_colors", "DEFAULT_COLORS"]
+__all__ = ["ScoreParams", "parse_class_values", "format_class_values", "parse_colors", "DEFAULT_COLORS",
+           "DEFAULT_MODEL", "defaults"]
+
+#: The bundled default model.
+DEFAULT_MODEL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models", "default")
 
 DEFAULT_COLORS = {"car": (255, 0, 0), "boat": (0, 200, 0)}
 _FALLBACK_COLORS = [(255, 200, 0), (0, 120, 255), (255, 0, 255), (0, 230, 230)]
@@ -34,6 +39,11 @@ def parse_class_values(text: str, name: str) -> dict:
     return values
 
 
+def format_class_values(values: dict) -> str:
+    """The inverse of :func:`parse_class_values`: ``{"*": 0.9, "car": 0.95}`` -> ``"0.9,car=0.95"``."""
+    return ",".join(f"{value:g}" if key == "*" else f"{key}={value:g}" for key, value in values.items())
+
+
 def parse_colors(text: str | None) -> dict:
     """``"car=red,boat=#00ff00"`` -> ``{"car": (255, 0, 0), "boat": (0, 255, 0)}``."""
     colors = {}
@@ -54,7 +64,7 @@ class ScoreParams:
 
     image: str
     out: str
-    model: str
+    model: str = DEFAULT_MODEL
     engine: str = DEFAULT_ENGINE
     window: int = 32
     stride: int = 16
@@ -92,7 +102,7 @@ class ScoreParams:
         unknown = set(self.threshold) - {"*"} - set(classes)
         if unknown:
             raise TilescanError(f"--threshold names unknown classes {sorted(unknown)}; the model has {list(classes)}")
-        default = self.threshold.get("*", 0.9)
+        default = self.threshold.get("*", defaults()["threshold"]["*"])
         return {c: self.threshold.get(c, default) for c in classes}
 
     def colors_for(self, classes) -> dict:
@@ -104,3 +114,14 @@ class ScoreParams:
 
     def to_json(self) -> dict:
         return asdict(self)
+
+
+def defaults() -> dict:
+    """Every parameter's default, from :class:`ScoreParams`: the one place they are set."""
+    values = {}
+    for f in fields(ScoreParams):
+        if f.default_factory is not MISSING:
+            values[f.name] = f.default_factory()
+        elif f.default is not MISSING:
+            values[f.name] = f.default
+    return values

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import platform
 import time
 from datetime import datetime, timezone
@@ -12,19 +11,21 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from scoring import storage
-from scoring.bundle import ModelBundle, load_bundle
-from scoring.errors import BundleError
-from scoring.imageio import ImageInfo, read_image
+from core import credentials
+from core.bundle import ModelBundle, load_bundle
+from core.errors import BundleError, TilescanError
+from core.redaction import redact
+from engines import create_engine, engine_class
+from pixels import ImageInfo, read_image
+from scoring.boxes import boxes_from_table, coco_detections
 from scoring.outputs import RunWriter
+from scoring.overlay import draw_overlay
 from scoring.params import ScoreParams
-from scoring.results import boxes_from_table, coco_detections, draw_overlay, probability_column, select_rows
+from scoring.results import probability_column, select_rows
 from tiling.grid import WindowGrid
 from tiling.strips import plan_strips
 
-__all__ = ["PreparedRun", "prepare", "run", "package_versions", "installed_versions"]
-
-logger = logging.getLogger(__name__)
+__all__ = ["PreparedRun", "prepare", "run", "engine_bundle", "package_versions", "installed_versions"]
 
 
 class PreparedRun:
@@ -46,7 +47,7 @@ def prepare(params: ScoreParams, *, storage_options: dict | None = None) -> Prep
     """Check the destination, the model and the image; raise a TilescanError on bad input.
 
     ``storage_options`` are the explicit options for remote URLs (credentials among them,
-    see :func:`scoring.storage.resolve_options`); they never reach the manifest.
+    see :func:`core.credentials.resolve_options`); they never reach the manifest.
     """
     timings = {}
     writer = RunWriter(params.out, overwrite=params.overwrite, storage_options=storage_options)
@@ -58,12 +59,38 @@ def prepare(params: ScoreParams, *, storage_options: dict | None = None) -> Prep
             f"model {params.model} takes {bundle.spec.size}x{bundle.spec.size} inputs but --window is "
             f"{params.window}"
         )
+    bundle = engine_bundle(bundle, params.engine)
     timings["load_model_s"] = time.time() - started
     started = time.time()
     pixels, info = read_image(params.image, max_pixels=params.max_pixels, min_side=params.window,
                               storage_options=storage_options)
     timings["read_image_s"] = time.time() - started
     return PreparedRun(params, bundle, pixels, info, writer, timings, storage_options=storage_options)
+
+
+def engine_bundle(bundle: ModelBundle, engine: str) -> ModelBundle:
+    """The part of ``bundle`` that ``engine`` needs, checked by loading it once here, on the driver.
+
+    Executors report errors late and wrapped in Py4J traces, so everything a task would
+    trip on is found first: the engine's framework missing, the bundle lacking the
+    engine's files, or files the engine cannot load.
+    """
+    needed = engine_class(engine).required_files
+    missing = [key for key in needed if key not in bundle.files]
+    if missing:
+        raise BundleError(f"model bundle {bundle.source} has no {' or '.join(missing)} file for --engine {engine} "
+                          f"(it has: {', '.join(sorted(bundle.files))})")
+    subset = bundle.subset(needed)
+    try:
+        create_engine(subset, engine)
+    except ImportError as exc:
+        raise TilescanError(f"--engine {engine} needs {exc.name or 'a package'} installed ({exc})") from None
+    except (TilescanError, ValueError) as exc:
+        raise BundleError(f"model bundle {bundle.source}: {redact(exc)}") from None
+    except Exception as exc:  # noqa: BLE001 - frameworks raise their own types for unreadable models
+        raise BundleError(f"model bundle {bundle.source}: the {engine} engine cannot load "
+                          f"{', '.join(needed)} ({type(exc).__name__}: {redact(exc)})") from None
+    return subset
 
 
 def installed_versions(names) -> dict:
@@ -124,7 +151,7 @@ def run(prepared: PreparedRun, spark) -> dict:
         writer.write("detections.json", json.dumps(detections, indent=1).encode())
         writer.write("overlay.png", overlay.getvalue())
         text = json.dumps(manifest, indent=2, default=_json_default)
-        writer.write("manifest.json", storage.redact(text, one_line=False).encode())  # e.g. a SAS in a URL
+        writer.write("manifest.json", redact(text, one_line=False).encode())  # e.g. a SAS in a URL
         writer.commit()
         timings["write_s"] = time.time() - started
         return manifest
@@ -146,7 +173,7 @@ def _manifest(prepared: PreparedRun, spark, strips, windows_kept: int, hits, box
         "finished": datetime.now(timezone.utc).isoformat(),
         "input": prepared.info.to_json(),
         "model": {"source": p.model, "sha256": prepared.bundle.sha256, "name": spec.name,
-                  "classes": list(spec.classes)},
+                  "classes": list(spec.classes), "background": spec.background},
         "parameters": {**p.to_json(), "strips": len(strips), "thresholds": prepared.thresholds,
                        "colors": {c: list(v) for c, v in prepared.colors.items()}},
         "counts": {
@@ -163,7 +190,7 @@ def _manifest(prepared: PreparedRun, spark, strips, windows_kept: int, hits, box
                   "engine_threads_per_task": engine_threads(spark)},
         "timings_s": prepared.timings,
         "versions": package_versions(p.engine),
-        "storage": {role: storage.describe(url, prepared.storage_options)
+        "storage": {role: credentials.describe(url, prepared.storage_options)
                     for role, url in (("image", p.image), ("model", p.model), ("out", p.out))},
     }
 

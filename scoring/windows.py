@@ -56,11 +56,11 @@ class StripScores:
 
 
 def score_strip(pixels: np.ndarray, strip: Strip, xs: np.ndarray, window: int, predict,
-                *, batch_size: int = 512, bgr: bool = False) -> StripScores:
+                *, batch_size: int) -> StripScores:
     """Score every window of ``strip``; ``pixels`` are image rows ``strip.y0:strip.y1``.
 
-    ``predict`` maps a ``(B, 3, w, w)`` uint8 batch to ``(B, C)`` probabilities (an
-    engine's ``predict``). ``bgr`` reverses the channels for models trained on BGR.
+    ``predict`` maps a ``(B, 3, w, w)`` uint8 RGB batch to ``(B, C)`` probabilities (an
+    engine's ``predict``).
     """
     expected = (strip.height, pixels.shape[1] if pixels.ndim == 3 else -1, 3)
     if pixels.dtype != np.uint8 or pixels.shape != expected:
@@ -69,7 +69,7 @@ def score_strip(pixels: np.ndarray, strip: Strip, xs: np.ndarray, window: int, p
     origins, probs = [], []
     for batch_origins, batch in window_batches(pixels, ys, np.asarray(xs), window, batch_size):
         origins.append(batch_origins)
-        probs.append(predict(batch[:, ::-1] if bgr else batch))
+        probs.append(predict(batch))
     origins = np.concatenate(origins)
     origins[:, 1] += strip.y0
     return StripScores(origins, np.concatenate(probs))

@@ -13,7 +13,9 @@ os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from training.data import data_root  # noqa: E402
+from tilesets import data_root  # noqa: E402
+
+pytest_plugins = ["tests.azurite"]
 
 DATA = data_root()
 HAVE_CIFAR = os.path.isdir(os.path.join(DATA, "cifar10"))
@@ -35,7 +37,7 @@ def random_bundle_dir(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="session")
 def random_bundle(random_bundle_dir):
-    from scoring.bundle import load_bundle
+    from core.bundle import load_bundle
 
     return load_bundle(random_bundle_dir)
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from scoring.engines import create_engine
-from scoring.imageio import read_image
+from engines import create_engine
+from pixels import read_image
 from tiling import WindowGrid
 
 

@@ -12,10 +12,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from app import score
-from scoring import lake, storage
+from core import storage
+from core.transfer import transfer
 from scoring.outputs import OUTPUT_FILES, SUCCESS, RunWriter
 from scoring.params import ScoreParams
-from tests.azurite import ACCOUNT, AZURE_ENV, KEY, azure_env, azurite  # noqa: F401
+from tests.azurite import ACCOUNT, AZURE_ENV, KEY
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.azurite
@@ -32,7 +33,7 @@ def lake_inputs(azurite, small_image, random_bundle_dir):
     name = azurite.create_container()
     options = {"connection_string": azurite.connection_string()}
     for src, dest in ((small_image, f"az://{name}/in/small.png"), (random_bundle_dir, f"az://{name}/models/random")):
-        assert lake.transfer(src, dest, threads=4, storage_options=options, progress=False).ok
+        assert transfer(src, dest, threads=4, storage_options=options, progress=False).ok
     return {"container": name, "url": f"az://{name}", "image": f"az://{name}/in/small.png",
             "model": f"az://{name}/models/random"}
 

@@ -1,9 +1,8 @@
-"""Collage geometry, tile choice and ground truth (tiling.collage, app.collage)."""
+"""Collage geometry, tile choice and ground truth (collage, app.collage)."""
 from __future__ import annotations
 
 import json
 import os
-import time
 
 import numpy as np
 import pytest
@@ -12,11 +11,17 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from app import collage as collage_app
-from tiling.collage import (
-    Collage, CollageParams, Placements, build_collage, ground_truth, layout, owner_map,
-    placements_from_ground_truth, target_descriptors, tile_descriptors, window_classes,
+from collage import (
+    CollageParams,
+    build_collage,
+    ground_truth,
+    layout,
+    owner_map,
+    placements_from_ground_truth,
+    window_classes,
 )
-from training.data import data_root
+from collage.generator import target_descriptors, tile_descriptors
+from tilesets import FOREGROUND_CLASSES, data_root
 
 CLASSES = ("car", "boat", "background")
 SMALL = CollageParams(width=256, height=192, max_uses=3, seed=7)
@@ -61,7 +66,7 @@ def test_later_tiles_cover_earlier_ones(small):
 
 def test_ground_truth_records_what_shows(small):
     collage, _ = small
-    truth = json.loads(json.dumps(ground_truth(collage)))
+    truth = json.loads(json.dumps(ground_truth(collage, FOREGROUND_CLASSES)))
     p, owner = collage.placements, collage.owner
     assert truth["categories"] == [{"id": 1, "name": "car"}, {"id": 2, "name": "boat"}]
     assert truth["images"] == [{"id": 1, "file_name": "collage.png", "width": 256, "height": 192}]
@@ -82,7 +87,8 @@ def test_ground_truth_records_what_shows(small):
 
 def test_ground_truth_rebuilds_the_owner_map(small):
     collage, _ = small
-    placements, height, width = placements_from_ground_truth(json.loads(json.dumps(ground_truth(collage))))
+    truth = json.loads(json.dumps(ground_truth(collage, FOREGROUND_CLASSES)))
+    placements, height, width = placements_from_ground_truth(truth)
     np.testing.assert_array_equal(owner_map(placements, height, width), collage.owner)
     np.testing.assert_array_equal(placements.label, collage.placements.label)
 
@@ -252,16 +258,15 @@ HAVE_MONA_LISA = os.path.isfile(os.path.join(data_root(), "mona_lisa.jpg"))
 @pytest.mark.skipif(not (HAVE_CIFAR and HAVE_MONA_LISA),
                     reason=f"CIFAR-10 and mona_lisa.jpg not found under {data_root()} (set TILESCAN_DATA)")
 def test_mona_lisa_from_cifar10_test_set():
-    from training.data import load_cifar
+    from tilesets import load_cifar
 
     library = load_cifar(os.path.join(data_root(), "cifar10"), "test")
     target = np.asarray(Image.open(os.path.join(data_root(), "mona_lisa.jpg")).convert("RGB"))
-    started = time.time()
     # Few CIFAR ships have the Mona Lisa's colours: single use spreads the choice wider.
     params = CollageParams(width=512, height=768, max_uses=1)
     collage = build_collage(target, library.images, library.model_class, params, ids=library.record_id)
-    truth = ground_truth(collage)
-    assert time.time() - started < 30
+    truth = ground_truth(collage, FOREGROUND_CLASSES)
+    assert len(set(collage.placements.tile.tolist())) == len(collage.placements)  # no tile used twice
     counted = {c["name"]: sum(a["category_id"] == c["id"] for a in truth["annotations"]) for c in truth["categories"]}
     assert counted["car"] > 10 and counted["boat"] > 0
     assert all(a["source"].startswith("cifar10-test-") for a in truth["annotations"])

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 
 from app import score
-from scoring.bundle import load_bundle
-from scoring.engines import create_engine
+from core.bundle import load_bundle
+from engines import create_engine
+from scoring.params import DEFAULT_MODEL
 from tests.conftest import DATA, needs_cifar
 
-BUNDLE = score.DEFAULT_MODEL
+BUNDLE = DEFAULT_MODEL
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +30,8 @@ def test_default_bundle_verifies(bundle):
 
 @needs_cifar
 def test_default_bundle_engines_agree_and_results_reproduce(bundle):
-    from training.data import load_cifar
-    from training.evaluate import evaluate_bundle
+    from tilesets import load_cifar
+    from training.held_out import evaluate_bundle
 
     test = load_cifar(os.path.join(DATA, "cifar10"), "test")
     windows = np.ascontiguousarray(test.images[:512].transpose(0, 3, 1, 2))

@@ -7,10 +7,10 @@ import os
 
 import pytest
 
-from app import collage as collage_app
-from app.score import DEFAULT_MODEL
-from scoring.evaluate import evaluate_run
-from scoring.params import ScoreParams
+from collage import CollageParams
+from collage.make import make_collage
+from evaluation.runs import evaluate_run
+from scoring.params import DEFAULT_MODEL, ScoreParams
 from scoring.pipeline import prepare, run
 from tests.conftest import DATA, needs_cifar, needs_mona_lisa
 
@@ -19,8 +19,7 @@ pytestmark = [pytest.mark.slow, needs_cifar, needs_mona_lisa]
 
 def test_collage_score_evaluate(spark, tmp_path):
     collage_dir = tmp_path / "collage"
-    collage_app.make_collage(collage_app.build_parser().parse_args(
-        ["--target", os.path.join(DATA, "mona_lisa.jpg"), "--out", str(collage_dir), "--width", "800", "--seed", "3"]))
+    make_collage(str(collage_dir), CollageParams(width=800, seed=3), target=os.path.join(DATA, "mona_lisa.jpg"))
     run_dir = tmp_path / "run"
     params = ScoreParams(image=str(collage_dir / "collage.png"), out=str(run_dir), model=DEFAULT_MODEL, keep=0.0,
                          threshold={"*": 0.5}, quiet=True)

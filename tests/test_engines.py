@@ -8,10 +8,10 @@ import shutil
 import numpy as np
 import pytest
 
-from scoring.bundle import load_bundle
-from scoring.engines import ENGINES, create_engine, engine_class
-from scoring.engines.cache import cached_engine, clear
-from scoring.errors import BundleError, TilescanError
+from core.bundle import load_bundle
+from core.errors import BundleError, TilescanError
+from engines import ENGINES, create_engine, engine_class
+from engines.cache import cached_engine, clear
 from scoring.windows import score_strip, window_batches
 from tiling import WindowGrid, plan_strips
 
@@ -55,7 +55,7 @@ def test_unknown_engine_lists_the_valid_ones():
 
 def test_engine_output_shape_is_checked(random_bundle):
     engine = create_engine(random_bundle, "onnxruntime")
-    engine._forward = lambda batch: np.zeros((len(batch), 2), np.float32)
+    engine.forward = lambda batch: np.zeros((len(batch), 2), np.float32)
     with pytest.raises(ValueError, match=r"returned shape \(4, 2\), expected \(4, 3\)"):
         engine.predict(random_windows(4))
 
@@ -118,7 +118,8 @@ def test_score_strip_with_a_fake_engine_keeps_order():
     pixels = np.random.default_rng(1).integers(0, 256, (100, 80, 3), dtype=np.uint8)
     grid = WindowGrid(100, 80, 32, 16)
     # A numpy closure stands in for a model: "probability" = mean of the window's red channel.
-    fake = lambda batch: np.stack([batch[:, 0].mean(axis=(1, 2)) / 255, 1 - batch[:, 0].mean(axis=(1, 2)) / 255], 1)
+    def fake(batch):
+        return np.stack([batch[:, 0].mean(axis=(1, 2)) / 255, 1 - batch[:, 0].mean(axis=(1, 2)) / 255], 1)
     for strip in plan_strips(grid, 3):
         scores = score_strip(pixels[strip.y0:strip.y1], strip, grid.xs, 32, fake, batch_size=4)
         for (x, y), p in zip(scores.origins, scores.probs):

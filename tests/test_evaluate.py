@@ -13,8 +13,10 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from app import evaluate as evaluate_app
-from scoring.evaluate import box_metrics, evaluate_run, window_confusion
-from tiling.collage import Collage, CollageParams, Placements, ground_truth, owner_map
+from collage import Collage, CollageParams, Placements, ground_truth, owner_map
+from evaluation.metrics import box_metrics, window_confusion
+from evaluation.runs import evaluate_run
+from tilesets import FOREGROUND_CLASSES
 
 CATEGORIES = [{"id": 1, "name": "car"}, {"id": 2, "name": "boat"}]
 SIZE = 256
@@ -133,7 +135,7 @@ def quadrant_truth() -> dict:
     params = CollageParams(width=64, height=64)
     collage = Collage(image=np.zeros((64, 64, 3), np.uint8), owner=owner_map(placements, 64, 64),
                       placements=placements, params=params)
-    return json.loads(json.dumps(ground_truth(collage)))
+    return json.loads(json.dumps(ground_truth(collage, FOREGROUND_CLASSES)))
 
 
 def test_window_confusion_on_quadrants():
@@ -192,12 +194,20 @@ def test_partial_windows_give_no_confusion_matrix(tmp_path):
 
 
 def test_command_prints_a_summary(tmp_path, capsys):
+    # Three cars and a boat, all at least half visible; one box, exactly on the middle car.
     truth = quadrant_truth()
     (tmp_path / "truth.json").write_text(json.dumps(truth))
     run = write_run(tmp_path / "run", truth, [(1, 16, 16)])
     assert evaluate_app.main(["--run", run, "--truth", str(tmp_path / "truth.json")]) == 0
-    out = capsys.readouterr().out
-    assert "car" in out and "AP50" in out and "evaluation.json" in out
+    lines = capsys.readouterr().out.splitlines()
+    # COCO's 101-point interpolation: precision 1 up to recall 1/3, so AP = 34/101 at every IoU.
+    car_ap = f"{34 / 101:.3f}"
+    assert lines[0].split() == ["car", "AP50", car_ap, "AP50:95", car_ap, "precision", "1.000", "recall", "0.333",
+                                "(1", "boxes,", "3", "truths,", "0", "ignored)"]
+    assert lines[1].split() == ["boat", "AP50", "0.000", "AP50:95", "0.000", "precision", "n/a", "recall", "0.000",
+                                "(0", "boxes,", "1", "truths,", "0", "ignored)"]
+    assert lines[2].split() == ["mean", "AP50", f"{34 / 202:.3f}", "AP50:95", f"{34 / 202:.3f}"]
+    assert lines[-1] == f"wrote {run}/evaluation.json and {run}/pr_curve.png"
 
 
 def test_command_without_detections_exits_2(tmp_path, capsys):

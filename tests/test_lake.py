@@ -11,9 +11,13 @@ import sys
 import numpy as np
 import pytest
 
-from scoring import lake, storage
+from app import cli, lake
+from core import credentials, storage
+from core.errors import StorageError
+from core.redaction import redact
+from core.transfer import transfer
 from scoring.outputs import SUCCESS, RunWriter
-from tests.azurite import ACCOUNT, AZURE_ENV, KEY, azure_env, azurite, container  # noqa: F401
+from tests.azurite import ACCOUNT, AZURE_ENV, KEY
 from tests.conftest import ROOT
 
 WRONG_KEY = "V3JvbmdLZXlXcm9uZ0tleVdyb25nS2V5V3JvbmdLZXlXcm9uZ0tleVdyb25nS2V5V3Jvbmc="
@@ -36,19 +40,19 @@ def no_azure_env(monkeypatch):
     ("Authorization: Bearer eyJhbGciOi.eyJzdWIi.c2lnbmF0dXJl", "eyJhbGciOi"),
 ])
 def test_redact_scrubs_secrets(text, secret):
-    out = storage.redact(ValueError(text))
+    out = redact(ValueError(text))
     assert secret not in out and "***" in out
 
 
 def test_redact_scrubs_secret_values_from_the_environment_in_any_form(monkeypatch):
     monkeypatch.setenv("AZURE_STORAGE_SAS_TOKEN", "sv=2024&ss=b&sig=abcDEF123")
-    assert "abcDEF123" not in storage.redact("token 'sv=2024&ss=b&sig=abcDEF123' refused")
+    assert "abcDEF123" not in redact("token 'sv=2024&ss=b&sig=abcDEF123' refused")
     monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_KEY", "plainkeyvalue")
-    assert storage.redact("the key plainkeyvalue!") == "the key ***!"
+    assert redact("the key plainkeyvalue!") == "the key ***!"
 
 
 def test_redact_makes_one_short_line():
-    out = storage.redact(RuntimeError("Operation failed\nErrorCode:X\n" + "y" * 1000))
+    out = redact(RuntimeError("Operation failed\nErrorCode:X\n" + "y" * 1000))
     assert "\n" not in out and len(out) <= 400 and out.startswith("Operation failed ErrorCode:X")
 
 
@@ -65,7 +69,7 @@ def test_redact_makes_one_short_line():
     ("nosuchproto://x", "Protocol not known"),
 ])
 def test_bad_urls_are_refused_with_the_form_to_use(url, message, no_azure_env):
-    with pytest.raises(storage.StorageError) as info:
+    with pytest.raises(StorageError) as info:
         storage.filesystem(url, {"account_name": "acct"})
     assert message in str(info.value)
 
@@ -99,7 +103,7 @@ ENV_CS = "DefaultEndpointsProtocol=https;AccountName=envacct;AccountKey=ZW52a2V5
     ({"anon": False}, {}, "DefaultAzureCredential (storage options: anon=false)", lambda o: o["anon"] is False),
 ])
 def test_credentials_are_taken_in_order(explicit, environ, source, check):
-    options, got = storage.resolve_options("abfs://images@acct.dfs.core.windows.net/x.png", explicit, environ)
+    options, got = credentials.resolve_options("abfs://images@acct.dfs.core.windows.net/x.png", explicit, environ)
     assert got == source
     assert check(options)
     assert options["account_name"] == "acct"
@@ -107,30 +111,30 @@ def test_credentials_are_taken_in_order(explicit, environ, source, check):
 
 def test_account_comes_from_option_url_or_environment():
     url = "az://images/x.png"
-    assert storage.resolve_options(url, {"account_name": "opt"}, {"AZURE_STORAGE_ACCOUNT_NAME": "env"})[0][
+    assert credentials.resolve_options(url, {"account_name": "opt"}, {"AZURE_STORAGE_ACCOUNT_NAME": "env"})[0][
         "account_name"] == "opt"
-    assert storage.resolve_options(url, {}, {"AZURE_STORAGE_ACCOUNT_NAME": "env"})[0]["account_name"] == "env"
-    with pytest.raises(storage.StorageError, match="needs the storage account .* abfs://CONTAINER@ACCOUNT"):
-        storage.resolve_options(url, {}, {})
+    assert credentials.resolve_options(url, {}, {"AZURE_STORAGE_ACCOUNT_NAME": "env"})[0]["account_name"] == "env"
+    with pytest.raises(StorageError, match="needs the storage account .* abfs://CONTAINER@ACCOUNT"):
+        credentials.resolve_options(url, {}, {})
 
 
 def test_credentials_for_another_account_are_refused():
-    with pytest.raises(storage.StorageError, match="names account 'acct' but the credentials .* 'envacct'"):
-        storage.resolve_options("abfs://images@acct.dfs.core.windows.net/x", {},
+    with pytest.raises(StorageError, match="names account 'acct' but the credentials .* 'envacct'"):
+        credentials.resolve_options("abfs://images@acct.dfs.core.windows.net/x", {},
                                 {"AZURE_STORAGE_CONNECTION_STRING": ENV_CS})
 
 
 def test_a_token_credential_is_not_silently_replaced_by_an_environment_key():
-    with pytest.raises(storage.StorageError, match="unset AZURE_STORAGE_ACCOUNT_KEY"):
-        storage.resolve_options("az://images/x", {"anon": False, "account_name": "a"},
+    with pytest.raises(StorageError, match="unset AZURE_STORAGE_ACCOUNT_KEY"):
+        credentials.resolve_options("az://images/x", {"anon": False, "account_name": "a"},
                                 {"AZURE_STORAGE_ACCOUNT_KEY": "k"})
 
 
 def test_describe_names_the_method_and_never_the_secret(monkeypatch, no_azure_env):
     monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", ENV_CS)
-    info = storage.describe("az://images/x.png")
+    info = credentials.describe("az://images/x.png")
     assert info == {"protocol": "az", "credentials": "AZURE_STORAGE_CONNECTION_STRING", "account": "envacct"}
-    assert storage.describe("/tmp/x") == {"protocol": "file", "credentials": "local"}
+    assert credentials.describe("/tmp/x") == {"protocol": "file", "credentials": "local"}
 
 
 def test_default_azure_credential_is_used_without_other_credentials(no_azure_env):
@@ -143,15 +147,16 @@ def test_default_azure_credential_is_used_without_other_credentials(no_azure_env
 # --- command-line options ----------------------------------------------------------------
 
 def test_option_pairs_are_typed_and_secrets_refused():
-    assert storage.parse_option_pairs(["account_name=123", "retry_total=2", "initial_backoff=0.5", "anon=false"]) == {
+    pairs = ["account_name=123", "retry_total=2", "initial_backoff=0.5", "anon=false"]
+    assert credentials.parse_option_pairs(pairs) == {
         "account_name": "123", "retry_total": 2, "initial_backoff": 0.5, "anon": False}
     for pair in ("account_key=c2VjcmV0", "sas_token=sv=1&sig=c2ln", "connection_string=AccountKey=c2VjcmV0",
                  "client_secret=c2VjcmV0"):
-        with pytest.raises(storage.StorageError, match="secrets do not belong on the command line") as info:
-            storage.parse_option_pairs([pair])
+        with pytest.raises(StorageError, match="secrets do not belong on the command line") as info:
+            credentials.parse_option_pairs([pair])
         assert "c2VjcmV0" not in str(info.value) and "c2ln" not in str(info.value)
-    with pytest.raises(storage.StorageError, match="expected KEY=VALUE"):
-        storage.parse_option_pairs(["account_name"])
+    with pytest.raises(StorageError, match="expected KEY=VALUE"):
+        credentials.parse_option_pairs(["account_name"])
 
 
 def test_options_file_then_pairs(tmp_path):
@@ -160,12 +165,12 @@ def test_options_file_then_pairs(tmp_path):
     path = tmp_path / "storage.json"
     path.write_text(json.dumps({"account_name": "file", "account_key": "c2VjcmV0", "retry_total": 5}))
     parser = argparse.ArgumentParser()
-    storage.add_arguments(parser)
+    cli.add_storage_arguments(parser)
     args = parser.parse_args(["--storage-options-file", str(path), "--storage-option", "retry_total=1"])
-    assert storage.options_from_args(args) == {"account_name": "file", "account_key": "c2VjcmV0", "retry_total": 1}
+    assert cli.storage_options_from_args(args) == {"account_name": "file", "account_key": "c2VjcmV0", "retry_total": 1}
     path.write_text("[1, 2]")
-    with pytest.raises(storage.StorageError, match="expected a JSON object"):
-        storage.options_from_args(args)
+    with pytest.raises(StorageError, match="expected a JSON object"):
+        cli.storage_options_from_args(args)
 
 
 # --- the lake command, locally -----------------------------------------------------------
@@ -240,7 +245,7 @@ def test_lake_bad_arguments(args, message, capsys, tmp_path, no_azure_env):
 
 def write_fake_cifar(root, n=6):
     """``n`` records in each CIFAR-10 binary file, labels 0..9 cycling."""
-    from training.data import RECORD_BYTES, TEST_FILES, TRAIN_FILES
+    from tilesets.labelled import RECORD_BYTES, TEST_FILES, TRAIN_FILES
 
     os.makedirs(root, exist_ok=True)
     rng = np.random.default_rng(1)
@@ -256,7 +261,7 @@ def write_fake_cifar(root, n=6):
 def test_load_cifar_reads_local_and_memory_urls(tmp_path):
     import fsspec
 
-    from training.data import load_cifar
+    from tilesets import load_cifar
 
     write_fake_cifar(tmp_path / "cifar")
     local = load_cifar(str(tmp_path / "cifar"), "train")
@@ -343,18 +348,18 @@ def test_explicit_credentials_win_over_the_environment(azurite, container, monke
     fs.pipe_file(path, b"explicit")
     monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azurite.connection_string())
     bad = {**good, "account_key": WRONG_KEY, "retry_total": 0}
-    with pytest.raises(storage.StorageError, match=r"access denied \(Authorization") as info:
+    with pytest.raises(StorageError, match=r"access denied \(Authorization") as info:
         storage.read_bytes(*storage.filesystem(f"{url}/x.txt", bad))
     assert WRONG_KEY not in str(info.value) and KEY not in str(info.value)
 
 
 @pytest.mark.azurite
 def test_load_cifar_from_azurite(tmp_path, azurite, container):
-    from training.data import load_cifar
+    from tilesets import load_cifar
 
     name, url = container
     write_fake_cifar(tmp_path / "cifar")
-    assert lake.transfer(str(tmp_path / "cifar"), f"{url}/cifar10", progress=False).ok
+    assert transfer(str(tmp_path / "cifar"), f"{url}/cifar10", progress=False).ok
     remote = load_cifar(f"{url}/cifar10", "test")
     local = load_cifar(str(tmp_path / "cifar"), "test")
     assert np.array_equal(remote.images, local.images) and list(remote.original) == list(local.original)

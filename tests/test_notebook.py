@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import ast
+import base64
+import io
 import json
 import os
 import re
-import sys
 
 import nbformat
 import numpy as np
@@ -13,14 +14,15 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from scoring import explore
-from scoring.evaluate import box_metrics
+from collage import CollageParams, build_collage, ground_truth
+from evaluation import detection_errors, heatmap, runs
+from evaluation.metrics import box_metrics
+from evaluation.regions import auto_regions, regions_from_xywh
 from scoring.params import ScoreParams
 from scoring.pipeline import prepare, run
 from tests.conftest import ROOT
+from tilesets import FOREGROUND_CLASSES, load_image_folder
 from tiling.box import Box
-from tiling.collage import CollageParams, build_collage, ground_truth
-from training.data import load_image_folder
 
 NOTEBOOK = os.path.join(ROOT, "notebooks", "explore_detections.ipynb")
 PARAMETERS = ("RUN", "TRUTH", "REGIONS", "EXPORT_DIR")
@@ -68,7 +70,7 @@ def test_match_boxes_counts_as_box_metrics_does():
         {"id": k + 1, "image_id": 1, "category_id": c, "bbox": [x, y, 32, 32], "score": float(s)}
         for k, ((c, x, y), s) in enumerate(zip(found, rng.random(len(found))))]}
 
-    boxes, matched_truths = explore.match_boxes(explore.boxes_frame(detections), explore.truth_frame(truth))
+    boxes, matched_truths = detection_errors.match_boxes(runs.boxes_frame(detections), runs.truth_frame(truth))
     assert set(boxes["outcome"]) == {"tp", "fp", "ignored"}  # every branch is taken
     expected = box_metrics(truth, detections)["classes"]
     for name, counts in expected.items():
@@ -84,7 +86,7 @@ def test_score_grid_puts_each_window_on_its_centre():
     # A 70 x 50 picture, 32-pixel windows every 16 pixels, edges aligned: x 0 16 32 38, y 0 16 18.
     xs, ys = np.meshgrid([0, 16, 32, 38], [0, 16, 18])
     windows = pd.DataFrame({"x": xs.ravel(), "y": ys.ravel(), "p_car": np.arange(12) / 11})
-    grid = explore.score_grid(windows, "car", width=70, height=50, window=32, stride=16)
+    grid = heatmap.score_grid(windows, "car", width=70, height=50, window=32, stride=16)
     assert grid.values.shape == (2, 3)
     assert grid.extent == (8, 56, 40, 8)  # cell (i, j) is centred on window (16 j + 16, 16 i + 16)
     assert grid.values[0].tolist() == pytest.approx([0, 1 / 11, 3 / 11])  # x 32 and 38 share a cell: the best
@@ -95,10 +97,10 @@ def test_score_grid_puts_each_window_on_its_centre():
 
 def test_score_grid_leaves_windows_not_kept_blank():
     windows = pd.DataFrame({"x": [16], "y": [0], "p_car": [0.7]})
-    grid = explore.score_grid(windows, "car", width=70, height=50, window=32, stride=16)
+    grid = heatmap.score_grid(windows, "car", width=70, height=50, window=32, stride=16)
     assert np.isnan(grid.values).sum() == grid.values.size - 1 and grid.values[0, 1] == pytest.approx(0.7)
     with pytest.raises(ValueError, match="p_boat"):
-        explore.score_grid(windows, "boat", width=70, height=50, window=32, stride=16)
+        heatmap.score_grid(windows, "boat", width=70, height=50, window=32, stride=16)
 
 
 @pytest.mark.parametrize("regions, match", [
@@ -108,11 +110,11 @@ def test_score_grid_leaves_windows_not_kept_blank():
 ])
 def test_bad_regions_are_named(regions, match):
     with pytest.raises(ValueError, match=match):
-        explore.regions_from_xywh(regions, 100, 80)
+        regions_from_xywh(regions, 100, 80)
 
 
 def test_regions_are_clipped_to_the_picture():
-    assert explore.regions_from_xywh([[90, -5, 20, 20]], 100, 80) == [Box(90, 0, 100, 15)]
+    assert regions_from_xywh([[90, -5, 20, 20]], 100, 80) == [Box(90, 0, 100, 15)]
 
 
 # ---------------------------------------------------------------------------------------
@@ -130,7 +132,7 @@ def synthetic_collage(folder, width: int = 192, height: int = 160) -> tuple[str,
     image, truth = os.path.join(folder, "collage.png"), os.path.join(folder, "ground_truth.json")
     Image.fromarray(collage.image).save(image)
     with open(truth, "w") as fh:
-        json.dump(ground_truth(collage), fh)
+        json.dump(ground_truth(collage, FOREGROUND_CLASSES), fh)
     return image, truth
 
 
@@ -157,8 +159,23 @@ def kernel_name(tmp_path_factory):
     return str(prefix / "share" / "jupyter" / "kernels"), "tilescan-tests"
 
 
-def execute(kernel, **parameters) -> nbformat.NotebookNode:
-    """Run the notebook in ``notebooks/`` with ``parameters`` in place of its parameters cell."""
+#: Appended to the notebook under test: what its cells computed, for the test to check.
+_DUMP_CELL = """
+import json as _json
+_json.dump({
+    "summary": {k: str(v) for k, v in runs.run_summary(run).items()},
+    "evaluation": evaluation,
+    "zooms": [[int(v) for v in z.to_xywh()] for z in zooms],
+    "errors": errors[["kind", "predicted", "true_class", "x0", "y0"]].values.tolist() if truth else None,
+}, open({path!r}, "w"))
+"""
+
+
+def execute(kernel, dump: str, **parameters) -> nbformat.NotebookNode:
+    """Run the notebook in ``notebooks/`` with ``parameters`` in place of its parameters cell.
+
+    A last cell writes what the notebook computed into the JSON file ``dump``.
+    """
     from jupyter_client.kernelspec import KernelSpecManager
     from jupyter_client.manager import KernelManager
     from nbclient import NotebookClient
@@ -166,9 +183,19 @@ def execute(kernel, **parameters) -> nbformat.NotebookNode:
     kernel_dir, name = kernel
     nb = nbformat.read(NOTEBOOK, as_version=4)
     parameters_cell(nb).source = "\n".join(f"{k} = {v!r}" for k, v in parameters.items())
+    nb.cells.append(nbformat.v4.new_code_cell(_DUMP_CELL.replace("{path!r}", repr(dump))))
     manager = KernelManager(kernel_name=name, kernel_spec_manager=KernelSpecManager(kernel_dirs=[kernel_dir]))
     NotebookClient(nb, km=manager, timeout=120, resources={"metadata": {"path": os.path.dirname(NOTEBOOK)}}).execute()
     return nb
+
+
+def assert_pictures(nb, count: int) -> None:
+    """The notebook showed ``count`` figures, each a real picture (not one flat colour)."""
+    shown = outputs(nb, "image/png")
+    assert len(shown) == count
+    for out in shown:
+        picture = np.asarray(Image.open(io.BytesIO(base64.b64decode(out["data"]["image/png"]))).convert("L"))
+        assert picture.shape[0] > 100 and picture.shape[1] > 100 and picture.std() > 1
 
 
 def outputs(nb, kind: str) -> list:
@@ -188,13 +215,20 @@ def test_notebook_with_ground_truth_exports_tiles_the_loader_reads(spark, random
     image, truth = small_collage
     run_dir = score_collage(spark, image, random_bundle_dir, tmp_path / "run", keep=0.0)
     export = str(tmp_path / "errors")
-    nb = execute(kernel_name, RUN=run_dir, TRUTH=truth, REGIONS=[[0, 0, 96, 80], [150, 100, 64, 64]],
+    dump = str(tmp_path / "dump.json")
+    nb = execute(kernel_name, dump, RUN=run_dir, TRUTH=truth, REGIONS=[[0, 0, 96, 80], [150, 100, 64, 64]],
                  EXPORT_DIR=export)
-    # summary, 2 regions, boxes and scores, heat maps, PR curves, 2 galleries
-    assert len(outputs(nb, "image/png")) == 7
+    assert_pictures(nb, 7)  # summary, 2 regions, boxes and scores, heat maps, PR curves, 2 galleries
 
-    errors = explore.error_table(explore.load_run(run_dir), explore.load_truth(truth))
-    assert len(errors) and set(errors["kind"]) == {explore.FALSE_POSITIVE, explore.FALSE_NEGATIVE}
+    # What the notebook computed is what the library computes.
+    shown = json.load(open(dump))
+    loaded = runs.load_run(run_dir)
+    assert shown["evaluation"] == json.loads(json.dumps(box_metrics(runs.load_truth(truth), loaded.detections)))
+    assert shown["zooms"] == [[0, 0, 96, 80], [150, 100, 42, 60]]  # the second clipped to the 192x160 picture
+    assert shown["summary"]["windows scored"] == f"{loaded.manifest['counts']['windows_scored']:,}"
+    errors = detection_errors.error_table(loaded, runs.load_truth(truth))
+    assert shown["errors"] == errors[["kind", "predicted", "true_class", "x0", "y0"]].values.tolist()
+    assert len(errors) and set(errors["kind"]) == {detection_errors.FALSE_POSITIVE, detection_errors.FALSE_NEGATIVE}
     tiles = load_image_folder(export)
     assert len(tiles) == len(errors)
     assert tiles.images.shape[1:] == (32, 32, 3)
@@ -202,7 +236,7 @@ def test_notebook_with_ground_truth_exports_tiles_the_loader_reads(spark, random
     assert pd.Series(tiles.model_class).value_counts().to_dict() == expected
     # Each tile is the input's pixels at the position in its name, under its true class.
     collage = np.asarray(Image.open(image).convert("RGB"))
-    for pixels, source, cls in zip(tiles.images, tiles.source, tiles.model_class):
+    for pixels, source in zip(tiles.images, tiles.source):
         name = os.path.basename(source)
         kind, predicted, x, y = re.match(r"collage-(fp|fn)-(\w+)-x(\d+)-y(\d+)\.png$", name).groups()
         np.testing.assert_array_equal(pixels, collage[int(y):int(y) + 32, int(x):int(x) + 32])
@@ -214,9 +248,15 @@ def test_notebook_without_ground_truth_on_a_run_keeping_some_windows(spark, rand
                                                                       kernel_name, tmp_path):
     image, _ = small_collage
     run_dir = score_collage(spark, image, random_bundle_dir, tmp_path / "run", keep=0.375)
-    assert not explore.load_run(run_dir).windows_complete
-    nb = execute(kernel_name, RUN=run_dir, TRUTH=None, REGIONS=[], EXPORT_DIR=str(tmp_path / "errors"))
+    assert not runs.load_run(run_dir).windows_complete
+    dump = str(tmp_path / "dump.json")
+    nb = execute(kernel_name, dump, RUN=run_dir, TRUTH=None, REGIONS=[], EXPORT_DIR=str(tmp_path / "errors"))
     text = "".join(outputs(nb, "stream"))
-    assert "windows.parquet holds" in text and "TRUTH is None" in text
-    assert len(outputs(nb, "image/png")) == 4  # summary, regions, boxes and scores, (partial) heat maps
+    loaded = runs.load_run(run_dir)
+    assert loaded.windows_note in text and "TRUTH is None" in text
+    assert_pictures(nb, 4)  # summary, regions, boxes and scores, (partial) heat maps
+    shown = json.load(open(dump))
+    assert shown["evaluation"] is None and shown["errors"] is None
+    width, height = loaded.size
+    assert shown["zooms"] == [[int(v) for v in z.to_xywh()] for z in auto_regions(loaded.boxes, width, height)]
     assert not (tmp_path / "errors").exists()

@@ -8,9 +8,9 @@ import shutil
 import numpy as np
 import pytest
 
-from scoring.bundle import load_bundle, sha256_hex
-from scoring.engines import create_engine
-from scoring.errors import BundleError
+from core.bundle import load_bundle, sha256_hex
+from core.errors import BundleError
+from engines import create_engine
 
 
 def smooth_images(count: int, seed: int) -> np.ndarray:
@@ -34,7 +34,8 @@ def bundle_copy(random_bundle_dir, tmp_path) -> str:
 
 
 def test_add_int8_model_writes_a_verified_file(quantization, bundle_copy):
-    from scoring.engines.onnx_int8 import INT8_FILE, INT8_KEY, add_int8_model
+    from engines.onnx_int8 import INT8_FILE, INT8_KEY
+    from training.quantize import add_int8_model
 
     before = json.load(open(os.path.join(bundle_copy, "model.json")))
     bundle_id = add_int8_model(bundle_copy, smooth_images(48, seed=1))
@@ -57,7 +58,7 @@ def test_add_int8_model_writes_a_verified_file(quantization, bundle_copy):
 
 @pytest.mark.parametrize("quant_format", ["qdq", "qoperator"])
 def test_int8_engine_agrees_with_float(quantization, bundle_copy, quant_format):
-    from scoring.engines.onnx_int8 import add_int8_model
+    from training.quantize import add_int8_model
 
     add_int8_model(bundle_copy, smooth_images(64, seed=2), quant_format=quant_format)
     bundle = load_bundle(bundle_copy)
@@ -75,7 +76,7 @@ def test_int8_engine_agrees_with_float(quantization, bundle_copy, quant_format):
 
 
 def test_rerunning_replaces_the_int8_model(quantization, bundle_copy):
-    from scoring.engines.onnx_int8 import add_int8_model
+    from training.quantize import add_int8_model
 
     add_int8_model(bundle_copy, smooth_images(16, seed=4), quant_format="qdq")
     second = add_int8_model(bundle_copy, smooth_images(16, seed=4), quant_format="qoperator", per_channel=False)
@@ -90,14 +91,14 @@ def test_rerunning_replaces_the_int8_model(quantization, bundle_copy):
     (np.zeros((0, 32, 32, 3), np.uint8), "N >= 1"),
 ])
 def test_bad_calibration_images_are_refused(bundle_copy, images, message):
-    from scoring.engines.onnx_int8 import add_int8_model
+    from training.quantize import add_int8_model
 
     with pytest.raises(ValueError, match=message):
         add_int8_model(bundle_copy, images)
 
 
 def test_bad_options_are_refused(bundle_copy, tmp_path):
-    from scoring.engines.onnx_int8 import add_int8_model
+    from training.quantize import add_int8_model
 
     images = smooth_images(4, seed=5)
     with pytest.raises(ValueError, match="quant_format"):

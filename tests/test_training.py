@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from tests.conftest import DATA, needs_cifar
+from tilesets import MODEL_CLASSES, LabelledImages, load_cifar, load_image_folder
 from training.canvas import canvas_tiles, make_canvas, sample_canvas_tiles
-from training.data import MODEL_CLASSES, LabelledImages, load_cifar, load_image_folder
 from training.split import split_channels, write_manifest
 
 CIFAR = os.path.join(DATA, "cifar10")
@@ -102,8 +102,8 @@ def test_canvas_tiles_geometry():
 @pytest.mark.slow
 def test_short_training_run_learns_and_exports_a_scorable_bundle(tmp_path):
     pytest.importorskip("mxnet")
-    from scoring.bundle import load_bundle
-    from scoring.engines import create_engine
+    from core.bundle import load_bundle
+    from engines import create_engine
     from training.train import TrainConfig, train
 
     out = str(tmp_path / "model")

@@ -1,4 +1,4 @@
-"""Pure geometry: windows, strips and collages. Ints and numpy only, no Spark, no I/O."""
+"""Pure geometry: boxes, the window grid and strips. Ints and numpy only, no Spark, no I/O."""
 from tiling.box import Box
 from tiling.grid import EDGE_POLICIES, WindowGrid, window_origins
 from tiling.strips import Strip, plan_strips

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from tilesets import LabelledImages
 from training.canvas import make_canvases, sample_canvas_tiles
-from training.data import LabelledImages
 
 __all__ = ["calibration_images"]
 

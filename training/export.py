@@ -8,7 +8,7 @@ import tempfile
 import mxnet as mx
 import numpy as np
 
-from scoring.bundle import ModelSpec, write_model_json
+from core.bundle import ModelSpec, write_model_json
 from training.resnet import ProbabilityHead, build_resnet
 
 __all__ = ["export_bundle", "random_bundle"]

@@ -62,9 +62,10 @@ of up to {config.get('max_shift')} px.
 
 ## Training
 
-    python -m app.train --config training/default.json --out models/default
+    python -m app.train --out models/default
 
-{config.get('epochs')} epochs of {config.get('tiles_per_epoch'):,} samples, batch {config.get('batch_size')}, SGD with momentum
+{config.get('epochs')} epochs of {config.get('tiles_per_epoch'):,} samples, batch {config.get('batch_size')},
+SGD with momentum
 {config.get('momentum')}, weight decay {config.get('wd')}, peak learning rate {config.get('lr')} with warm-up and
 cosine decay. {minutes:.1f} minutes on {machine.get('cpus')} CPU cores ({machine.get('platform', '')}).
 Final training loss {last.get('loss', float('nan')):.4f}; per-epoch records in `metrics.jsonl`.

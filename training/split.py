@@ -5,7 +5,7 @@ import csv
 
 import numpy as np
 
-from training.data import LabelledImages
+from tilesets import LabelledImages
 
 __all__ = ["split_channels", "write_manifest", "MANIFEST_FIELDS"]
 

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.bundle import ModelSpec
+from tilesets import MODEL_CLASSES, LabelledImages, load_cifar
 from training.canvas import canvas_tiles, make_canvases, sample_canvas_tiles
-from training.data import MODEL_CLASSES, LabelledImages, load_cifar
 from training.split import split_channels, write_manifest
 
 __all__ = ["TrainConfig", "train"]
@@ -30,16 +31,19 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Every setting of a training run; written beside the model."""
+    """Every setting of a training run; written beside the model.
+
+    The defaults are the settings the bundled classifier was trained with.
+    """
 
     data: str
     out: str
     depth: int = 20
     width: int = 16
-    epochs: int = 10
-    tiles_per_epoch: int = 64000
+    epochs: int = 12
+    tiles_per_epoch: int = 51200
     batch_size: int = 128
-    lr: float = 0.2
+    lr: float = 0.1
     momentum: float = 0.9
     wd: float = 5e-4
     warmup_epochs: float = 0.5
@@ -117,9 +121,9 @@ def _augment(images: np.ndarray, rng: np.random.Generator, max_shift: int) -> np
     return images
 
 
-def _to_nchw(images: np.ndarray, mean, std) -> np.ndarray:
-    x = images.astype(np.float32).transpose(0, 3, 1, 2) / 255.0
-    return (x - np.asarray(mean, np.float32)[:, None, None]) / np.asarray(std, np.float32)[:, None, None]
+def _network_input(images: np.ndarray, spec: ModelSpec) -> np.ndarray:
+    """``(N, 32, 32, 3)`` uint8 images as the network sees them: the scorer's own normalisation."""
+    return spec.normalise(images.transpose(0, 3, 1, 2))
 
 
 def _per_class_accuracy(pred: np.ndarray, labels: np.ndarray) -> dict:
@@ -132,12 +136,12 @@ def _balanced(per_class: dict) -> float:
     return float(np.mean(values))
 
 
-def _predict(net, images: np.ndarray, mean, std, ctx, batch: int = 512) -> np.ndarray:
+def _predict(net, images: np.ndarray, spec: ModelSpec, ctx, batch: int = 512) -> np.ndarray:
     import mxnet as mx
 
     out = []
     for i in range(0, len(images), batch):
-        x = mx.nd.array(_to_nchw(images[i:i + batch], mean, std), ctx=ctx)
+        x = mx.nd.array(_network_input(images[i:i + batch], spec), ctx=ctx)
         out.append(net(x).argmax(axis=1).asnumpy().astype(np.int64))
     return np.concatenate(out) if out else np.zeros(0, np.int64)
 
@@ -182,7 +186,6 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True,
     from mxnet import autograd, gluon
     from tqdm import tqdm
 
-    from scoring.bundle import ModelSpec
     from training.export import export_bundle
     from training.resnet import build_resnet
 
@@ -201,6 +204,8 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True,
     write_manifest(os.path.join(config.out, "manifest.csv"), data, channels)
     train_data, val_data = data.take(channels["train"]), data.take(channels["val"])
     mean, std = _normaliser(train_data.images)
+    spec = ModelSpec(name=f"cifar-resnet{config.depth}-car-boat", classes=MODEL_CLASSES, size=32,
+                     mean=mean, std=std)
     sampler = BatchSampler(train_data, config, rng)
     (val_images, val_labels), (val_tiles, val_tile_labels) = _val_sets(val_data, config)
 
@@ -239,7 +244,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True,
         for step in bar:
             trainer.set_learning_rate(_lr_at(epoch * steps_per_epoch + step, total_steps, warmup, config.lr))
             images, labels = sampler.batch(config.batch_size)
-            x = mx.nd.array(_to_nchw(images, mean, std), ctx=ctx[0])
+            x = mx.nd.array(_network_input(images, spec), ctx=ctx[0])
             y = mx.nd.array(labels, ctx=ctx[0])
             with autograd.record():
                 logits = net(x)
@@ -253,8 +258,8 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True,
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{loss_sum / seen:.3f}")
         epoch_time = time.time() - epoch_start
-        val_pred = _predict(net, val_images, mean, std, ctx[0])
-        tile_pred = _predict(net, val_tiles, mean, std, ctx[0])
+        val_pred = _predict(net, val_images, spec, ctx[0])
+        tile_pred = _predict(net, val_tiles, spec, ctx[0])
         val_acc = _per_class_accuracy(val_pred, val_labels)
         record = {
             "epoch": epoch + 1,
@@ -281,8 +286,6 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True,
             json.dump({"epoch": epoch + 1, "params": prefix + ".params", "states": prefix + ".states",
                        "elapsed_s": record["elapsed_s"]}, fh)
 
-    spec = ModelSpec(name=f"cifar-resnet{config.depth}-car-boat", classes=MODEL_CLASSES, size=32,
-                     mean=mean, std=std)
     run_info = {
         "training": {
             "config": _config_json(config),

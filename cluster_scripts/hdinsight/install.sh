@@ -253,7 +253,7 @@ main() {
             # by itself), and a changed package must replace the old one.
             run "${pip[@]}" install --no-deps --force-reinstall "${pip_args[@]}" "$package_path"
         fi
-        run "$env_python" -c 'import scoring, tiling'
+        run "$env_python" -c 'import app.score, engines, pixels, scoring.pipeline, tiling'
         printf '%s\n%s\n' "$wanted" "$package_id" >"$marker"
         log "installed ($wanted) into $prefix"
     fi

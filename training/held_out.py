@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from scoring.bundle import ModelBundle
-from scoring.engines import create_engine
+from core.bundle import ModelBundle
+from engines import create_engine
+from tilesets import MODEL_CLASSES, load_cifar
 from training.canvas import canvas_tiles, make_canvases
-from training.data import MODEL_CLASSES, load_cifar
 
 __all__ = ["evaluate_bundle", "confusion_matrix", "summarise"]
 
@@ -51,7 +51,8 @@ def evaluate_bundle(bundle: ModelBundle, cifar_root: str, *, engine: str = "onnx
     results = {"test_images": summarise(truth, pred)}
     wrong = pred != truth
     results["test_images"]["errors_by_original_class"] = {
-        str(c): int(wrong[test.original == c].sum()) for c in sorted(set(test.original)) if wrong[test.original == c].any()
+        str(c): int(wrong[test.original == c].sum())
+        for c in sorted(set(test.original)) if wrong[test.original == c].any()
     }
     rng = np.random.default_rng(seed)
     tiles, labels = [], []

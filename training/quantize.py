@@ -1,9 +1,9 @@
-"""ONNX Runtime on an int8 copy of the model (an option, never the default).
+"""Add a statically quantised int8 copy of a bundle's ONNX model to the bundle.
 
-A bundle gains the int8 model with :func:`add_int8_model`: static quantisation, calibrated
-on a few hundred images of the training distribution, written beside the float model as
-``model.int8.onnx`` under the bundle file key ``onnx-int8``. Its effect on accuracy is
-measured in BENCHMARKS.md (``python -m benchmarks.quantize``).
+Static quantisation (``onnxruntime.quantization.quantize_static``), calibrated on a few
+hundred images of the training distribution, written beside the float model as
+``model.int8.onnx`` under the bundle file key ``onnx-int8``; the engine that runs it is
+:mod:`engines.onnx_int8`. Its effect on accuracy is measured in BENCHMARKS.md.
 """
 from __future__ import annotations
 
@@ -14,15 +14,13 @@ import tempfile
 
 import numpy as np
 
-from scoring.bundle import MODEL_JSON, ModelBundle, load_bundle, write_model_json
-from scoring.engines.onnx_engine import OnnxRuntimeEngine
+from core.bundle import MODEL_JSON, load_bundle, write_model_json
+from engines.onnx_int8 import INT8_FILE, INT8_KEY
 
-__all__ = ["OnnxRuntimeInt8Engine", "add_int8_model", "INT8_KEY", "INT8_FILE", "QUANT_FORMATS"]
+__all__ = ["add_int8_model", "QUANT_FORMATS", "QUANTIZED_OPS"]
 
 logger = logging.getLogger(__name__)
 
-INT8_KEY = "onnx-int8"
-INT8_FILE = "model.int8.onnx"
 QUANT_FORMATS = ("qdq", "qoperator")
 #: Ops stored as int8. The classifier head (Gemm, Softmax) stays float: quantising the
 #: probabilities would round them to steps of 1/256 and tie the scores that thresholds
@@ -30,29 +28,12 @@ QUANT_FORMATS = ("qdq", "qoperator")
 QUANTIZED_OPS = ("Conv", "Add", "Relu", "GlobalAveragePool", "Flatten")
 
 
-class OnnxRuntimeInt8Engine(OnnxRuntimeEngine):
-    """The ONNX Runtime engine, session settings unchanged, on the bundle's ``onnx-int8`` file."""
-
-    name = "onnxruntime-int8"
-    required_files = (INT8_KEY,)
-
-    def __init__(self, bundle: ModelBundle, *, threads: int = 1) -> None:
-        as_float = ModelBundle(bundle.spec, {"onnx": bundle.file(INT8_KEY)}, bundle.sha256, bundle.source)
-        super().__init__(as_float, threads=threads)
-
-
 class _CalibrationReader:
     """Feeds normalised ``(B, 3, S, S)`` float32 batches to the calibrator, then ``None``."""
 
     def __init__(self, images: np.ndarray, spec, input_name: str, batch_size: int) -> None:
-        mean = np.asarray(spec.mean, dtype=np.float32).reshape(1, 3, 1, 1)
-        std = np.asarray(spec.std, dtype=np.float32).reshape(1, 3, 1, 1)
         nchw = images.transpose(0, 3, 1, 2)
-        if spec.channel_order == "BGR":
-            nchw = nchw[:, ::-1]
-        # The same arithmetic as Engine.predict: (pixel / 255 - mean) / std.
-        self._batches = [((nchw[i:i + batch_size].astype(np.float32) / 255.0 - mean) / std).astype(np.float32)
-                         for i in range(0, len(images), batch_size)]
+        self._batches = [spec.normalise(nchw[i:i + batch_size]) for i in range(0, len(images), batch_size)]
         self._input = input_name
         self._next = 0
 
@@ -115,7 +96,7 @@ def add_int8_model(bundle_dir: str, calibration_images: np.ndarray, *, quant_for
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (size, size, 3) or not len(images):
         raise ValueError(f"`calibration_images` must be uint8 (N >= 1, {size}, {size}, 3), "
                          f"got {images.dtype} {images.shape}")
-    from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType, quantize_static)
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     with open(os.path.join(bundle_dir, MODEL_JSON)) as fh:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 
-from scoring.engines import create_engine, engine_class
+from engines import create_engine, engine_class
 
 __all__ = ["cached_engine", "clear"]
 
@@ -19,7 +19,7 @@ def cached_engine(sha256: str, load, name: str, threads: int):
     """The engine for ``(sha256, name, threads)``, loading it on first use.
 
     ``load`` is a zero-argument callable returning the
-    :class:`~scoring.bundle.ModelBundle` (a Spark broadcast's value), called only when
+    :class:`~core.bundle.ModelBundle` (a Spark broadcast's value), called only when
     this worker has no such engine yet, so the bundle bytes are deserialised once.
     """
     key = (sha256, name, threads)

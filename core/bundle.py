@@ -10,10 +10,12 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
-from scoring import storage
-from scoring.errors import BundleError
+import numpy as np
 
-__all__ = ["FORMAT", "ModelSpec", "ModelBundle", "load_bundle", "write_model_json", "sha256_hex"]
+from core import storage
+from core.errors import BundleError
+
+__all__ = ["FORMAT", "MODEL_JSON", "ModelSpec", "ModelBundle", "load_bundle", "write_model_json", "sha256_hex"]
 
 FORMAT = "tilescan-model/1"
 MODEL_JSON = "model.json"
@@ -51,6 +53,30 @@ class ModelSpec:
             raise BundleError("model.json: `mean` and `std` need three values each, std > 0")
         if self.size < 1:
             raise BundleError(f"model.json: input size must be >= 1, got {self.size}")
+
+    def normalise(self, windows: np.ndarray) -> np.ndarray:
+        """The network's input for a batch of 8-bit RGB windows: the one place this is computed.
+
+        Parameters
+        ----------
+        windows : numpy.ndarray
+            ``(N, 3, S, S)`` uint8, channels R, G, B; may be a non-contiguous view.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(N, 3, S, S)`` float32 in ``channel_order``: ``(pixel / 255 - mean) / std``,
+            computed as one multiply-add per pixel.
+        """
+        if self.channel_order == "BGR":
+            windows = windows[:, ::-1]
+        std = np.asarray(self.std, dtype=np.float32)
+        scale = (1.0 / (255.0 * std)).reshape(1, 3, 1, 1)
+        offset = (-np.asarray(self.mean, dtype=np.float32) / std).reshape(1, 3, 1, 1)
+        batch = windows.astype(np.float32)
+        batch *= scale
+        batch += offset
+        return batch
 
     @property
     def foreground(self) -> tuple[str, ...]:

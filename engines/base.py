@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from scoring.bundle import ModelBundle
+from core.bundle import ModelBundle
 
 __all__ = ["Engine"]
 
@@ -12,8 +12,8 @@ class Engine:
     """Base of all engines.
 
     Subclasses name the bundle files they need in ``required_files`` and implement
-    :meth:`_forward` on normalised float32 input; :meth:`predict` does the normalisation
-    from the bundle's spec and checks the output's shape.
+    :meth:`forward` on normalised float32 input; :meth:`predict` normalises with the
+    bundle's spec (:meth:`core.bundle.ModelSpec.normalise`) and checks the output's shape.
     """
 
     name = "base"
@@ -24,11 +24,6 @@ class Engine:
             raise ValueError(f"`threads` must be >= 1, got {threads}")
         self.spec = bundle.spec
         self.threads = threads
-        std = np.asarray(self.spec.std, dtype=np.float32)
-        mean = np.asarray(self.spec.mean, dtype=np.float32)
-        # (x/255 - mean)/std folded into one multiply-add per pixel.
-        self._scale = (1.0 / (255.0 * std)).reshape(1, 3, 1, 1)
-        self._offset = (-mean / std).reshape(1, 3, 1, 1)
 
     def predict(self, windows: np.ndarray) -> np.ndarray:
         """Class probabilities for a batch of windows.
@@ -36,8 +31,8 @@ class Engine:
         Parameters
         ----------
         windows : numpy.ndarray
-            ``(N, 3, S, S)`` uint8, channels in the model's ``channel_order``, ``S`` the
-            model's input size. May be a non-contiguous view.
+            ``(N, 3, S, S)`` uint8 RGB, ``S`` the model's input size. May be a
+            non-contiguous view.
 
         Returns
         -------
@@ -49,14 +44,12 @@ class Engine:
             raise ValueError(
                 f"windows must be uint8 (N, 3, {size}, {size}), got {windows.dtype} {windows.shape}"
             )
-        batch = windows.astype(np.float32)
-        batch *= self._scale
-        batch += self._offset
-        probs = np.asarray(self._forward(batch), dtype=np.float32)
+        probs = np.asarray(self.forward(self.spec.normalise(windows)), dtype=np.float32)
         expected = (len(windows), len(self.spec.classes))
         if probs.shape != expected:
             raise ValueError(f"engine {self.name} returned shape {probs.shape}, expected {expected}")
         return probs
 
-    def _forward(self, batch: np.ndarray) -> np.ndarray:
+    def forward(self, batch: np.ndarray) -> np.ndarray:
+        """The network alone on ``(N, 3, S, S)`` float32 input already normalised."""
         raise NotImplementedError

@@ -7,16 +7,16 @@ from __future__ import annotations
 
 import importlib
 
-from scoring.engines.base import Engine
-from scoring.errors import TilescanError
+from core.errors import TilescanError
+from engines.base import Engine
 
 __all__ = ["Engine", "ENGINES", "DEFAULT_ENGINE", "engine_class", "create_engine"]
 
 #: name -> "module:class", imported on first use.
 ENGINES = {
-    "onnxruntime": "scoring.engines.onnx_engine:OnnxRuntimeEngine",
-    "mxnet": "scoring.engines.mxnet_engine:MxnetEngine",
-    "onnxruntime-int8": "scoring.engines.onnx_int8:OnnxRuntimeInt8Engine",
+    "onnxruntime": "engines.onnx_engine:OnnxRuntimeEngine",
+    "mxnet": "engines.mxnet_engine:MxnetEngine",
+    "onnxruntime-int8": "engines.onnx_int8:OnnxRuntimeInt8Engine",
 }
 DEFAULT_ENGINE = "onnxruntime"
 

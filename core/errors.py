@@ -1,7 +1,7 @@
 """Errors that reach the user as one line and exit code 2."""
 from __future__ import annotations
 
-__all__ = ["TilescanError", "InputError", "BundleError", "OutputExistsError"]
+__all__ = ["TilescanError", "InputError", "BundleError", "OutputExistsError", "StorageError"]
 
 
 class TilescanError(Exception):
@@ -18,3 +18,7 @@ class BundleError(TilescanError):
 
 class OutputExistsError(TilescanError):
     """The output folder already holds a finished run."""
+
+
+class StorageError(TilescanError):
+    """A path or URL that cannot be used, or storage that failed; the message holds no secret."""

@@ -1,15 +1,10 @@
 """Copy a file or a folder tree between local disk and a data lake, in parallel.
 
-    python -m scoring.lake upload images/ az://scans/2024/ --threads 32
-    python -m scoring.lake download az://results/run-7 ./run-7
-
-Files already at the destination with the same size are skipped unless ``--overwrite``;
-a re-run after a failure therefore resumes. Progress goes to stderr, a one-line summary to
-stdout; exit code 0 when every file is in place, 1 when some failed, 2 on bad arguments.
+Files already at the destination with the same size are skipped unless ``overwrite``, so
+a re-run after a failure resumes. The command line is ``app/lake.py``.
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 import threading
@@ -17,10 +12,11 @@ import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
-from scoring import storage
-from scoring.errors import TilescanError
+from core import storage
+from core.credentials import is_local
+from core.redaction import redact
 
-__all__ = ["Transfer", "TransferResult", "plan_transfer", "transfer", "main", "DEFAULT_THREADS"]
+__all__ = ["Transfer", "TransferResult", "plan_transfer", "transfer", "DEFAULT_THREADS"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +53,7 @@ class TransferResult:
 
     def summary(self, verb: str, dest: str) -> str:
         line = (f"{verb}: {self.copied} file{'s' * (self.copied != 1)} copied, {self.skipped} skipped (same size), "
-                f"{_human(self.bytes)} in {self.seconds:.1f} s with {self.threads} threads -> {storage.redact(dest)}")
+                f"{_human(self.bytes)} in {self.seconds:.1f} s with {self.threads} threads -> {redact(dest)}")
         if self.failed:
             line += f"; {len(self.failed)} failed"
         if self.not_attempted:
@@ -144,7 +140,7 @@ def _copy(src_fs, dest_fs, item: Transfer, progress) -> None:
             try:  # a partial file must not pass for a complete one later
                 dest_fs.rm_file(item.dest)
             except Exception as exc:  # noqa: BLE001 - the copy's own error is the one to report
-                logger.debug("could not remove partial %s: %s", item.dest, storage.redact(exc))
+                logger.debug("could not remove partial %s: %s", item.dest, redact(exc))
             raise
 
 
@@ -174,7 +170,7 @@ def transfer(src_url: str, dest_url: str, *, threads: int = DEFAULT_THREADS, ove
     with storage.errors("list", f"{src_url} or {dest_url}"):
         todo, skipped = plan_transfer(src_fs, src, dest_fs, dest, overwrite=overwrite)
         parents = {item.dest.rsplit("/", 1)[0] for item in todo if "/" in item.dest}
-        if storage.is_local(dest_url):
+        if is_local(dest_url):
             for parent in sorted(parents):
                 dest_fs.makedirs(parent, exist_ok=True)
         elif todo:
@@ -203,51 +199,7 @@ def transfer(src_url: str, dest_url: str, *, threads: int = DEFAULT_THREADS, ove
                 done_bytes += item.size
             else:
                 rel = item.source[len(src):].lstrip("/") or item.source.rsplit("/", 1)[-1]
-                failed.append((rel, storage.redact(exc)))
+                failed.append((rel, redact(exc)))
     not_attempted = len(todo) - copied - len(failed)
     return TransferResult(copied=copied, skipped=skipped, bytes=done_bytes, seconds=time.time() - started,
                           threads=threads, failed=tuple(failed), not_attempted=not_attempted)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m scoring.lake", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", choices=("upload", "download"),
-                   help="upload: SRC is local, DEST a URL; download: SRC a URL, DEST local")
-    p.add_argument("src", help="file or folder to copy")
-    p.add_argument("dest", help="where it goes (a folder's tree goes under it)")
-    p.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="parallel copies (default %(default)s)")
-    p.add_argument("--overwrite", action="store_true", help="copy files even when the destination has the same size")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    storage.add_arguments(p)
-    return p
-
-
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    try:
-        if args.threads < 1:
-            raise TilescanError(f"--threads must be >= 1, got {args.threads}")
-        if args.command == "upload" and not storage.is_local(args.src):
-            raise TilescanError(f"upload copies from a local path, got {storage.redact(args.src)}; "
-                                "use download to copy from a URL")
-        if args.command == "download" and not storage.is_local(args.dest):
-            raise TilescanError(f"download copies to a local path, got {storage.redact(args.dest)}; "
-                                "use upload to copy to a URL")
-        try:
-            result = transfer(args.src, args.dest, threads=args.threads, overwrite=args.overwrite,
-                              storage_options=storage.options_from_args(args), progress=not args.quiet)
-        except FileNotFoundError:
-            raise TilescanError(f"{args.command}: source not found: {storage.redact(args.src)}") from None
-    except TilescanError as exc:
-        print(f"error: {storage.redact(exc)}", file=sys.stderr)
-        return 2
-    for rel, message in result.failed:
-        print(f"error: {rel}: {message}", file=sys.stderr)
-    print(result.summary(args.command, args.dest))
-    return 0 if result.ok else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 
-from scoring.engines.base import Engine
+from engines.base import Engine
 
 __all__ = ["MxnetEngine"]
 
@@ -37,5 +37,5 @@ class MxnetEngine(Engine):
             param._load_init(source, mx.cpu())
         self._net.hybridize(static_alloc=True)
 
-    def _forward(self, batch: np.ndarray) -> np.ndarray:
+    def forward(self, batch: np.ndarray) -> np.ndarray:
         return self._net(self._mx.nd.array(batch, dtype="float32")).asnumpy()

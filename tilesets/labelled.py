@@ -12,14 +12,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scoring import storage
+from core import storage
 
 __all__ = [
-    "MODEL_CLASSES", "CIFAR_TO_MODEL", "TRAIN_FILES", "TEST_FILES", "LabelledImages",
+    "MODEL_CLASSES", "BACKGROUND", "FOREGROUND_CLASSES", "CIFAR_TO_MODEL", "TRAIN_FILES", "TEST_FILES",
+    "LabelledImages",
     "load_cifar", "load_image_folder", "data_root",
 ]
 
+#: The task's classes, in the models' output order; the last is the background.
 MODEL_CLASSES = ("car", "boat", "background")
+BACKGROUND = "background"
+#: The classes that become boxes and COCO categories, in category-id order (``car`` is 1).
+FOREGROUND_CLASSES = tuple(c for c in MODEL_CLASSES if c != BACKGROUND)
 CIFAR_TO_MODEL = {"automobile": "car", "ship": "boat"}
 TRAIN_FILES = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
 TEST_FILES = ("test_batch.bin",)
@@ -50,7 +55,7 @@ class LabelledImages:
     @property
     def model_class(self) -> np.ndarray:
         """(N,) str: ``car``, ``boat`` or ``background``."""
-        mapped = [CIFAR_TO_MODEL.get(c, c if c in MODEL_CLASSES else "background") for c in self.original]
+        mapped = [CIFAR_TO_MODEL.get(c, c if c in MODEL_CLASSES else BACKGROUND) for c in self.original]
         return np.asarray(mapped)
 
     @property
@@ -82,7 +87,7 @@ def load_cifar(root: str, split: str = "train", *, storage_options: dict | None 
         a local path or a URL (``az://``, ``abfs://``, ...).
     split : {"train", "test"}
     storage_options : dict, optional
-        Explicit options for a remote ``root`` (see :func:`scoring.storage.filesystem`).
+        Explicit options for a remote ``root`` (see :func:`core.storage.filesystem`).
 
     Notes
     -----

@@ -1,32 +1,24 @@
-"""Score a run against a collage's ground truth.
+"""Metrics of a run's results against a collage's ground truth.
 
 Boxes are scored with pycocotools (AP at IoU 0.5, AP over IoU 0.5:0.95, and precision and
-recall of all the run's boxes at IoU 0.5); windows, when ``windows.parquet`` holds every
-window, with a confusion matrix against each window's true class (the class of the tile
-that shows on most of it, from :func:`tiling.collage.window_classes`).
+recall of all the run's boxes at IoU 0.5); windows with a confusion matrix against each
+window's true class (the class of the tile that shows on most of it, from
+:func:`collage.window_classes`).
 """
 from __future__ import annotations
 
 import contextlib
 import io
-import json
-import logging
 
 import numpy as np
 
-from scoring import storage
-from tiling.collage import owner_map, placements_from_ground_truth, window_classes
+from collage import owner_map, placements_from_ground_truth, window_classes
 
-__all__ = ["IOU", "EVALUATION_FILE", "CURVE_FILE", "box_metrics", "window_confusion", "evaluate",
-           "plot_pr_curves", "evaluate_run"]
-
-logger = logging.getLogger(__name__)
+__all__ = ["IOU", "box_metrics", "window_confusion", "evaluate", "plot_pr_curves", "format_number",
+           "summary_lines"]
 
 #: The IoU at which precision, recall and the curves are reported.
 IOU = 0.5
-EVALUATION_FILE = "evaluation.json"
-CURVE_FILE = "pr_curve.png"
-
 
 def _categories(doc: dict, what: str) -> dict:
     """``{category id: name}`` of a COCO document."""
@@ -283,60 +275,23 @@ def plot_pr_curves(evaluation: dict) -> bytes:
     return buffer.getvalue()
 
 
-def _read_json(fs, path: str, what: str) -> dict:
-    try:
-        return json.loads(storage.read_bytes(fs, path))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{what} not found: {path}") from None
-    except ValueError as exc:
-        raise ValueError(f"{what} {path} is not JSON ({exc})") from None
+def format_number(value) -> str:
+    """Three decimals, or ``n/a`` for a metric that is undefined."""
+    return "n/a" if value is None else f"{value:.3f}"
 
 
-def _read_windows(fs, root: str) -> tuple[np.ndarray, np.ndarray] | str:
-    """The run's windows and labels, or why there is no window confusion matrix."""
-    import pyarrow.parquet as pq
-
-    path = storage.join(root, "windows.parquet")
-    if not fs.exists(path):
-        return "the run has no windows.parquet"
-    with fs.open(path, "rb") as fh:
-        table = pq.read_table(fh, columns=["x", "y", "width", "height", "label"])
-    manifest = storage.join(root, "manifest.json")
-    if fs.exists(manifest):
-        scored = _read_json(fs, manifest, "manifest").get("counts", {}).get("windows_scored")
-        if scored is not None and scored != table.num_rows:
-            return (f"windows.parquet holds {table.num_rows} of the {scored} windows scored "
-                    "(score with --keep 0 to keep every window)")
-    x, y, w, h = (table.column(c).to_numpy().astype(np.int64) for c in ("x", "y", "width", "height"))
-    labels = np.asarray(table.column("label").to_pylist(), dtype=str)
-    return np.stack([x, y, x + w, y + h], axis=1), labels
-
-
-def evaluate_run(run: str, truth: str, *, storage_options: dict | None = None) -> dict:
-    """Evaluate the run folder ``run`` against the ground-truth file ``truth``.
-
-    Reads ``detections.json`` and, if present, ``windows.parquet`` from ``run`` (local path
-    or URL) and writes :data:`EVALUATION_FILE` and :data:`CURVE_FILE` beside them.
-
-    Raises
-    ------
-    FileNotFoundError
-        When ``detections.json`` or the ground truth is missing.
-    ValueError
-        When either is malformed or they do not describe the same picture and classes.
-    """
-    fs, root = storage.filesystem(run, storage_options)
-    truth_fs, truth_path = storage.filesystem(truth, storage_options)
-    truth_doc = _read_json(truth_fs, truth_path, "ground truth")
-    detections = _read_json(fs, storage.join(root, "detections.json"), "detections")
-    windows = _read_windows(fs, root)
-    if isinstance(windows, str):
-        logger.info("no window confusion matrix: %s", windows)
-        result = evaluate(truth_doc, detections)
-        result["windows"] = {"skipped": windows}
-    else:
-        result = evaluate(truth_doc, detections, windows=windows[0], labels=windows[1])
-    result = {"run": run, "truth": truth, **result}
-    storage.write_bytes(fs, storage.join(root, EVALUATION_FILE), (json.dumps(result, indent=1) + "\n").encode())
-    storage.write_bytes(fs, storage.join(root, CURVE_FILE), plot_pr_curves(result))
-    return result
+def summary_lines(result: dict) -> list[str]:
+    """An evaluation (:func:`evaluate`) as a few lines of text: one per class, the means, the windows."""
+    lines = []
+    for name, c in result["classes"].items():
+        lines.append(f"{name:<10} AP50 {format_number(c['ap50'])}  AP50:95 {format_number(c['ap'])}  "
+                     f"precision {format_number(c['precision'])}  recall {format_number(c['recall'])}  "
+                     f"({c['detections']} boxes, {c['truths']} truths, {c['ignored_truths']} ignored)")
+    lines.append(f"{'mean':<10} AP50 {format_number(result['mean']['ap50'])}  "
+                 f"AP50:95 {format_number(result['mean']['ap'])}")
+    windows = result.get("windows")
+    if windows and "skipped" in windows:
+        lines.append(f"windows: no confusion matrix: {windows['skipped']}")
+    elif windows:
+        lines.append(f"windows: accuracy {format_number(windows['accuracy'])} over {windows['windows']} windows")
+    return lines

@@ -8,8 +8,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from scoring import storage
-from scoring.errors import InputError
+from core import storage
+from core.errors import InputError
 
 __all__ = ["ImageInfo", "read_image", "DEFAULT_MAX_PIXELS"]
 

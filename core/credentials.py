@@ -1,11 +1,4 @@
-"""One storage interface for every path: local paths and fsspec URLs alike.
-
-Everything that reads or writes a user's data goes through :func:`filesystem`, so a local
-path, ``file://``, ``abfs://``/``az://`` (ADLS Gen2 and Blob storage through adlfs) and,
-where installed, ``s3://`` behave the same. Filesystem objects from fsspec pickle, so they
-can travel to executors.
-
-Azure credentials are resolved here, once, in the order Azure users expect:
+"""Which credentials reach a storage URL, resolved once, in the order Azure users expect.
 
 1. explicit storage options (``--storage-options-file`` / ``--storage-option``, or the
    ``storage_options`` argument): a connection string, an account key, a SAS token, a
@@ -18,40 +11,30 @@ Azure credentials are resolved here, once, in the order Azure users expect:
    CLI login on a workstation.
 
 Keys and SAS tokens are handed to adlfs as a connection string, so that adlfs' own
-reading of the environment cannot override what was chosen. Secrets never go into
-messages: every error built from an exception passes through :func:`redact`.
+reading of the environment cannot override what was chosen. Retired or malformed URLs
+are refused here, with the form to use instead.
 """
 from __future__ import annotations
 
 import json
-import logging
 import os
-import posixpath
 import re
-from contextlib import contextmanager
-from typing import Iterator, Mapping
+from typing import Mapping
 
-import fsspec
-
-from scoring.errors import TilescanError
+from core.errors import StorageError
+from core.redaction import SECRET_OPTIONS, redact, remember_secrets
 
 __all__ = [
-    "filesystem", "read_bytes", "write_bytes", "join", "is_local", "StorageError", "redact", "errors",
-    "resolve_options", "describe", "add_arguments", "options_from_args", "parse_option_pairs", "load_options_file",
-    "AZURE_PROTOCOLS", "RETRY_OPTIONS",
+    "AZURE_PROTOCOLS", "RETRY_OPTIONS", "is_local", "protocol", "check_url", "resolve_options", "describe",
+    "parse_option_pairs", "load_options_file",
 ]
-
-logger = logging.getLogger(__name__)
 
 AZURE_PROTOCOLS = ("az", "abfs", "abfss")
 # Options tilescan applies itself, after adlfs built its client (adlfs does not pass them
 # on): the Azure SDK's ExponentialRetry settings. The SDK's default (3 retries, 15 s
 # initial back-off plus jitter) keeps a command waiting about a minute per failed request.
 RETRY_OPTIONS = ("retry_total", "initial_backoff", "increment_base", "random_jitter_range")
-_AZURE_SECRET_OPTIONS = ("connection_string", "account_key", "sas_token", "client_secret", "credential")
-_AZURE_CREDENTIAL_OPTIONS = _AZURE_SECRET_OPTIONS + ("client_id", "tenant_id", "anon")
-_SECRET_ENV = ("AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_ACCOUNT_KEY", "AZURE_STORAGE_SAS_TOKEN",
-               "AZURE_STORAGE_CLIENT_SECRET", "AZURE_CLIENT_SECRET")
+_AZURE_CREDENTIAL_OPTIONS = SECRET_OPTIONS + ("client_id", "tenant_id", "anon")
 _STRING_OPTIONS = ("account_name", "account_host", "client_id", "tenant_id", "location_mode",
                    "managed_identity_client_id")
 _CONTAINER = re.compile(r"^(\$root|\$web|\$logs|[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9])$")
@@ -69,124 +52,27 @@ _REFUSED["wasbs"] = _REFUSED["wasb"]
 _known_secrets: set[str] = set()
 
 
-class StorageError(TilescanError):
-    """A path or URL that cannot be used, or storage that failed; the message holds no secret."""
-
-
-# ---------------------------------------------------------------------------------------
-# Redaction
-
-_SECRET_PATTERNS = [
-    # connection-string fields and SAS query parameters
-    (re.compile(r"(?i)((?:AccountKey|SharedAccessSignature|SharedAccessKey)\s*=\s*)[^;\s\"']+"), r"\1***"),
-    (re.compile(r"(?i)((?:^|[?&;,\s\"'])sig=)[^&;,\s\"']+"), r"\1***"),
-    # option names followed by a value, as in a dict's repr or KEY=VALUE
-    (re.compile(r"(?i)((?:account_key|sas_token|client_secret|connection_string|credential|password|secret)"
-                r"[\"']?\s*[:=]\s*[\"']?)[^\"',;\s}]+"), r"\1***"),
-    (re.compile(r"(?i)(Bearer\s+)[A-Za-z0-9._~+/=-]+"), r"\1***"),
-]
-
-
-def redact(value, *, one_line: bool = True, limit: int = 400) -> str:
-    """Text of ``value`` (an exception or a string) with credentials replaced by ``***``.
-
-    Scrubs account keys, SAS signatures (``sig=``), connection strings, client secrets and
-    bearer tokens, by pattern and by the exact values this process was given. With
-    ``one_line`` (for error messages) whitespace is collapsed and the text cut to
-    ``limit`` characters.
-    """
-    text = str(value)
-    if isinstance(value, BaseException) and not text:
-        text = type(value).__name__
-    secrets = set(_known_secrets)
-    secrets.update(os.environ[name] for name in _SECRET_ENV if os.environ.get(name))
-    for secret in sorted(secrets, key=len, reverse=True):
-        if len(secret) >= 6:
-            text = text.replace(secret, "***")
-    for pattern, replacement in _SECRET_PATTERNS:
-        text = pattern.sub(replacement, text)
-    if one_line:
-        text = " ".join(text.split())
-        if len(text) > limit:
-            text = text[: limit - 3] + "..."
-    return text
-
-
-def _remember_secrets(options: Mapping) -> None:
-    for key in _AZURE_SECRET_OPTIONS:
-        value = options.get(key)
-        if isinstance(value, str) and value:
-            _known_secrets.add(value)
-            for field in re.findall(r"(?i)(?:AccountKey|SharedAccessSignature)=([^;]+)", value):
-                _known_secrets.add(field)
-
-
-def _backend_errors() -> tuple:
-    errors = [OSError, ValueError, TimeoutError]
-    try:
-        from azure.core.exceptions import AzureError
-
-        errors.append(AzureError)
-    except ImportError:
-        pass
-    return tuple(errors)
-
-
-def _explain(exc: BaseException) -> str:
-    code = getattr(exc, "error_code", None)
-    code = getattr(code, "value", code)  # azure.storage.blob gives a StorageErrorCode enum
-    text = redact(exc)
-    if code in ("AuthenticationFailed", "AuthorizationFailure", "AuthorizationPermissionMismatch",
-                "InvalidAuthenticationInfo", "NoAuthenticationInformation"):
-        # The SDK's text is long and says the same; keep the code and what to check.
-        return f"access denied ({code}): check the account key, SAS token or identity (docs/azure.md)"
-    if type(exc).__name__ == "ServiceRequestError":
-        return f"storage unreachable: {text}"
-    if type(exc).__name__ in ("ClientAuthenticationError", "CredentialUnavailableError"):
-        return f"no usable Azure credentials (see docs/azure.md): {text}"
-    return text
-
-
-@contextmanager
-def errors(action: str, url: str) -> Iterator[None]:
-    """Turn a storage backend's failure into a one-line :class:`StorageError`.
-
-    ``FileNotFoundError``, ``IsADirectoryError`` and ``NotADirectoryError`` pass through
-    unchanged: they are the contract callers turn into their own messages.
-    """
-    try:
-        yield
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, StorageError):
-        raise
-    except _backend_errors() as exc:
-        raise StorageError(f"cannot {action} {redact(url)}: {_explain(exc)}") from None
-
-
-# ---------------------------------------------------------------------------------------
-# URLs and credentials
-
-
 def is_local(url: str) -> bool:
     return "://" not in url or url.startswith("file://")
 
 
-def _protocol(url: str) -> str:
+def protocol(url: str) -> str:
     return url.split("://", 1)[0].lower() if "://" in url else "file"
 
 
-def _check_url(url: str) -> None:
+def check_url(url: str) -> None:
     """Refuse retired protocols and URLs that fsspec would silently read as local paths."""
     if not isinstance(url, str) or not url:
         raise StorageError(f"a path or URL is required, got {url!r}")
-    protocol = _protocol(url)
-    if protocol in _REFUSED:
-        raise StorageError(f"cannot use {redact(url)}: {_REFUSED[protocol]}")
+    scheme = protocol(url)
+    if scheme in _REFUSED:
+        raise StorageError(f"cannot use {redact(url)}: {_REFUSED[scheme]}")
     bare = _SCHEME_WITHOUT_SLASHES.match(url)
     if bare and bare.group(1).lower() in _known_protocols():
         scheme = bare.group(1)
         rest = url[len(scheme) + 1:].lstrip("/")
         raise StorageError(f"malformed URL {redact(url)}: did you mean {scheme}://{rest}?")
-    if protocol in AZURE_PROTOCOLS:
+    if scheme in AZURE_PROTOCOLS:
         _azure_parts(url)
 
 
@@ -328,97 +214,28 @@ def resolve_options(url: str, storage_options: Mapping | None = None,
         ``options`` may hold secrets (never log it); ``source`` names the credential
         method in words and holds none, e.g. ``"AZURE_STORAGE_CONNECTION_STRING"``.
     """
-    _check_url(url)
+    check_url(url)
     if is_local(url):
         return {}, "local"
     explicit = dict(storage_options or {})
     environ = os.environ if environ is None else environ
-    if _protocol(url) in AZURE_PROTOCOLS:
+    if protocol(url) in AZURE_PROTOCOLS:
         options, source = _azure_options(url, explicit, environ)
     else:
         options = {k: v for k, v in explicit.items() if k not in RETRY_OPTIONS}
         source = "storage options" if options else "default"
-    _remember_secrets(options)
+    remember_secrets(options)
     return options, source
 
 
 def describe(url: str, storage_options: Mapping | None = None) -> dict:
     """Where ``url`` lives and how it is reached, for the manifest: no secret in it."""
     options, source = resolve_options(url, storage_options)
-    info = {"protocol": _protocol(url), "credentials": source}
+    info = {"protocol": protocol(url), "credentials": source}
     if "account_name" in options:
         info["account"] = options["account_name"]
     return info
 
-
-def _apply_retries(fs, retries: dict) -> None:
-    policy = getattr(getattr(getattr(fs, "service_client", None), "_config", None), "retry_policy", None)
-    if policy is None:
-        logger.warning("cannot apply %s to %s: no Azure retry policy found", sorted(retries), type(fs).__name__)
-        return
-    # adlfs caches one filesystem per set of options, so this applies to all its users.
-    if "retry_total" in retries:
-        total = int(retries["retry_total"])
-        policy.total_retries = policy.connect_retries = policy.read_retries = policy.status_retries = total
-    for key in ("initial_backoff", "increment_base", "random_jitter_range"):
-        if key in retries:
-            setattr(policy, key, float(retries[key]))
-
-
-def filesystem(url: str, storage_options: Mapping | None = None):
-    """Return ``(fs, path)`` for a local path or URL.
-
-    Parameters
-    ----------
-    url : str
-        A local path, ``file://``, ``az://CONTAINER/PATH``,
-        ``abfs://CONTAINER@ACCOUNT.dfs.core.windows.net/PATH``, ``s3://``, ...
-    storage_options : mapping, optional
-        Explicit options for remote URLs (see :func:`resolve_options`); the Azure
-        ``retry_total``, ``initial_backoff``, ``increment_base`` and
-        ``random_jitter_range`` set the SDK's retry policy.
-
-    Raises
-    ------
-    StorageError
-        For retired, unknown or malformed URLs, missing credentials, or a filesystem that
-        cannot be created; the message says what to use instead and holds no secret.
-    """
-    options, _ = resolve_options(url, storage_options)
-    retries = {k: options.pop(k) for k in RETRY_OPTIONS if k in options}
-    try:
-        fs, path = fsspec.core.url_to_fs(url, **options)
-    except ImportError as exc:
-        raise StorageError(f"cannot open {redact(url)}: {redact(exc)} (install the package for "
-                           f"{_protocol(url)}://)") from None
-    except (ValueError, TypeError) as exc:
-        raise StorageError(f"cannot open {redact(url)}: {redact(exc)}") from None
-    if retries and _protocol(url) in AZURE_PROTOCOLS:
-        _apply_retries(fs, retries)
-    return fs, path
-
-
-def join(root: str, *parts: str) -> str:
-    return posixpath.join(root, *parts)
-
-
-def read_bytes(fs, path: str, *, url: str | None = None) -> bytes:
-    """The whole file; ``FileNotFoundError`` if missing, :class:`StorageError` on other failures.
-
-    ``url`` names the file in messages as the user wrote it (default: rebuilt from ``path``).
-    """
-    with errors("read", url or fs.unstrip_protocol(path)):
-        with fs.open(path, "rb") as fh:
-            return fh.read()
-
-
-def write_bytes(fs, path: str, data: bytes, *, url: str | None = None) -> None:
-    with errors("write", url or fs.unstrip_protocol(path)):
-        fs.pipe_file(path, data)
-
-
-# ---------------------------------------------------------------------------------------
-# Command-line options
 
 
 def _is_secret_option(key: str) -> bool:
@@ -475,21 +292,3 @@ def load_options_file(path: str) -> dict:
         raise StorageError(f"--storage-options-file {path}: expected a JSON object of option names to values")
     return options
 
-
-def add_arguments(parser) -> None:
-    """Add ``--storage-options-file`` and ``--storage-option`` to an argparse parser."""
-    group = parser.add_argument_group("storage (docs/azure.md)")
-    group.add_argument("--storage-options-file", metavar="JSON",
-                       help="JSON object of options for remote URLs, secrets included, e.g. "
-                            '{"account_name": "...", "account_key": "..."}')
-    group.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
-                       help="an option for remote URLs (repeatable; overrides the file), e.g. account_name=NAME, "
-                            "retry_total=2; no secrets here")
-
-
-def options_from_args(args) -> dict:
-    """The explicit storage options: the file's, overridden by ``--storage-option`` pairs."""
-    options = load_options_file(args.storage_options_file) if args.storage_options_file else {}
-    options.update(parse_option_pairs(args.storage_option))
-    _remember_secrets(options)
-    return options

@@ -1,0 +1,64 @@
+"""What every command-line entry point shares: logging, storage options, one-line errors.
+
+Logging is configured here and nowhere else: libraries only create their loggers.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Callable
+
+from core.credentials import load_options_file, parse_option_pairs
+from core.errors import TilescanError
+from core.redaction import redact, remember_secrets
+
+__all__ = ["configure_logging", "add_storage_arguments", "storage_options_from_args", "run_command",
+           "EXIT_BAD_INPUT", "EXIT_INTERRUPTED"]
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+#: Libraries that log every request or step at INFO.
+_NOISY = ("py4j", "azure", "PIL", "matplotlib", "urllib3")
+
+
+def configure_logging(*, quiet: bool = False) -> None:
+    """INFO (WARNING with ``quiet``) to stderr in the one tilescan format."""
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format=LOG_FORMAT, datefmt="%H:%M:%S",
+                        force=True)
+    for name in _NOISY:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def add_storage_arguments(parser) -> None:
+    """Add ``--storage-options-file`` and ``--storage-option`` to an argparse parser."""
+    group = parser.add_argument_group("storage (docs/azure.md)")
+    group.add_argument("--storage-options-file", metavar="JSON",
+                       help="JSON object of options for remote URLs, secrets included, e.g. "
+                            '{"account_name": "...", "account_key": "..."}')
+    group.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
+                       help="an option for remote URLs (repeatable; overrides the file), e.g. account_name=NAME, "
+                            "retry_total=2; no secrets here")
+
+
+def storage_options_from_args(args) -> dict:
+    """The explicit storage options: the file's, overridden by ``--storage-option`` pairs."""
+    options = load_options_file(args.storage_options_file) if args.storage_options_file else {}
+    options.update(parse_option_pairs(args.storage_option))
+    remember_secrets(options)
+    return options
+
+
+def run_command(body: Callable[[], int], *bad_input: type[BaseException]) -> int:
+    """Run ``body``; a :class:`TilescanError` (or one of ``bad_input``) becomes one ``error:`` line and exit 2.
+
+    Ctrl-C becomes one line and exit 130 instead of a traceback.
+    """
+    try:
+        return body()
+    except (TilescanError, *bad_input) as exc:
+        print(f"error: {redact(exc)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED

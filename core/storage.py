@@ -1,0 +1,133 @@
+"""One storage interface for every path: local paths and fsspec URLs alike.
+
+Everything that reads or writes a user's data goes through :func:`filesystem`, so a local
+path, ``file://``, ``abfs://``/``az://`` (ADLS Gen2 and Blob storage through adlfs) and,
+where installed, ``s3://`` behave the same. Filesystem objects from fsspec pickle, so they
+can travel to executors. Credentials are chosen by :mod:`core.credentials`; secrets never
+go into messages: every error built from an exception passes through
+:func:`core.redaction.redact`.
+"""
+from __future__ import annotations
+
+import logging
+import posixpath
+from contextlib import contextmanager
+from typing import Iterator, Mapping
+
+import fsspec
+
+from core.credentials import AZURE_PROTOCOLS, RETRY_OPTIONS, protocol, resolve_options
+from core.errors import StorageError
+from core.redaction import redact
+
+__all__ = ["filesystem", "read_bytes", "write_bytes", "join", "errors"]
+
+logger = logging.getLogger(__name__)
+
+def _backend_errors() -> tuple:
+    errors = [OSError, ValueError, TimeoutError]
+    try:
+        from azure.core.exceptions import AzureError
+
+        errors.append(AzureError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+def _explain(exc: BaseException) -> str:
+    code = getattr(exc, "error_code", None)
+    code = getattr(code, "value", code)  # azure.storage.blob gives a StorageErrorCode enum
+    text = redact(exc)
+    if code in ("AuthenticationFailed", "AuthorizationFailure", "AuthorizationPermissionMismatch",
+                "InvalidAuthenticationInfo", "NoAuthenticationInformation"):
+        # The SDK's text is long and says the same; keep the code and what to check.
+        return f"access denied ({code}): check the account key, SAS token or identity (docs/azure.md)"
+    if type(exc).__name__ == "ServiceRequestError":
+        return f"storage unreachable: {text}"
+    if type(exc).__name__ in ("ClientAuthenticationError", "CredentialUnavailableError"):
+        return f"no usable Azure credentials (see docs/azure.md): {text}"
+    return text
+
+
+@contextmanager
+def errors(action: str, url: str) -> Iterator[None]:
+    """Turn a storage backend's failure into a one-line :class:`StorageError`.
+
+    ``FileNotFoundError``, ``IsADirectoryError`` and ``NotADirectoryError`` pass through
+    unchanged: they are the contract callers turn into their own messages.
+    """
+    try:
+        yield
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, StorageError):
+        raise
+    except _backend_errors() as exc:
+        raise StorageError(f"cannot {action} {redact(url)}: {_explain(exc)}") from None
+
+
+
+def _apply_retries(fs, retries: dict) -> None:
+    policy = getattr(getattr(getattr(fs, "service_client", None), "_config", None), "retry_policy", None)
+    if policy is None:
+        logger.warning("cannot apply %s to %s: no Azure retry policy found", sorted(retries), type(fs).__name__)
+        return
+    # adlfs caches one filesystem per set of options, so this applies to all its users.
+    if "retry_total" in retries:
+        total = int(retries["retry_total"])
+        policy.total_retries = policy.connect_retries = policy.read_retries = policy.status_retries = total
+    for key in ("initial_backoff", "increment_base", "random_jitter_range"):
+        if key in retries:
+            setattr(policy, key, float(retries[key]))
+
+
+def filesystem(url: str, storage_options: Mapping | None = None):
+    """Return ``(fs, path)`` for a local path or URL.
+
+    Parameters
+    ----------
+    url : str
+        A local path, ``file://``, ``az://CONTAINER/PATH``,
+        ``abfs://CONTAINER@ACCOUNT.dfs.core.windows.net/PATH``, ``s3://``, ...
+    storage_options : mapping, optional
+        Explicit options for remote URLs (see :func:`resolve_options`); the Azure
+        ``retry_total``, ``initial_backoff``, ``increment_base`` and
+        ``random_jitter_range`` set the SDK's retry policy.
+
+    Raises
+    ------
+    StorageError
+        For retired, unknown or malformed URLs, missing credentials, or a filesystem that
+        cannot be created; the message says what to use instead and holds no secret.
+    """
+    options, _ = resolve_options(url, storage_options)
+    retries = {k: options.pop(k) for k in RETRY_OPTIONS if k in options}
+    try:
+        fs, path = fsspec.core.url_to_fs(url, **options)
+    except ImportError as exc:
+        raise StorageError(f"cannot open {redact(url)}: {redact(exc)} (install the package for "
+                           f"{protocol(url)}://)") from None
+    except (ValueError, TypeError) as exc:
+        raise StorageError(f"cannot open {redact(url)}: {redact(exc)}") from None
+    if retries and protocol(url) in AZURE_PROTOCOLS:
+        _apply_retries(fs, retries)
+    return fs, path
+
+
+def join(root: str, *parts: str) -> str:
+    return posixpath.join(root, *parts)
+
+
+def read_bytes(fs, path: str, *, url: str | None = None) -> bytes:
+    """The whole file; ``FileNotFoundError`` if missing, :class:`StorageError` on other failures.
+
+    ``url`` names the file in messages as the user wrote it (default: rebuilt from ``path``).
+    """
+    with errors("read", url or fs.unstrip_protocol(path)):
+        with fs.open(path, "rb") as fh:
+            return fh.read()
+
+
+def write_bytes(fs, path: str, data: bytes, *, url: str | None = None) -> None:
+    with errors("write", url or fs.unstrip_protocol(path)):
+        fs.pipe_file(path, data)
+

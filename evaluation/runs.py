@@ -1,0 +1,264 @@
+"""One run's outputs read back: its files, as frames, and its evaluation.
+
+Coordinates follow :mod:`tiling.box`: pixels, ``x`` to the right, ``y`` down, boxes
+half-open. Box tables are pandas frames with ``x0, y0, x1, y1`` columns in that convention.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from core import storage
+from evaluation.heatmap import ScoreGrid, score_grid
+from evaluation.metrics import evaluate, plot_pr_curves
+from pixels import read_image
+from scoring.outputs import SUCCESS
+
+__all__ = [
+    "BOX_COLUMNS", "EVALUATION_FILE", "CURVE_FILE", "RunData", "read_json", "load_run", "load_truth",
+    "load_input", "run_summary", "boxes_frame", "truth_frame", "evaluate_run",
+]
+
+logger = logging.getLogger(__name__)
+
+EVALUATION_FILE = "evaluation.json"
+CURVE_FILE = "pr_curve.png"
+#: The corner columns of every box frame.
+BOX_COLUMNS = ["x0", "y0", "x1", "y1"]
+
+
+@dataclass(frozen=True, eq=False)
+class RunData:
+    """One finished run's outputs.
+
+    ``boxes`` has one row per detection (:func:`boxes_frame`): ``id, class, x0, y0, x1,
+    y1`` (float pixels, half-open) and ``score``. ``windows`` is ``windows.parquet`` as a
+    frame (``x, y, width, height`` pixels, ``label``, ``score``, ``p_<class>``), ``None``
+    when the run has none. ``overlay`` is ``(H, W, 3)`` uint8.
+    """
+
+    url: str
+    manifest: dict
+    detections: dict
+    boxes: pd.DataFrame
+    windows: pd.DataFrame | None
+    overlay: np.ndarray
+
+    @property
+    def classes(self) -> list[str]:
+        """The foreground classes, in category-id order."""
+        return [c["name"] for c in sorted(self.detections["categories"], key=lambda c: c["id"])]
+
+    @property
+    def background(self) -> str:
+        rest = [c for c in self.manifest["model"]["classes"] if c not in self.classes]
+        return rest[0] if rest else "background"
+
+    @property
+    def picture_name(self) -> str:
+        """The scored picture's file name without its extension, e.g. ``collage``."""
+        return self.manifest["input"]["url"].rstrip("/").rsplit("/", 1)[-1].rsplit(".", 1)[0]
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """``(width, height)`` of the picture in pixels."""
+        return int(self.manifest["input"]["width"]), int(self.manifest["input"]["height"])
+
+    @property
+    def window(self) -> int:
+        return int(self.manifest["parameters"]["window"])
+
+    @property
+    def stride(self) -> int:
+        return int(self.manifest["parameters"]["stride"])
+
+    @property
+    def thresholds(self) -> dict:
+        return dict(self.manifest["parameters"]["thresholds"])
+
+    @property
+    def colors(self) -> dict:
+        """Each class's overlay colour as a matplotlib ``(r, g, b)`` in [0, 1]."""
+        return {c: tuple(v / 255 for v in rgb) for c, rgb in self.manifest["parameters"]["colors"].items()}
+
+    @property
+    def windows_complete(self) -> bool:
+        """Whether ``windows.parquet`` holds every scored window (the run used ``--keep 0``)."""
+        counts = self.manifest["counts"]
+        return self.windows is not None and counts["windows_kept"] == counts["windows_scored"]
+
+    def score_grid(self, cls: str) -> ScoreGrid:
+        """Class ``cls``'s window scores on the run's window grid (:func:`score_grid`)."""
+        if self.windows is None:
+            raise ValueError(f"{self.url} has no windows.parquet")
+        width, height = self.size
+        return score_grid(self.windows, cls, width=width, height=height, window=self.window, stride=self.stride)
+
+    @property
+    def windows_note(self) -> str | None:
+        """Why the heat maps are partial, or ``None`` when they are complete."""
+        if self.windows is None:
+            return "the run has no windows.parquet: no heat maps"
+        if self.windows_complete:
+            return None
+        counts, keep = self.manifest["counts"], self.manifest["parameters"]["keep"]
+        return (f"windows.parquet holds {counts['windows_kept']:,} of the {counts['windows_scored']:,} windows "
+                f"scored: only those with a foreground score >= {keep} (--keep). The heat maps show those; "
+                "blank cells scored below that for every class. Score with --keep 0 for full heat maps.")
+
+
+def _annotation_frame(doc: dict, **columns) -> pd.DataFrame:
+    """``id, class, x0, y0, x1, y1`` of each COCO annotation, then ``columns`` (name: function of one)."""
+    names = {int(c["id"]): str(c["name"]) for c in doc["categories"]}
+    annotations = doc["annotations"]
+    xywh = np.array([a["bbox"] for a in annotations], dtype=np.float64).reshape(-1, 4)
+    frame = pd.DataFrame({
+        "id": np.array([a["id"] for a in annotations], dtype=np.int64),
+        "class": [names[int(a["category_id"])] for a in annotations],
+        "x0": xywh[:, 0], "y0": xywh[:, 1], "x1": xywh[:, 0] + xywh[:, 2], "y1": xywh[:, 1] + xywh[:, 3],
+    })
+    for name, get in columns.items():
+        frame[name] = [get(a) for a in annotations]
+    return frame
+
+
+def boxes_frame(detections: dict) -> pd.DataFrame:
+    """One row per box of a COCO detections document: ``id, class, x0, y0, x1, y1, score``."""
+    return _annotation_frame(detections, score=lambda a: float(a["score"]))
+
+
+def load_run(url: str, *, storage_options: dict | None = None) -> RunData:
+    """Read a finished run's outputs from ``url`` (a local folder or a URL).
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``url`` holds no finished run (no ``_SUCCESS``) or an output is missing.
+    """
+    import pyarrow.parquet as pq
+
+    fs, root = storage.filesystem(url, storage_options)
+    with storage.errors("read", url):
+        finished = fs.exists(storage.join(root, SUCCESS))
+    if not finished:
+        raise FileNotFoundError(f"no finished run in {url}: {SUCCESS} is missing (a failed or unfinished run, "
+                                "or the wrong folder)")
+    manifest = read_json(fs, storage.join(root, "manifest.json"), "manifest")
+    detections = read_json(fs, storage.join(root, "detections.json"), "detections")
+    windows = None
+    path = storage.join(root, "windows.parquet")
+    if fs.exists(path):
+        with storage.errors("read", fs.unstrip_protocol(path)), fs.open(path, "rb") as fh:
+            windows = pq.read_table(fh).to_pandas()
+    overlay, _ = read_image(storage.join(url, "overlay.png"), storage_options=storage_options)
+    return RunData(url=url, manifest=manifest, detections=detections, boxes=boxes_frame(detections),
+                   windows=windows, overlay=overlay)
+
+
+def load_truth(url: str, *, storage_options: dict | None = None) -> dict:
+    """A collage's ground truth (:func:`tiling.collage.ground_truth`) from a path or URL."""
+    fs, path = storage.filesystem(url, storage_options)
+    return read_json(fs, path, "ground truth")
+
+
+def load_input(run: RunData, *, storage_options: dict | None = None) -> np.ndarray:
+    """The picture the run scored, without boxes: ``(H, W, 3)`` uint8.
+
+    Error tiles are cut from it rather than from the overlay, whose box outlines would
+    end up in the training data.
+    """
+    pixels, _ = read_image(run.manifest["input"]["url"], storage_options=storage_options)
+    if (pixels.shape[1], pixels.shape[0]) != run.size:
+        raise ValueError(f"{run.manifest['input']['url']} is {pixels.shape[1]}x{pixels.shape[0]} now, but the run "
+                         f"scored a {run.size[0]}x{run.size[1]} picture")
+    return pixels
+
+
+def run_summary(run: RunData) -> pd.Series:
+    """What was scored, how, and what came out, as one labelled column."""
+    m, p, counts = run.manifest, run.manifest["parameters"], run.manifest["counts"]
+    rows = {
+        "input": m["input"]["url"],
+        "size (pixels)": "{} x {}".format(*run.size),
+        "model": f"{m['model']['name']} ({m['model']['sha256'][:12]})",
+        "engine": p["engine"],
+        "window / stride": f"{p['window']} / {p['stride']} ({p['edge']})",
+        "thresholds": ", ".join(f"{c}={v}" for c, v in p["thresholds"].items()),
+        "merge": f"{p['merge']} (IoU {p['merge_iou']})",
+        "windows scored": f"{counts['windows_scored']:,}",
+        "windows kept": f"{counts['windows_kept']:,} (--keep {p['keep']})",
+        "hits": f"{counts['hits']:,}",
+    }
+    rows.update({f"boxes: {c}": n for c, n in counts["boxes_per_class"].items()})
+    rows["Spark job (s)"] = round(m.get("timings_s", {}).get("spark_job_s", float("nan")), 1)
+    return pd.Series(rows, name=run.url)
+
+
+def truth_frame(truth: dict) -> pd.DataFrame:
+    """One row per ground-truth object: ``id, class, x0, y0, x1, y1, visible_fraction, crowd``."""
+    return _annotation_frame(truth, visible_fraction=lambda a: float(a.get("visible_fraction", 1.0)),
+                             crowd=lambda a: bool(a.get("iscrowd", 0)))
+
+
+
+def read_json(fs, path: str, what: str) -> dict:
+    try:
+        return json.loads(storage.read_bytes(fs, path))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{what} not found: {path}") from None
+    except ValueError as exc:
+        raise ValueError(f"{what} {path} is not JSON ({exc})") from None
+
+
+def _read_windows(fs, root: str) -> tuple[np.ndarray, np.ndarray] | str:
+    """The run's windows and labels, or why there is no window confusion matrix."""
+    import pyarrow.parquet as pq
+
+    path = storage.join(root, "windows.parquet")
+    if not fs.exists(path):
+        return "the run has no windows.parquet"
+    with fs.open(path, "rb") as fh:
+        table = pq.read_table(fh, columns=["x", "y", "width", "height", "label"])
+    manifest = storage.join(root, "manifest.json")
+    if fs.exists(manifest):
+        scored = read_json(fs, manifest, "manifest").get("counts", {}).get("windows_scored")
+        if scored is not None and scored != table.num_rows:
+            return (f"windows.parquet holds {table.num_rows} of the {scored} windows scored "
+                    "(score with --keep 0 to keep every window)")
+    x, y, w, h = (table.column(c).to_numpy().astype(np.int64) for c in ("x", "y", "width", "height"))
+    labels = np.asarray(table.column("label").to_pylist(), dtype=str)
+    return np.stack([x, y, x + w, y + h], axis=1), labels
+
+
+def evaluate_run(run: str, truth: str, *, storage_options: dict | None = None) -> dict:
+    """Evaluate the run folder ``run`` against the ground-truth file ``truth``.
+
+    Reads ``detections.json`` and, if present, ``windows.parquet`` from ``run`` (local path
+    or URL) and writes :data:`EVALUATION_FILE` and :data:`CURVE_FILE` beside them.
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``detections.json`` or the ground truth is missing.
+    ValueError
+        When either is malformed or they do not describe the same picture and classes.
+    """
+    fs, root = storage.filesystem(run, storage_options)
+    truth_fs, truth_path = storage.filesystem(truth, storage_options)
+    truth_doc = read_json(truth_fs, truth_path, "ground truth")
+    detections = read_json(fs, storage.join(root, "detections.json"), "detections")
+    windows = _read_windows(fs, root)
+    if isinstance(windows, str):
+        logger.info("no window confusion matrix: %s", windows)
+        result = evaluate(truth_doc, detections)
+        result["windows"] = {"skipped": windows}
+    else:
+        result = evaluate(truth_doc, detections, windows=windows[0], labels=windows[1])
+    result = {"run": run, "truth": truth, **result}
+    storage.write_bytes(fs, storage.join(root, EVALUATION_FILE), (json.dumps(result, indent=1) + "\n").encode())
+    storage.write_bytes(fs, storage.join(root, CURVE_FILE), plot_pr_curves(result))
+    return result

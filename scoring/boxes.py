@@ -1,0 +1,67 @@
+"""From a windows table to boxes: hits over the class thresholds, merged, as COCO detections."""
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from scoring.merge import merge_hits
+from scoring.results import probability_column
+
+__all__ = ["hits_from_table", "boxes_from_table", "coco_detections"]
+
+
+def hits_from_table(table: pa.Table, thresholds: dict, classes) -> np.ndarray:
+    """``(N, 6)`` hits ``x0, y0, x1, y1, score, class``: windows at or over a class's threshold."""
+    x = table.column("x").to_numpy().astype(np.float64)
+    y = table.column("y").to_numpy().astype(np.float64)
+    w = table.column("width").to_numpy().astype(np.float64)
+    h = table.column("height").to_numpy().astype(np.float64)
+    hits = []
+    for k, name in enumerate(classes):
+        if name not in thresholds:
+            continue
+        p = table.column(probability_column(name)).to_numpy()
+        m = p >= thresholds[name]
+        hits.append(np.stack([x[m], y[m], x[m] + w[m], y[m] + h[m], p[m], np.full(m.sum(), k)], axis=1))
+    return np.concatenate(hits) if hits else np.zeros((0, 6))
+
+
+def coco_detections(boxes: np.ndarray, classes, background: str, *, file_name: str, width: int,
+                    height: int) -> dict:
+    """A COCO object: ``images`` (one), ``categories`` and ``annotations``.
+
+    ``boxes`` are ``(N, 6)`` with class indices into the model's ``classes``. Category ids
+    are the 1-based positions of the non-background classes, so ``car`` is 1 and ``boat``
+    2 for the default model. ``annotations`` alone is a valid COCO results list.
+    """
+    foreground = [c for c in classes if c != background]
+    category_id = {k: foreground.index(c) + 1 for k, c in enumerate(classes) if c != background}
+    categories = [{"id": i + 1, "name": name, "supercategory": "object"} for i, name in enumerate(foreground)]
+    annotations = []
+    for n, (x0, y0, x1, y1, score, cat) in enumerate(boxes, start=1):
+        w, h = x1 - x0, y1 - y0
+        annotations.append({
+            "id": n,
+            "image_id": 1,
+            "category_id": category_id[int(cat)],
+            "bbox": [round(float(x0), 2), round(float(y0), 2), round(float(w), 2), round(float(h), 2)],
+            "area": round(float(w * h), 2),
+            "score": round(float(score), 6),
+            "iscrowd": 0,
+        })
+    return {
+        "info": {"description": "tilescan detections"},
+        "images": [{"id": 1, "file_name": file_name, "width": int(width), "height": int(height)}],
+        "categories": categories,
+        "annotations": annotations,
+    }
+
+
+def boxes_from_table(table: pa.Table, classes, thresholds: dict, *, merge: str, iou: float):
+    """Hits of a windows table and the boxes they merge into: ``(hits, boxes)``, each ``(N, 6)``.
+
+    The one path from scores to boxes, used by a run and when re-merging a finished run's
+    ``windows.parquet`` with other settings.
+    """
+    hits = hits_from_table(table, thresholds, classes)
+    return hits, merge_hits(hits, merge, iou=iou)
