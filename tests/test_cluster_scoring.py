@@ -47,11 +47,15 @@ def resnet20_bundle(tmp_path_factory):
     return folder
 
 
-def submit(master: str, image: str, model: str, out, *extra, ui_port: int | None = None) -> subprocess.Popen:
+def submit(master: str, image: str, model: str, out, *extra, ui_port: int | None = None,
+           event_log=None) -> subprocess.Popen:
     env = dict(os.environ, SPARK_LOCAL_IP="127.0.0.1", PYSPARK_PYTHON=sys.executable,
                PYSPARK_DRIVER_PYTHON=sys.executable, SPARK_CONF_DIR=os.path.join(ROOT, "conf"))
     ui = ["--conf", f"spark.ui.port={ui_port}", "--conf", "spark.port.maxRetries=0"] if ui_port else \
         ["--conf", "spark.ui.enabled=false"]
+    if event_log is not None:
+        ui += ["--conf", "spark.eventLog.enabled=true", "--conf", f"spark.eventLog.dir=file://{event_log}",
+               "--conf", "spark.eventLog.compress=false"]
     command = [os.path.join(os.path.dirname(sys.executable), "spark-submit"), "--master", master,
                "--executor-memory", "512m", *ui, os.path.join(ROOT, "app", "score.py"), "--image", image,
                "--out", str(out), "--model", model, "--keep", "0", "--threshold", THRESHOLD, "--quiet", *extra]
@@ -91,21 +95,31 @@ def test_cluster_matches_local_mode(standalone, spark, tmp_path, small_image, ra
 
 
 def completed_tasks(ui_port: int) -> int:
+    """Tasks completed so far, from the running application's UI; 0 while the UI is not up yet."""
     base = f"http://127.0.0.1:{ui_port}/api/v1/applications"
     try:
         (app,) = json.load(urllib.request.urlopen(base, timeout=2))
         jobs = json.load(urllib.request.urlopen(f"{base}/{app['id']}/jobs", timeout=2))
-    except (OSError, ValueError):
+    except (OSError, ValueError):  # not up yet, or busy: poll again
         return 0
     return sum(job["numCompletedTasks"] for job in jobs)
+
+
+def events(folder) -> list[dict]:
+    """The events of the one application that logged to ``folder`` (JSON lines; Spark 4 rolls them into a folder)."""
+    (path,) = [p for p in folder.iterdir() if not p.name.endswith(".inprogress")]
+    files = sorted(p for p in path.iterdir() if p.name.startswith("events_")) if path.is_dir() else [path]
+    return [json.loads(line) for f in files for line in f.read_text().splitlines() if line.strip()]
 
 
 def test_killing_a_worker_mid_job_changes_nothing(standalone, spark, tmp_path, resnet20_bundle):
     port, run_dir = standalone
     image = write_noise_png(tmp_path / "big.png", 1280, 1024, seed=4)
     (ui_port,) = free_ports(1)
+    event_log = tmp_path / "events"
+    event_log.mkdir()
     proc = submit(f"spark://127.0.0.1:{port}", image, resnet20_bundle, tmp_path / "disturbed", "--strips", "16",
-                  ui_port=ui_port)
+                  ui_port=ui_port, event_log=event_log)
     try:
         deadline = time.monotonic() + 180
         while completed_tasks(ui_port) < 2:
@@ -118,6 +132,13 @@ def test_killing_a_worker_mid_job_changes_nothing(standalone, spark, tmp_path, r
         if proc.poll() is None:
             proc.kill()
         cluster(*up_args(2, port, 0), run_dir=run_dir)  # bring the worker back for later tests
-    assert completed_tasks(ui_port) == 0  # the job really finished (its UI is gone)
+    # The kill hit the job: an executor was lost with tasks on it, Spark ran them again, the job succeeded.
+    logged = events(event_log)
+    assert any(e["Event"] == "SparkListenerExecutorRemoved" for e in logged)
+    lost = [e for e in logged if e["Event"] == "SparkListenerTaskEnd"
+            and e["Task End Reason"]["Reason"] != "Success"]
+    assert lost, "no task was lost: the worker died after the job's tasks had finished"
+    ends = [e for e in logged if e["Event"] == "SparkListenerJobEnd"]
+    assert ends and all(e["Job Result"]["Result"] == "JobSucceeded" for e in ends)
     local_run(spark, image, resnet20_bundle, tmp_path / "undisturbed", strips=4)
     assert_same_outputs(tmp_path / "disturbed", tmp_path / "undisturbed")

@@ -8,12 +8,13 @@ import io
 import os
 import tarfile
 import threading
+import urllib.error
 
 import numpy as np
 import pytest
 
-from training.data import load_cifar
-from training.download import fetch_cifar10
+from tilesets import load_cifar
+from tilesets.download import fetch_cifar10
 
 
 def small_archive(folder) -> bytes:
@@ -23,7 +24,8 @@ def small_archive(folder) -> bytes:
                               rng.integers(0, 256, (20, 3072), dtype=np.uint8)], axis=1)
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, data in (("batches.meta.txt", "airplane\nautomobile\nbird\ncat\ndeer\ndog\nfrog\nhorse\nship\ntruck\n\n".encode()),
+        names = "airplane\nautomobile\nbird\ncat\ndeer\ndog\nfrog\nhorse\nship\ntruck\n\n".encode()
+        for name, data in (("batches.meta.txt", names),
                            ("test_batch.bin", records.tobytes())):
             info = tarfile.TarInfo(f"cifar-10-batches-bin/{name}")
             info.size = len(data)
@@ -64,7 +66,9 @@ def test_checksum_mismatch_is_refused_and_leaves_nothing(server, tmp_path):
     assert os.listdir(dest) == []
 
 
-def test_missing_archive_raises(server, tmp_path):
+def test_missing_archive_raises_the_http_error_and_leaves_nothing(server, tmp_path):
     _, base = server
-    with pytest.raises(OSError):
+    with pytest.raises(urllib.error.HTTPError) as info:
         fetch_cifar10(str(tmp_path / "d"), url=f"{base}/nothing.tar.gz", md5="0" * 32)
+    assert info.value.code == 404
+    assert os.listdir(tmp_path / "d") == []

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from app import score
-from scoring.imageio import read_image
+from pixels import read_image
 from tests.conftest import ROOT, write_noise_png
 
 
@@ -25,6 +25,17 @@ def run_cli(capsys, *args):
 @pytest.fixture
 def out(tmp_path):
     return str(tmp_path / "run")
+
+
+@pytest.fixture
+def no_spark(monkeypatch):
+    """Bad input must be found before Spark starts: starting it fails the test."""
+    import scoring.job
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("Spark was started for a run that should have been refused")
+
+    monkeypatch.setattr(scoring.job, "spark_session", refuse)
 
 
 def truncated_png(tmp_path):
@@ -64,9 +75,11 @@ def bundle_with_size(src, tmp_path, size):
         ("window_mismatch", "takes 64x64 inputs but --window is 32"),
         ("bad_threshold", "--threshold: values must be in [0, 1]"),
         ("unknown_class", "--threshold names unknown classes ['truck']"),
+        ("int8_missing", "has no onnx-int8 file for --engine onnxruntime-int8 (it has: "),
+        ("mxnet_missing", "--engine mxnet needs mxnet installed"),
     ],
 )
-def test_bad_input(case, message, capsys, tmp_path, out, random_bundle_dir, small_image):
+def test_bad_input(case, message, capsys, tmp_path, out, random_bundle_dir, small_image, no_spark, monkeypatch):
     image, model, extra = small_image, random_bundle_dir, []
     if case == "missing":
         image = str(tmp_path / "nope.png")
@@ -87,6 +100,11 @@ def test_bad_input(case, message, capsys, tmp_path, out, random_bundle_dir, smal
         extra = ["--threshold", "car=1.5"]
     elif case == "unknown_class":
         extra = ["--threshold", "truck=0.5"]
+    elif case == "int8_missing":
+        extra = ["--engine", "onnxruntime-int8"]
+    elif case == "mxnet_missing":
+        monkeypatch.setitem(sys.modules, "mxnet", None)  # as where MXNet is not installed
+        extra = ["--engine", "mxnet"]
     code, err = run_cli(capsys, "--image", image, "--out", out, "--model", model, *extra)
     assert code == 2
     assert err.startswith("error: ") and message in err

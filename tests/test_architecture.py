@@ -1,0 +1,173 @@
+"""The layout holds: each package imports only what docs/architecture.md allows, no module
+uses another's private names, geometry stays pure, and executors get only what they run."""
+from __future__ import annotations
+
+import ast
+import io
+import os
+import pickle
+import subprocess
+import sys
+import sysconfig
+import zipfile
+
+import pytest
+
+from scoring.shipping import EXECUTOR_PACKAGES, executor_modules, executor_zip
+from tests.conftest import ROOT
+
+PACKAGES = ("app", "benchmarks", "collage", "core", "engines", "evaluation", "pixels", "scoring", "tilesets", "tiling",
+            "training")
+#: What each package may import from the others (docs/architecture.md); app may import anything.
+ALLOWED = {
+    "tiling": set(),
+    "core": set(),
+    "engines": {"core"},
+    "pixels": {"core"},
+    "tilesets": {"core"},
+    "scoring": {"core", "engines", "pixels", "tiling"},
+    "collage": {"core", "pixels", "tilesets", "tiling"},
+    "evaluation": {"collage", "core", "pixels", "scoring", "tilesets", "tiling"},
+    "training": {"collage", "core", "engines", "pixels", "tilesets", "tiling"},
+    "benchmarks": set(PACKAGES) - {"app"},
+}
+
+
+def project_files(packages=PACKAGES):
+    for package in packages:
+        for folder, _, names in os.walk(os.path.join(ROOT, package)):
+            for name in sorted(names):
+                if name.endswith(".py"):
+                    yield os.path.relpath(os.path.join(folder, name), ROOT)
+
+
+def parse(path: str) -> ast.Module:
+    with open(os.path.join(ROOT, path), encoding="utf-8") as fh:
+        return ast.parse(fh.read(), filename=path)
+
+
+def imported_modules(tree: ast.Module) -> list[tuple[str, int]]:
+    """``(module, line)`` of every import statement, those inside functions included."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.extend((alias.name, node.lineno) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.append((node.module, node.lineno))
+    return found
+
+
+def test_packages_import_only_what_the_architecture_allows():
+    wrong = []
+    for path in project_files():
+        package = path.split(os.sep)[0]
+        if package == "app":
+            continue
+        for module, line in imported_modules(parse(path)):
+            top = module.split(".")[0]
+            if top in PACKAGES and top != package and top not in ALLOWED[package]:
+                if package == "benchmarks" and module == "app.cli":  # the one logging set-up, not an entry point
+                    continue
+                wrong.append(f"{path}:{line} imports {module}")
+    assert not wrong, "\n".join(wrong)
+
+
+def _private_names_defined() -> set[str]:
+    """Private names the project defines: functions, classes, module globals and attributes."""
+    names = set()
+    for path in project_files():
+        for node in ast.walk(parse(path)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.add(node.name)
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                names.add(node.id)
+            elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+                names.add(node.attr)
+    return {n for n in names if n.startswith("_") and not n.startswith("__")}
+
+
+def test_no_module_uses_another_modules_private_names():
+    private = _private_names_defined()
+    wrong = []
+    for path in project_files((*PACKAGES, "tests")):
+        for node in ast.walk(parse(path)):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in PACKAGES:
+                wrong += [f"{path}:{node.lineno} imports {node.module}.{a.name}" for a in node.names
+                          if a.name.startswith("_") and not a.name.startswith("__")]
+            elif (isinstance(node, ast.Attribute) and node.attr in private
+                  and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))):
+                wrong.append(f"{path}:{node.lineno} uses .{node.attr}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_tiling_imports_only_numpy_and_the_standard_library():
+    # What `import tiling` adds to a process that has imported numpy (and what numpy brings).
+    code = ("import sys, numpy; before = set(sys.modules); import tiling; "
+            "print('\\n'.join(sorted({m.split('.')[0] for m in set(sys.modules) - before})))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    added = set(done.stdout.split())
+    assert "tiling" in added
+    outside = added - set(sys.stdlib_module_names) - {"tiling"}
+    assert not outside, f"import tiling also loaded {sorted(outside)}"
+
+
+@pytest.mark.parametrize("engine_module", ["engines.onnx_engine", "engines.mxnet_engine"])
+def test_executor_zip_holds_the_executor_closure(engine_module):
+    modules = executor_modules(engine_module)
+    assert {"scoring.executor", engine_module, "tiling.strips"} <= set(modules)
+    assert {m.split(".")[0] for m in modules} <= set(EXECUTOR_PACKAGES)
+    assert not {"scoring.pipeline", "scoring.job", "scoring.params", "scoring.merge"} & set(modules)
+    with zipfile.ZipFile(io.BytesIO(executor_zip(engine_module))) as archive:
+        names = sorted(archive.namelist())
+    assert len(names) == len(modules)
+    assert all(n.endswith(".py") for n in names)
+
+
+# An executor's Python worker: no project checkout, no editable install, only the shipped zip
+# and the installed third-party packages. It scores one strip as a Spark task would.
+_EXECUTOR = """
+import pickle, sys
+zip_path, site, inputs = sys.argv[1:4]
+sys.path[:0] = [zip_path, site]  # -S: site-packages without its .pth files (the editable finder)
+import numpy as np
+bundle, strip, pixels, xs = pickle.load(open(inputs, "rb"))
+
+class Broadcast:
+    value = bundle
+
+class Counter:
+    def add(self, n):
+        pass
+
+from scoring.executor import StripScorer
+scorer = StripScorer(Broadcast(), bundle.sha256, engine="onnxruntime", threads=1, window=32, xs=xs,
+                     batch_size=16, floor=0.0, classes=bundle.spec.classes, background=bundle.spec.background,
+                     counter=Counter())
+chunks = list(scorer([(strip, pixels)]))
+assert len(chunks) == 1 and len(chunks[0]) > 0
+project = {"core", "engines", "pixels", "scoring", "tiling", "collage", "evaluation", "training", "tilesets", "app"}
+print("\\n".join(sorted(m for m in sys.modules if m.split(".")[0] in project)))
+"""
+
+
+def test_an_executor_runs_from_the_zip_and_imports_all_of_it(tmp_path, random_bundle, small_image):
+    import numpy as np
+
+    from pixels import read_image
+    from tiling import WindowGrid, plan_strips
+
+    zip_path = tmp_path / "executor.zip"
+    zip_path.write_bytes(executor_zip("engines.onnx_engine"))
+    pixels, _ = read_image(small_image)
+    grid = WindowGrid(pixels.shape[0], pixels.shape[1], 32, 16)
+    strip = plan_strips(grid, 3)[1]
+    inputs = tmp_path / "inputs.pickle"
+    inputs.write_bytes(pickle.dumps((random_bundle.subset(("onnx",)), strip, pixels[strip.y0:strip.y1],
+                                     np.asarray(grid.xs))))
+    done = subprocess.run([sys.executable, "-S", "-c", _EXECUTOR, str(zip_path), sysconfig.get_paths()["purelib"],
+                           str(inputs)], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    imported = set(done.stdout.split())
+    with zipfile.ZipFile(zip_path) as archive:
+        shipped = {name[:-3].replace("/", ".").removesuffix(".__init__") for name in archive.namelist()}
+    assert imported == shipped, f"shipped but unused: {sorted(shipped - imported)}; used: {sorted(imported - shipped)}"
