@@ -3,6 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 TOOLS := .tools
+# The second Spark line the Spark-facing tests run on (make test): clusters people run today
+# are on Spark 3.3-3.5 (HDInsight 5.1, Synapse, Databricks LTS, EMR) as well as 4.0.
+SPARK35_VENV := .venv-spark35
+SPARK35_PY := $(SPARK35_VENV)/bin/python
+SPARK35 := pyspark==3.5.9 py4j==0.10.9.7
 AZURITE := $(TOOLS)/node_modules/.bin/azurite-blob
 DATA ?= $(or $(TILESCAN_DATA),../shared/data)
 export TILESCAN_DATA := $(abspath $(DATA))
@@ -13,9 +18,9 @@ export SPARK_CONF_DIR := $(abspath conf)
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 PYTEST_ARGS ?=
 
-.PHONY: setup test demo lint bench evaluate-model quantize-default train-default constraints clean
+.PHONY: setup test test-spark35 demo lint bench evaluate-model train-default train-classifier constraints clean
 
-setup: $(VENV)/.installed $(AZURITE)
+setup: $(VENV)/.installed $(AZURITE) $(SPARK35_VENV)/.installed
 
 $(VENV)/.installed: setup.cfg pyproject.toml constraints.txt
 	@command -v java >/dev/null 2>&1 || { echo "error: Java is missing: Spark needs a JDK 17 or 21 (Debian: apt-get install openjdk-17-jdk-headless)" >&2; exit 1; }
@@ -23,6 +28,14 @@ $(VENV)/.installed: setup.cfg pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip>=23"
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $@
+
+# The same tested set but for pyspark and py4j, in a venv of its own.
+$(SPARK35_VENV)/.installed: setup.cfg pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(SPARK35_VENV)
+	$(SPARK35_PY) -m pip install --quiet --upgrade "pip>=23"
+	grep -v -E '^(pyspark|py4j)==' constraints.txt > $(SPARK35_VENV)/constraints.txt
+	$(SPARK35_PY) -m pip install --quiet -c $(SPARK35_VENV)/constraints.txt -e ".[dev]" $(SPARK35)
 	touch $@
 
 $(AZURITE): cluster_scripts/azurite-package.json
@@ -34,6 +47,12 @@ $(AZURITE): cluster_scripts/azurite-package.json
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory test-spark35
+
+# The Spark-facing tests again, on the Spark 3.5 line.
+test-spark35: $(SPARK35_VENV)/.installed
+	PYSPARK_PYTHON=$(abspath $(SPARK35_PY)) PYSPARK_DRIVER_PYTHON=$(abspath $(SPARK35_PY)) \
+	  PATH=$(abspath $(SPARK35_VENV))/bin:$(PATH) $(SPARK35_PY) -m pytest -m spark -p no:cacheprovider $(PYTEST_ARGS)
 
 demo: setup
 	$(PY) -m app.demo
@@ -45,18 +64,18 @@ lint: setup
 bench: setup
 	$(PY) -m benchmarks.run_all
 
-quantize-default: setup
-	$(PY) -m app.quantize --model models/default
-
 evaluate-model: setup
 	$(PY) -m app.evaluate_model --model models/default
 
 train-default: setup
-	$(PY) -m app.train --out models/default
+	$(PY) -m app.train_detector --out models/default
+
+train-classifier: setup
+	$(PY) -m app.train --out models/classifier
 
 constraints:
-	$(PYTHON) -m venv /tmp/tilescan-constraints && /tmp/tilescan-constraints/bin/pip install -q -e ".[dev]" "numpy<1.24" "pyarrow<17" "onnx<=1.16.2" \
+	$(PYTHON) -m venv /tmp/tilescan-constraints && /tmp/tilescan-constraints/bin/pip install -q -e ".[dev]" "numpy<1.24" "pyarrow<17" "onnx<=1.16.2" "tifffile<2025.5.21" "zarr<3" \
 	  && /tmp/tilescan-constraints/bin/pip freeze --exclude-editable | grep -v -E '^(pip|setuptools|wheel)==' > constraints.txt
 
 clean:
-	rm -rf $(VENV) $(TOOLS) build *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) $(SPARK35_VENV) $(TOOLS) build *.egg-info .pytest_cache .hypothesis

@@ -19,7 +19,10 @@ EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 #: Libraries that log every request or step at INFO.
-_NOISY = ("py4j", "azure", "PIL", "matplotlib", "urllib3")
+_NOISY = ("azure", "PIL", "matplotlib", "urllib3")
+#: py4j logs the Java side's errors (and a Ctrl-C's broken connection) as screens of
+#: tracebacks; tilescan reports what matters in one line.
+_SILENT = ("py4j",)
 
 
 def configure_logging(*, quiet: bool = False) -> None:
@@ -28,6 +31,8 @@ def configure_logging(*, quiet: bool = False) -> None:
                         force=True)
     for name in _NOISY:
         logging.getLogger(name).setLevel(logging.WARNING)
+    for name in _SILENT:
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
 
 
 def add_storage_arguments(parser) -> None:

@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 #: Command-line option and the CollageParams field it sets.
 OPTIONS = {"width": int, "height": int, "step": int, "jitter": int, "max_uses": int, "seed": int,
-           "min_visible": float}
+           "min_visible": float, "match": str}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"tiles: {CIFAR_LIBRARY} (CIFAR-10 test set) or a folder of CLASS/*.png (default %(default)s)")
     p.add_argument("--out", required=True, help="output folder: local path or URL")
     helps = {"height": "collage height in pixels (default: keep the target's aspect ratio)",
-             "jitter": "largest random shift of a tile along each axis; step + 2 * jitter <= 32"}
+             "jitter": "largest random shift of a tile along each axis; step + 2 * jitter <= 32",
+             "match": "colour: tiles matched to the target's colours; random: uniform picks (default colour)"}
     for name, kind in OPTIONS.items():
         p.add_argument("--" + name.replace("_", "-"), type=kind, help=helps.get(name, f"default {defaults[name]}"))
     cli.add_storage_arguments(p)

@@ -1,13 +1,15 @@
-"""The demo: a Mona Lisa collage of CIFAR-10 test images, scored on Spark and evaluated.
+"""The demo: two collages of CIFAR-10 test images over the Mona Lisa, scored on Spark in one run and evaluated.
 
-    make demo            # or: python -m app.demo [--work work/demo] [--width 4000]
+    make demo            # or: python -m app.demo [--work work/demo] [-- SCORE OPTIONS]
 
 1. data from $TILESCAN_DATA (default ../shared/data); CIFAR-10 is downloaded from its
    official home and checked against its MD5 where no copy exists;
-2. the collage and its ground truth (app.collage);
-3. `spark-submit app/score.py` in local mode with the default model, every window kept;
-4. evaluation (AP per class, window confusion matrix, PR curves), and the same windows
-   re-merged with --merge none, nms and fuse for comparison;
+2. the test collages of collage.make.TEST_COLLAGES with their ground truth: the Mona Lisa
+   matched by colour (step 24, jitter 4) and random picks (step 20, jitter 6);
+3. one `spark-submit app/score.py --image FOLDER` in local mode with the default model
+   at its defaults (every window kept, for heat maps);
+4. evaluation of each (AP per class, window confusion matrix, PR curves), and the same
+   windows re-merged with --merge none, nms and fuse for comparison;
 5. a short summary.
 """
 from __future__ import annotations
@@ -21,8 +23,7 @@ import sys
 import time
 
 from app import cli
-from collage import CollageParams
-from collage.make import make_collage
+from collage.make import TEST_COLLAGES, make_collage
 from evaluation.metrics import box_metrics, format_number, summary_lines
 from evaluation.runs import evaluate_run
 from scoring.boxes import boxes_from_table, coco_detections
@@ -97,50 +98,58 @@ def compare_merges(run: str, truth: dict, iou: float) -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--work", default=os.path.join(_ROOT, "work", "demo"), help="working folder (default %(default)s)")
-    p.add_argument("--width", type=int, default=4000, help="collage width in pixels (default %(default)s)")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("score_args", nargs="*", help="extra score.py options after --, e.g. -- --merge nms")
     args = p.parse_args(argv)
     cli.configure_logging()
     os.makedirs(args.work, exist_ok=True)
     root = ensure_data(args.work)
     os.environ["TILESCAN_DATA"] = root
-    collage_dir = os.path.join(args.work, "collage")
+    target = target_picture(root, args.work)
+    pictures = os.path.join(args.work, "pictures")
+    os.makedirs(pictures, exist_ok=True)
+    built = {}
+    for name, params in TEST_COLLAGES.items():
+        started = time.time()
+        folder = os.path.join(args.work, "collages", name)
+        built[name] = (make_collage(folder, params, target=target), time.time() - started)
+        link = os.path.join(pictures, f"{name}.png")  # the run's folder of pictures, without copies
+        if os.path.lexists(link):
+            os.remove(link)
+        os.link(os.path.join(folder, "collage.png"), link)
     run_dir = os.path.join(args.work, "run")
-    started = time.time()
-    summary = make_collage(collage_dir, CollageParams(width=args.width, seed=args.seed),
-                           target=target_picture(root, args.work))
-    collage_s = time.time() - started
-    image = os.path.join(collage_dir, "collage.png")
-    truth_path = os.path.join(collage_dir, "ground_truth.json")
-    score_s = score(image, run_dir, args.score_args)
-    evaluation = evaluate_run(run_dir, truth_path)
+    score_s = score(pictures, run_dir, args.score_args)
     manifest = json.load(open(os.path.join(run_dir, "manifest.json")))
-    merges = compare_merges(run_dir, json.load(open(truth_path)), manifest["parameters"]["merge_iou"])
-    with open(os.path.join(args.work, "merge_comparison.json"), "w") as fh:
-        json.dump(merges, fh, indent=2)
-
     counts, timings = manifest["counts"], manifest["timings_s"]
-    width, height = manifest["input"]["width"], manifest["input"]["height"]
+
     print()
-    print(f"collage     {width}x{height} px, {summary['counts']['placements']:,} tiles "
-          f"({', '.join(f'{c} {n:,}' for c, n in summary['counts']['placements_per_class'].items())}), "
-          f"built in {collage_s:.1f}s")
-    print(f"scoring     {counts['windows_scored']:,} windows in {len(counts['strip_windows'])} strips: "
-          f"Spark job {timings['spark_job_s']:.1f}s "
-          f"({counts['windows_scored'] / timings['spark_job_s']:,.0f} windows/s), "
-          f"first to last task {timings['first_to_last_task_s']:.1f}s "
-          f"({counts['windows_scored'] / timings['first_to_last_task_s']:,.0f} windows/s); "
-          f"spark-submit total {score_s:.1f}s")
-    print(f"boxes       {', '.join(f'{c} {n:,}' for c, n in counts['boxes_per_class'].items())} "
-          f"(merge {manifest['parameters']['merge']}, thresholds {manifest['parameters']['thresholds']})")
-    for line in summary_lines(evaluation):
-        print(f"evaluation  {line}")
-    for method, r in merges.items():
-        print(f"merge {method:<5} {r['boxes']:>6,} boxes  " + "  ".join(
-            f"{c} AP50 {format_number(v['ap50'])}" for c, v in r.items() if c != "boxes"))
-    print(f"overlay     {os.path.join(run_dir, 'overlay.png')}")
-    print(f"evaluation  {os.path.join(run_dir, 'evaluation.json')}, {os.path.join(run_dir, 'pr_curve.png')}")
+    for name, (summary, seconds) in built.items():
+        size = summary["parameters"]
+        print(f"collage     {name}: {size['width']}x{size['height']} px, {summary['counts']['placements']:,} tiles "
+              f"({', '.join(f'{c} {n:,}' for c, n in summary['counts']['placements_per_class'].items())}), "
+              f"built in {seconds:.1f}s")
+    print(f"scoring     {counts['windows_scored']:,} windows of {counts['scored']} pictures in {timings['tasks']} "
+          f"tasks, engine {manifest['parameters']['engine']}: Spark job {timings['spark_job_s']:.1f}s "
+          f"({counts['windows_scored'] / timings['spark_job_s']:,.0f} windows/s), first to last task "
+          f"{timings['first_to_last_task_s']:.1f}s ({counts['windows_scored'] / timings['first_to_last_task_s']:,.0f} "
+          f"windows/s); spark-submit total {score_s:.1f}s")
+    parameters = manifest["parameters"]
+    print(f"settings    thresholds {parameters['thresholds']}, merge {parameters['merge']} at IoU "
+          f"{parameters['merge_iou']} ({', '.join(sorted(set(parameters['settings_source'].values())))})")
+    for name in built:
+        picture_run = os.path.join(run_dir, name)
+        truth_path = os.path.join(args.work, "collages", name, "ground_truth.json")
+        evaluation = evaluate_run(picture_run, truth_path)
+        picture = json.load(open(os.path.join(picture_run, "manifest.json")))
+        merges = compare_merges(picture_run, json.load(open(truth_path)), parameters["merge_iou"])
+        with open(os.path.join(picture_run, "merge_comparison.json"), "w") as fh:
+            json.dump(merges, fh, indent=2)
+        print(f"\n{name}: {', '.join(f'{c} {n:,}' for c, n in picture['counts']['boxes_per_class'].items())} boxes")
+        for line in summary_lines(evaluation):
+            print(f"  evaluation  {line}")
+        for method, r in merges.items():
+            print(f"  merge {method:<5} {r['boxes']:>6,} boxes  " + "  ".join(
+                f"{c} AP50 {format_number(v['ap50'])}" for c, v in r.items() if c != "boxes"))
+        print(f"  outputs     {picture_run}: overlay.png, evaluation.json, pr_curve.png")
     return 0
 
 

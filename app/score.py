@@ -1,9 +1,15 @@
-"""Score a trained classifier over every window of a large picture with Spark.
+"""Score a trained model over every window of one picture, or of a whole collection, with Spark.
 
     spark-submit app/score.py --image mona_lisa.png --out out/mona_lisa
+    spark-submit app/score.py --image 'az://scans/2026/*.png' --out az://results/2026
+    spark-submit app/score.py --images scans.csv --out out/scans [--resume]
 
-Writes windows.parquet, detections.json (COCO), overlay.png, manifest.json and, last,
-_SUCCESS under --out. Bad input exits with code 2 and a one-line error.
+One picture: windows.parquet, detections.json (COCO), overlay.png, manifest.json and, last,
+_SUCCESS under --out. A collection: the same per picture under --out/<picture>/, and for
+the run a Parquet dataset of all windows (windows/image=<picture>/), one COCO
+detections.json of every picture, the run's manifest.json, and _SUCCESS last.
+Exit codes: 0 done; 2 bad input (one error line, nothing written); 3 some pictures of a
+collection failed (each listed with its error in the run's manifest; the others are done).
 """
 from __future__ import annotations
 
@@ -14,7 +20,14 @@ import time
 from app import cli
 from engines import ENGINES
 from scoring.merge import MERGE_METHODS
-from scoring.params import ScoreParams, defaults, format_class_values, parse_class_values, parse_colors
+from scoring.params import (
+    FALLBACK_SETTINGS,
+    ScoreParams,
+    defaults,
+    format_class_values,
+    parse_class_values,
+    parse_colors,
+)
 from tiling.grid import EDGE_POLICIES
 
 
@@ -22,11 +35,15 @@ def build_parser() -> argparse.ArgumentParser:
     d = defaults()
     p = argparse.ArgumentParser(prog="score.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--image", required=True, help="input picture: local path or URL (az://, abfs://, file://)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--image", help="a picture, a glob ('az://scans/*.png') or a folder of pictures: local "
+                                        "path or URL (az://, abfs://, file://)")
+    source.add_argument("--images", metavar="LIST", help="a list of pictures: a text file of paths or URLs, one "
+                                                         "per line, or a CSV or Parquet file with a path column")
     p.add_argument("--out", required=True, help="output folder: local path or URL")
     p.add_argument("--model", default=d["model"], help="model bundle folder (default: the bundled models/default)")
-    p.add_argument("--engine", default=d["engine"], choices=list(ENGINES),
-                   help="inference engine (default %(default)s)")
+    p.add_argument("--engine", choices=list(ENGINES),
+                   help=f"inference engine (default: the model's recommendation, else {FALLBACK_SETTINGS['engine']})")
     p.add_argument("--window", type=int, default=d["window"],
                    help="window side in pixels; must match the model (default %(default)s)")
     p.add_argument("--stride", type=int, default=d["stride"],
@@ -41,18 +58,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", type=float, default=d["keep"],
                    help="keep windows whose best non-background score is >= this in windows.parquet; "
                         "0 keeps all (default %(default)s)")
-    p.add_argument("--threshold", default=format_class_values(d["threshold"]),
-                   help="hit threshold: a number, or per class, e.g. car=0.95,boat=0.9 (default %(default)s)")
-    p.add_argument("--merge", default=d["merge"], choices=MERGE_METHODS,
-                   help="how hits become boxes (default %(default)s)")
-    p.add_argument("--merge-iou", type=float, default=d["merge_iou"],
-                   help="IoU at which hits join one box (default %(default)s)")
+    p.add_argument("--threshold", help="hit threshold: a number, or per class, e.g. car=0.95,boat=0.9 (default: the "
+                                       "model's recommendation, else "
+                                       f"{format_class_values(FALLBACK_SETTINGS['threshold'])})")
+    p.add_argument("--merge", choices=MERGE_METHODS,
+                   help="how hits become boxes (default: the model's recommendation, else "
+                        f"{FALLBACK_SETTINGS['merge']})")
+    p.add_argument("--merge-iou", type=float,
+                   help="IoU at which hits join one box (default: the model's recommendation, else "
+                        f"{FALLBACK_SETTINGS['merge_iou']})")
     p.add_argument("--colors", default="",
                    help="overlay colours, e.g. car=red,boat=#00ff00 (default car red, boat green)")
     p.add_argument("--max-pixels", type=int, default=d["max_pixels"],
                    help="refuse larger pictures (default %(default)s)")
     p.add_argument("--master", help="Spark master when not run through spark-submit (default local[*])")
     p.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the pictures of a collection already finished in --out, score the rest")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     cli.add_storage_arguments(p)
     return p
@@ -60,16 +82,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def params_from_args(args: argparse.Namespace) -> ScoreParams:
     return ScoreParams(
-        image=args.image, out=args.out, model=args.model, engine=args.engine, window=args.window,
+        image=args.image, images=args.images, out=args.out, model=args.model, engine=args.engine, window=args.window,
         stride=args.stride, edge=args.edge, strips=args.strips, batch_size=args.batch_size, keep=args.keep,
-        threshold=parse_class_values(args.threshold, "threshold"), merge=args.merge, merge_iou=args.merge_iou,
-        colors=parse_colors(args.colors), max_pixels=args.max_pixels, overwrite=args.overwrite, quiet=args.quiet,
+        threshold=None if args.threshold is None else parse_class_values(args.threshold, "threshold"),
+        merge=args.merge, merge_iou=args.merge_iou,
+        colors=parse_colors(args.colors), max_pixels=args.max_pixels, overwrite=args.overwrite, resume=args.resume,
+        quiet=args.quiet,
     )
 
 
 def _score(args: argparse.Namespace) -> int:
     from scoring.job import spark_session
-    from scoring.pipeline import prepare, run
+    from scoring.pipeline import EXIT_SOME_FAILED, prepare, run
 
     started = time.time()
     params = params_from_args(args)
@@ -78,11 +102,21 @@ def _score(args: argparse.Namespace) -> int:
     counts, timings = manifest["counts"], manifest["timings_s"]
     per_class = ", ".join(f"{n} {c}" for c, n in counts["boxes_per_class"].items())
     rate = counts["windows_scored"] / max(timings["spark_job_s"], 1e-9)
-    print(f"tilescan: {manifest['input']['width']}x{manifest['input']['height']} px, "
-          f"{counts['windows_scored']:,} windows in {len(counts['strip_windows'])} strips, "
-          f"{timings['spark_job_s']:.1f}s ({rate:,.0f} windows/s), {counts['hits']} hits -> "
+    if prepared.single:
+        print(f"tilescan: {manifest['input']['width']}x{manifest['input']['height']} px, "
+              f"{counts['windows_scored']:,} windows in {len(counts['strip_windows'])} bands, "
+              f"{timings['spark_job_s']:.1f}s ({rate:,.0f} windows/s), {counts['hits']} hits -> "
+              f"{counts['boxes']} boxes ({per_class}), total {time.time() - started:.1f}s -> {params.out}")
+        return 0
+    print(f"tilescan: {counts['scored']:,} of {counts['pictures']:,} pictures scored"
+          + (f", {counts['skipped']:,} kept from before (--resume)" if counts["skipped"] else "")
+          + (f", {counts['failed']:,} FAILED (see manifest.json)" if counts["failed"] else "")
+          + f"; {counts['windows_scored']:,} windows, {timings['spark_job_s']:.1f}s ({rate:,.0f} windows/s), "
           f"{counts['boxes']} boxes ({per_class}), total {time.time() - started:.1f}s -> {params.out}")
-    return 0
+    for picture in manifest["pictures"]:
+        if picture["status"] == "failed":
+            print(f"failed: {picture['url']}: {picture['error']}", file=sys.stderr)
+    return EXIT_SOME_FAILED if counts["failed"] else 0
 
 
 def main(argv=None) -> int:

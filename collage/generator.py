@@ -20,7 +20,11 @@ from scipy.spatial import cKDTree
 from tiling.box import Box
 
 __all__ = ["CollageParams", "Placements", "Collage", "layout", "tile_descriptors", "target_descriptors",
-           "build_collage", "owner_map"]
+           "build_collage", "owner_map", "MATCH_MODES"]
+
+#: How tiles are chosen: ``colour``, the nearest match to the target's colours under each
+#: placement; ``random``, uniformly at random (the target only sets the size).
+MATCH_MODES = ("colour", "random")
 
 logger = logging.getLogger(__name__)
 
@@ -71,8 +75,10 @@ class CollageParams:
         searches again among the tiles still available.
     min_visible : float
         Ground-truth tiles with a smaller visible fraction are marked ignored (crowd).
+    match : {"colour", "random"}
+        How tiles are chosen, see :data:`MATCH_MODES`.
     seed : int
-        Seed of the jitter and the paint order.
+        Seed of the jitter, the paint order and random picks.
     """
 
     width: int = 4000
@@ -84,6 +90,7 @@ class CollageParams:
     grid: int = 2
     candidates: int = 16
     min_visible: float = 0.5
+    match: str = "colour"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -97,6 +104,8 @@ class CollageParams:
         _check_int("seed", self.seed, 0)
         if not 0 <= self.min_visible <= 1:
             raise ValueError(f"`min_visible` must be in [0, 1], got {self.min_visible}")
+        if self.match not in MATCH_MODES:
+            raise ValueError(f"`match` must be one of {', '.join(MATCH_MODES)}, got {self.match!r}")
 
     def resolve(self, target_shape: tuple) -> CollageParams:
         """These parameters with ``height`` set from the target's ``(rows, cols, ...)`` shape.
@@ -304,7 +313,7 @@ def owner_map(placements: Placements, height: int, width: int) -> np.ndarray:
 
 def build_collage(target: np.ndarray, images: np.ndarray, labels, params: CollageParams, *,
                   ids=None) -> Collage:
-    """Cover a stretched copy of ``target`` with overlapping library tiles matched by colour.
+    """Cover a stretched copy of ``target`` with overlapping library tiles, matched by colour or at random.
 
     Parameters
     ----------
@@ -352,12 +361,16 @@ def build_collage(target: np.ndarray, images: np.ndarray, labels, params: Collag
             f"{len(corners)} placements of a {params.width}x{params.height} collage"
         )
 
-    queries = target_descriptors(target, corners, width=params.width, height=params.height, tile_size=t,
-                                 grid=params.grid)
-    chosen, batches = _assign_tiles(queries, tile_descriptors(images, params.grid), max_uses=params.max_uses,
-                                    k=params.candidates)
-    logger.info("collage %dx%d: %d placements matched in %d batches", params.width, params.height,
-                len(chosen), batches)
+    if params.match == "random":
+        # Every tile max_uses times, shuffled: uniform picks within the use limit.
+        chosen = rng.permutation(np.repeat(np.arange(len(images)), params.max_uses))[:len(corners)]
+    else:
+        queries = target_descriptors(target, corners, width=params.width, height=params.height, tile_size=t,
+                                     grid=params.grid)
+        chosen, batches = _assign_tiles(queries, tile_descriptors(images, params.grid), max_uses=params.max_uses,
+                                        k=params.candidates)
+        logger.info("collage %dx%d: %d placements matched in %d batches", params.width, params.height,
+                    len(chosen), batches)
 
     placements = Placements(x=corners[:, 0].copy(), y=corners[:, 1].copy(), tile=chosen,
                             label=labels[chosen], source=ids[chosen], tile_size=t)

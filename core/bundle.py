@@ -14,8 +14,10 @@ import numpy as np
 
 from core import storage
 from core.errors import BundleError
+from tiling.box import BOX_ENCODING
 
-__all__ = ["FORMAT", "MODEL_JSON", "ModelSpec", "ModelBundle", "load_bundle", "write_model_json", "sha256_hex"]
+__all__ = ["FORMAT", "MODEL_JSON", "ModelSpec", "ModelBundle", "load_bundle", "write_model_json", "update_model_json",
+           "sha256_hex"]
 
 FORMAT = "tilescan-model/1"
 MODEL_JSON = "model.json"
@@ -31,7 +33,8 @@ class ModelSpec:
 
     Windows reach the network as ``NCHW`` float32 in ``channel_order``, computed from
     8-bit pixels as ``(pixel / 255 - mean) / std`` per channel. The network outputs one
-    probability per class, columns in the order of ``classes``.
+    probability per class, columns in the order of ``classes``; a detector (``boxes`` set
+    to :data:`tiling.box.BOX_ENCODING`) also outputs, second, four box deltas per window.
     """
 
     name: str
@@ -41,6 +44,7 @@ class ModelSpec:
     std: tuple[float, float, float]
     background: str = "background"
     channel_order: str = "RGB"
+    boxes: str | None = None
 
     def __post_init__(self) -> None:
         if len(set(self.classes)) != len(self.classes) or not self.classes:
@@ -53,6 +57,8 @@ class ModelSpec:
             raise BundleError("model.json: `mean` and `std` need three values each, std > 0")
         if self.size < 1:
             raise BundleError(f"model.json: input size must be >= 1, got {self.size}")
+        if self.boxes not in (None, BOX_ENCODING):
+            raise BundleError(f"model.json: `boxes.encoding` must be {BOX_ENCODING!r}, got {self.boxes!r}")
 
     def normalise(self, windows: np.ndarray) -> np.ndarray:
         """The network's input for a batch of 8-bit RGB windows: the one place this is computed.
@@ -98,6 +104,7 @@ class ModelSpec:
                 "std": list(self.std),
             },
             "output": "probabilities",
+            **({"boxes": {"output": 1, "encoding": self.boxes}} if self.boxes else {}),
         }
 
     @classmethod
@@ -117,6 +124,7 @@ class ModelSpec:
                 std=tuple(float(v) for v in inp["std"]),
                 background=doc.get("background", "background"),
                 channel_order=inp.get("channel_order", "RGB"),
+                boxes=doc["boxes"]["encoding"] if doc.get("boxes") is not None else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise BundleError(f"model.json: malformed ({type(exc).__name__}: {exc})") from None
@@ -133,6 +141,9 @@ class ModelBundle:
     files: dict = field(repr=False)
     sha256: str
     source: str
+    #: Settings the bundle recommends for scoring (thresholds, merging, engine), from
+    #: ``model.json``'s ``recommended``; empty for a bundle that recommends none.
+    recommended: dict = field(default_factory=dict)
 
     def file(self, key: str) -> bytes:
         try:
@@ -144,7 +155,19 @@ class ModelBundle:
 
     def subset(self, keys) -> ModelBundle:
         """The same bundle carrying only the files one engine needs."""
-        return ModelBundle(self.spec, {k: self.file(k) for k in keys}, self.sha256, self.source)
+        return ModelBundle(self.spec, {k: self.file(k) for k in keys}, self.sha256, self.source, self.recommended)
+
+
+def _file_name(entry, key: str, url: str) -> str:
+    """The file name of one ``files`` entry, checked to be a plain name inside the bundle folder."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("path"), str) or not isinstance(
+            entry.get("sha256"), str):
+        raise BundleError(f"model.json in {url}: files.{key} must have a `path` and a `sha256`")
+    name = entry["path"]
+    steps = name.replace("\\", "/").split("/")
+    if not name or name.startswith(("/", "\\")) or ".." in steps or "://" in name or ":" in steps[0]:
+        raise BundleError(f"model.json in {url}: files.{key} path {name!r} must name a file inside the bundle")
+    return name
 
 
 def load_bundle(url: str, *, storage_options: dict | None = None) -> ModelBundle:
@@ -153,8 +176,8 @@ def load_bundle(url: str, *, storage_options: dict | None = None) -> ModelBundle
     Raises
     ------
     BundleError
-        When ``model.json`` is missing or malformed, or any file is missing or does not
-        match its recorded sha256.
+        When ``model.json`` is missing or malformed, a file entry names a file outside the
+        bundle folder, or any file is missing or does not match its recorded sha256.
     """
     fs, root = storage.filesystem(url, storage_options)
     try:
@@ -165,25 +188,33 @@ def load_bundle(url: str, *, storage_options: dict | None = None) -> ModelBundle
         doc = json.loads(raw)
     except ValueError as exc:
         raise BundleError(f"model.json in {url} is not JSON ({exc})") from None
+    if not isinstance(doc, dict):
+        raise BundleError(f"model.json in {url} must be a JSON object, got a {type(doc).__name__}")
     if doc.get("format") != FORMAT:
         raise BundleError(f"model.json in {url}: format must be {FORMAT!r}, got {doc.get('format')!r}")
     spec = ModelSpec.from_json(doc)
+    table = doc.get("files", {})
+    if not isinstance(table, dict):
+        raise BundleError(f"model.json in {url}: `files` must be an object of file entries")
     files = {}
-    for key, entry in doc.get("files", {}).items():
-        path = storage.join(root, entry["path"])
+    for key, entry in table.items():
+        name = _file_name(entry, key, url)
         try:
-            data = storage.read_bytes(fs, path, url=storage.join(url, entry["path"]))
+            data = storage.read_bytes(fs, storage.join(root, name), url=storage.join(url, name))
         except FileNotFoundError:
-            raise BundleError(f"model bundle {url}: file {entry['path']} is missing") from None
+            raise BundleError(f"model bundle {url}: file {name} is missing") from None
         if sha256_hex(data) != entry["sha256"]:
             raise BundleError(
-                f"model bundle {url}: {entry['path']} does not match its sha256 in model.json "
+                f"model bundle {url}: {name} does not match its sha256 in model.json "
                 "(corrupt or replaced file)"
             )
         files[key] = data
     if not files:
         raise BundleError(f"model bundle {url}: model.json lists no files")
-    return ModelBundle(spec=spec, files=files, sha256=sha256_hex(raw), source=url)
+    recommended = doc.get("recommended") or {}
+    if not isinstance(recommended, dict):
+        raise BundleError(f"model.json in {url}: `recommended` must be an object, got {type(recommended).__name__}")
+    return ModelBundle(spec=spec, files=files, sha256=sha256_hex(raw), source=url, recommended=recommended)
 
 
 def write_model_json(folder: str, spec: ModelSpec, files: dict, *, extra: dict | None = None) -> str:
@@ -204,3 +235,20 @@ def write_model_json(folder: str, spec: ModelSpec, files: dict, *, extra: dict |
         fh.write(raw)
     return sha256_hex(raw)
 
+
+def update_model_json(folder: str, *, files: dict | None = None, **keys) -> str:
+    """Rewrite a local bundle's ``model.json`` with ``keys`` set and ``files`` added (key -> file name).
+
+    Every other key stays as it was; the sha256 of every listed file is computed again.
+    Returns the bundle's new id.
+    """
+    import os
+
+    with open(os.path.join(folder, MODEL_JSON)) as fh:
+        doc = json.load(fh)
+    spec = ModelSpec.from_json(doc)
+    names = {key: entry["path"] for key, entry in doc["files"].items()}
+    names.update(files or {})
+    extra = {k: v for k, v in doc.items() if k not in {"format", "files", *spec.to_json()}}
+    extra.update(keys)
+    return write_model_json(folder, spec, names, extra=extra)

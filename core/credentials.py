@@ -25,8 +25,8 @@ from core.errors import StorageError
 from core.redaction import SECRET_OPTIONS, redact, remember_secrets
 
 __all__ = [
-    "AZURE_PROTOCOLS", "RETRY_OPTIONS", "is_local", "protocol", "check_url", "resolve_options", "describe",
-    "parse_option_pairs", "load_options_file",
+    "AZURE_PROTOCOLS", "AZURE_OPTIONS", "RETRY_OPTIONS", "is_local", "protocol", "check_url", "resolve_options",
+    "describe", "parse_option_pairs", "load_options_file", "for_executors",
 ]
 
 AZURE_PROTOCOLS = ("az", "abfs", "abfss")
@@ -37,6 +37,9 @@ RETRY_OPTIONS = ("retry_total", "initial_backoff", "increment_base", "random_jit
 _AZURE_CREDENTIAL_OPTIONS = SECRET_OPTIONS + ("client_id", "tenant_id", "anon")
 _STRING_OPTIONS = ("account_name", "account_host", "client_id", "tenant_id", "location_mode",
                    "managed_identity_client_id")
+#: Every storage option an Azure URL accepts; any other is refused (a typo would otherwise
+#: fall through to another credential).
+AZURE_OPTIONS = tuple(sorted({*_STRING_OPTIONS, *_AZURE_CREDENTIAL_OPTIONS, *RETRY_OPTIONS}))
 _CONTAINER = re.compile(r"^(\$root|\$web|\$logs|[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9])$")
 _SCHEME_WITHOUT_SLASHES = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):(?!//)")
 _REFUSED = {
@@ -123,6 +126,10 @@ def _connection_string_account(connection_string: str) -> str | None:
 
 def _azure_options(url: str, explicit: dict, environ: Mapping) -> tuple[dict, str]:
     _, url_account, _ = _azure_parts(url)
+    unknown = sorted(set(explicit) - set(AZURE_OPTIONS))
+    if unknown:
+        raise StorageError(f"unknown storage option{'s' * (len(unknown) > 1)} {', '.join(map(repr, unknown))} for "
+                           f"{redact(url)}; the options are {', '.join(AZURE_OPTIONS)}")
     options = {k: v for k, v in explicit.items() if k not in _AZURE_CREDENTIAL_OPTIONS}
     account = explicit.get("account_name") or url_account or environ.get("AZURE_STORAGE_ACCOUNT_NAME")
     host = explicit.get("account_host")
@@ -228,6 +235,37 @@ def resolve_options(url: str, storage_options: Mapping | None = None,
     return options, source
 
 
+#: ``AZURE_STORAGE_*`` variables and the storage options they stand for.
+_ENVIRONMENT_OPTIONS = {"AZURE_STORAGE_CONNECTION_STRING": "connection_string",
+                        "AZURE_STORAGE_ACCOUNT_NAME": "account_name", "AZURE_STORAGE_ACCOUNT_KEY": "account_key",
+                        "AZURE_STORAGE_SAS_TOKEN": "sas_token", "AZURE_STORAGE_CLIENT_ID": "client_id",
+                        "AZURE_STORAGE_CLIENT_SECRET": "client_secret", "AZURE_STORAGE_TENANT_ID": "tenant_id"}
+
+
+def for_executors(storage_options: Mapping | None = None, environ: Mapping | None = None) -> dict:
+    """The storage options executors need to reach the lake as the driver does.
+
+    Executors on other machines do not share the driver's environment: the credentials the
+    driver takes from ``AZURE_STORAGE_*`` travel as explicit options (in the tasks, never
+    in Spark's configuration), unless explicit credentials were given. Without either,
+    executors use their own ``DefaultAzureCredential`` (a managed identity, say).
+    """
+    options = dict(storage_options or {})
+    environ = os.environ if environ is None else environ
+    if any(options.get(k) not in (None, "") for k in _AZURE_CREDENTIAL_OPTIONS):
+        return options
+    found = {option: environ[name] for name, option in _ENVIRONMENT_OPTIONS.items() if environ.get(name)}
+    groups = (("connection_string",), ("account_key",), ("sas_token",), ("client_id", "client_secret", "tenant_id"))
+    for group in groups:
+        if all(k in found for k in group):
+            options.update({k: found[k] for k in group})
+            break
+    if "account_name" in found:
+        options.setdefault("account_name", found["account_name"])
+    remember_secrets(options)
+    return options
+
+
 def describe(url: str, storage_options: Mapping | None = None) -> dict:
     """Where ``url`` lives and how it is reached, for the manifest: no secret in it."""
     options, source = resolve_options(url, storage_options)
@@ -239,9 +277,12 @@ def describe(url: str, storage_options: Mapping | None = None) -> dict:
 
 
 def _is_secret_option(key: str) -> bool:
-    key = key.lower()
-    return (key in ("key", "secret", "token", "password", "credential", "credentials", "connection_string")
-            or key.endswith(("_key", "_secret", "_token", "_password")))
+    """Whether an option's value is a secret, however it is spelt (``account_key``, ``AccountKey``,
+    ``SharedAccessSignature``, ``sas``...)."""
+    word = re.sub(r"[^a-z]", "", key.lower())
+    return (word in ("key", "secret", "token", "password", "credential", "credentials", "connectionstring", "sas",
+                     "sig", "sastoken", "sharedaccesssignature", "sharedaccesskey")
+            or word.endswith(("key", "secret", "token", "password", "signature")))
 
 
 def _option_value(key: str, text: str):

@@ -20,7 +20,7 @@ from core.credentials import AZURE_PROTOCOLS, RETRY_OPTIONS, protocol, resolve_o
 from core.errors import StorageError
 from core.redaction import redact
 
-__all__ = ["filesystem", "read_bytes", "write_bytes", "join", "errors"]
+__all__ = ["filesystem", "read_bytes", "write_bytes", "write_new", "make_folder", "join", "errors"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +63,10 @@ def errors(action: str, url: str) -> Iterator[None]:
         raise
     except _backend_errors() as exc:
         raise StorageError(f"cannot {action} {redact(url)}: {_explain(exc)}") from None
+    except RuntimeError as exc:  # adlfs wraps a failed upload ("Failed to upload block") around its cause
+        if not isinstance(exc.__cause__, _backend_errors()):
+            raise
+        raise StorageError(f"cannot {action} {redact(url)}: {_explain(exc.__cause__)}") from None
 
 
 
@@ -131,3 +135,29 @@ def write_bytes(fs, path: str, data: bytes, *, url: str | None = None) -> None:
     with errors("write", url or fs.unstrip_protocol(path)):
         fs.pipe_file(path, data)
 
+
+def write_new(fs, path: str, data: bytes, *, url: str | None = None) -> bool:
+    """Create ``path`` with ``data`` only if nothing is there yet; ``False`` when something is.
+
+    Atomic where the storage offers it: ``O_EXCL`` on disk, ``If-None-Match: *`` on Azure blobs.
+    """
+    with errors("write", url or fs.unstrip_protocol(path)):
+        try:
+            with fs.open(path, "xb") as fh:
+                fh.write(data)
+        except FileExistsError:
+            return False
+    return True
+
+
+def make_folder(fs, path: str, *, url: str | None = None) -> None:
+    """Make the folder ``path``, and on blob storage its container if there is none yet.
+
+    Blob storage has no folders (a prefix exists once a blob is under it), and fsspec's
+    ``makedirs`` does nothing there, so the container is what needs creating.
+    """
+    with errors("create", url or fs.unstrip_protocol(path)):
+        if set(getattr(fs, "protocol", ())) & set(AZURE_PROTOCOLS):
+            fs.mkdir(path.split("/", 1)[0], create_parents=True, exist_ok=True)
+        else:
+            fs.makedirs(path, exist_ok=True)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from core import storage
 from core.credentials import is_local
+from core.errors import StorageError
 from core.redaction import redact
 
 __all__ = ["Transfer", "TransferResult", "plan_transfer", "transfer", "DEFAULT_THREADS"]
@@ -91,6 +92,17 @@ def _file_size(fs, path: str) -> int | None:
     return info.get("size") if info.get("type", "file") == "file" else None
 
 
+def _check_inside(rel: str, src: str, dest: str) -> None:
+    """Refuse a source name that would put its copy outside ``dest``: ``..`` steps (with either
+    slash: blob names may hold backslashes, which a download would turn into folders) or an
+    absolute path."""
+    steps = rel.replace("\\", "/").split("/")
+    drive = len(rel) > 1 and rel[0].isalpha() and rel[1] == ":" and (len(rel) == 2 or rel[2] in "/\\")
+    if ".." in steps or rel.startswith(("/", "\\")) or drive:
+        raise StorageError(f"refusing to copy {redact(storage.join(src, rel))}: its name leads outside "
+                           f"{redact(dest)}; nothing was copied")
+
+
 def plan_transfer(src_fs, src: str, dest_fs, dest: str, *, overwrite: bool = False) -> tuple[list[Transfer], int]:
     """The copies to make from ``src`` to ``dest`` (paths inside their filesystems), and how many are skipped.
 
@@ -100,6 +112,8 @@ def plan_transfer(src_fs, src: str, dest_fs, dest: str, *, overwrite: bool = Fal
     ------
     FileNotFoundError
         When ``src`` does not exist.
+    StorageError
+        When a source name would put its copy outside ``dest``.
     """
     src_fs.invalidate_cache()
     if src_fs.isfile(src):
@@ -116,6 +130,8 @@ def plan_transfer(src_fs, src: str, dest_fs, dest: str, *, overwrite: bool = Fal
         existing = {"": _file_size(dest_fs, dest)}
     else:
         existing = _listing(dest_fs, dest)
+    for rel in sources:
+        _check_inside(rel, src, dest)
     todo, skipped = [], 0
     for rel, size in sorted(sources.items()):
         if not overwrite and existing.get(rel) == size:
@@ -173,8 +189,8 @@ def transfer(src_url: str, dest_url: str, *, threads: int = DEFAULT_THREADS, ove
         if is_local(dest_url):
             for parent in sorted(parents):
                 dest_fs.makedirs(parent, exist_ok=True)
-        elif todo:
-            dest_fs.makedirs(dest, exist_ok=True)  # creates the container if needed
+    if todo and not is_local(dest_url):
+        storage.make_folder(dest_fs, dest, url=dest_url)  # creates the container if needed
     lock = threading.Lock()
     bar = tqdm(total=sum(item.size for item in todo), unit="B", unit_scale=True, unit_divisor=1024,
                file=sys.stderr, disable=not progress or not todo, leave=False)

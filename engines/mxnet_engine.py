@@ -37,5 +37,6 @@ class MxnetEngine(Engine):
             param._load_init(source, mx.cpu())
         self._net.hybridize(static_alloc=True)
 
-    def forward(self, batch: np.ndarray) -> np.ndarray:
-        return self._net(self._mx.nd.array(batch, dtype="float32")).asnumpy()
+    def forward(self, batch: np.ndarray) -> list:
+        outputs = self._net(self._mx.nd.array(batch, dtype="float32"))
+        return [out.asnumpy() for out in (outputs if isinstance(outputs, (list, tuple)) else [outputs])]

@@ -43,5 +43,5 @@ class OnnxRuntimeEngine(Engine):
         )
         self._input = self._session.get_inputs()[0].name
 
-    def forward(self, batch: np.ndarray) -> np.ndarray:
-        return self._session.run(None, {self._input: batch})[0]
+    def forward(self, batch: np.ndarray) -> list:
+        return self._session.run(None, {self._input: batch})

@@ -1,4 +1,6 @@
-"""Reading pictures: validated, converted to 8-bit RGB, with a record of what was done."""
-from pixels.read import DEFAULT_MAX_PIXELS, ImageInfo, read_image
+"""Reading pictures: headers without pixels, bands without the rest, whole decodes; all as
+8-bit RGB, with a record of what reading did."""
+from pixels.bands import read_band, read_reduced
+from pixels.read import DEFAULT_MAX_PIXELS, READERS, ImageInfo, probe_image, read_image
 
-__all__ = ["DEFAULT_MAX_PIXELS", "ImageInfo", "read_image"]
+__all__ = ["DEFAULT_MAX_PIXELS", "READERS", "ImageInfo", "probe_image", "read_band", "read_image", "read_reduced"]

@@ -1,26 +1,54 @@
-"""Read and validate the input picture; convert it to 8-bit RGB."""
+"""A picture's header (read without decoding its pixels) and its whole decode to 8-bit RGB.
+
+The header is all the driver needs to plan a run: size, mode, format, frames, EXIF
+orientation, and which reader can decode bands of it (:mod:`pixels.bands`). Limits are
+checked from the header, before any pixel is decoded.
+"""
 from __future__ import annotations
 
 import io
+import struct
+import threading
 import warnings
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from core import storage
 from core.errors import InputError
+from pixels.convert import conversion_note, pil_to_rgb8
 
-__all__ = ["ImageInfo", "read_image", "DEFAULT_MAX_PIXELS"]
+__all__ = ["ImageInfo", "probe_image", "read_image", "DEFAULT_MAX_PIXELS", "READERS"]
 
 DEFAULT_MAX_PIXELS = 400_000_000
+#: How bands of a picture are read: ``tiff`` windowed reads of strips or tiles (tifffile),
+#: ``vips`` a sequential decode that stops at the band's last row (libvips), ``pillow`` a
+#: whole decode (size-capped) cut to the band.
+READERS = ("tiff", "vips", "pillow")
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_SIXTEEN_BIT_GRAY = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+#: Samples per pixel of each PNG colour type (IHDR byte 25).
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+#: Deflate never compresses better than this (a 258-byte match in two bits).
+_DEFLATE_MAX_RATIO = 1032
+_TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+_VIPS_FORMATS = ("JPEG", "PNG")
+_VIPS_MODES = ("L", "LA", "RGB", "RGBA", "P", "I;16", "I;16B", "I;16L")
+_ORIENTATION_TAG = 0x0112
+_HEADER_BLOCK = 1 << 16  # read-ahead while parsing headers: a header, not the picture
+_pillow_limits = threading.Lock()
 
 
 @dataclass(frozen=True)
 class ImageInfo:
-    """What the input was and what was done to it; goes into the manifest."""
+    """What the input is and what reading it does; goes into the manifest.
+
+    ``width`` and ``height`` are the picture as shown, after its EXIF orientation.
+    ``frames`` counts frames or pages (only the first is scored); ``reader`` is how bands
+    are read (:data:`READERS`); ``etag`` identifies the stored version (the storage's ETag,
+    or modification time and size).
+    """
 
     url: str
     width: int
@@ -29,90 +57,208 @@ class ImageInfo:
     mode: str
     bit_depth: int
     converted: str | None
+    frames: int = 1
+    orientation: int = 1
+    reader: str = "pillow"
+    tiled: bool = False
+    bytes: int | None = None
+    etag: str | None = None
 
     def to_json(self) -> dict:
         return asdict(self)
 
 
-def _png_bit_depth(data: bytes) -> int | None:
-    # IHDR is always the first chunk: signature (8), length (4), type (4), w, h (8), depth.
-    if data[:8] == _PNG_SIGNATURE and len(data) > 24:
-        return data[24]
-    return None
+@contextmanager
+def pillow_unlimited():
+    """Pillow's own pixel limit lifted: it would refuse big scans (a DecompressionBombError, above
+    179 megapixels) before our ``--max-pixels`` could be checked. One thread at a time."""
+    with _pillow_limits, warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = previous
 
 
-def _to_rgb8(image: Image.Image, bit_depth: int) -> tuple[np.ndarray, str | None]:
-    mode = image.mode
-    if mode == "RGB" and bit_depth <= 8:
-        return np.asarray(image), None
-    if mode == "RGB":
-        # Pillow already reduced 16-bit RGB to 8 bits per channel when decoding.
-        return np.asarray(image), f"{bit_depth}-bit RGB reduced to 8-bit RGB"
-    if mode in _SIXTEEN_BIT_GRAY:
-        gray = np.asarray(image).astype(np.uint32)
-        shift = 8 if gray.max(initial=0) > 255 or bit_depth == 16 else 0
-        gray8 = np.clip(gray >> shift, 0, 255).astype(np.uint8)
-        return np.repeat(gray8[:, :, None], 3, axis=2), f"{bit_depth}-bit grayscale ({mode}) to 8-bit RGB"
-    if mode in ("F",):
-        raise InputError(f"floating-point images (mode {mode}) are not supported; save as 8- or 16-bit")
-    note = {
-        "L": "grayscale to RGB",
-        "1": "1-bit to RGB",
-        "P": "palette to RGB",
-        "PA": "palette with alpha to RGB (alpha dropped)",
-        "LA": "grayscale with alpha to RGB (alpha dropped)",
-        "RGBA": "RGBA to RGB (alpha dropped)",
-        "RGBa": "RGBa to RGB (alpha dropped)",
-        "CMYK": "CMYK to RGB",
-        "YCbCr": "YCbCr to RGB",
-        "LAB": "Lab to RGB",
-        "HSV": "HSV to RGB",
-    }.get(mode, f"{mode} to RGB")
-    return np.asarray(image.convert("RGB")), note
+def _notes(mode: str, bit_depth: int, orientation: int, frames: int, unit: str) -> str | None:
+    parts = [conversion_note(mode, bit_depth)]
+    if orientation != 1:
+        parts.append(f"EXIF orientation {orientation} applied")
+    if frames > 1:
+        parts.append(f"first of {frames} {unit} scored")
+    return "; ".join(p for p in parts if p) or None
 
 
-def read_image(url: str, *, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int = 1,
-               storage_options: dict | None = None) -> tuple[np.ndarray, ImageInfo]:
-    """Read an image from a local path or URL as ``(H, W, 3)`` uint8 RGB.
+def _orientation(image: Image.Image) -> int:
+    """The EXIF orientation, 1 to 8, read from the header only (never by decoding the picture)."""
+    if image.format == "PNG":
+        # Pillow would decode the whole picture looking for an eXIf chunk after the pixel data.
+        raw = image.info.get("exif")
+        exif = Image.Exif()
+        if raw:
+            exif.load(raw)
+    elif image.format in ("JPEG", "MPO", "WEBP", "TIFF"):
+        exif = image.getexif()
+    else:
+        return 1
+    value = exif.get(_ORIENTATION_TAG, 1)
+    return int(value) if value in range(1, 9) else 1
+
+
+def _probe_pillow(fh, head: bytes, url: str) -> dict:
+    with pillow_unlimited():
+        try:
+            image = Image.open(fh)
+        except UnidentifiedImageError:
+            raise InputError(f"not an image (unrecognised format): {url}") from None
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise InputError(f"image is truncated or corrupt: {url} ({exc})") from None
+        try:
+            frames = int(getattr(image, "n_frames", 1))
+            orientation = _orientation(image)
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise InputError(f"image is truncated or corrupt: {url} ({exc})") from None
+    mode, fmt = image.mode, image.format or "unknown"
+    png_depth = head[24] if head[:8] == _PNG_SIGNATURE and len(head) > 24 else None
+    bit_depth = png_depth or {"I;16": 16, "I;16B": 16, "I;16L": 16, "I": 32, "1": 1}.get(mode, 8)
+    width, height = image.size if orientation < 5 else image.size[::-1]
+    streams = fmt in _VIPS_FORMATS and mode in _VIPS_MODES and bit_depth >= 8 and orientation == 1 and frames == 1
+    return {"width": width, "height": height, "format": fmt, "mode": mode, "bit_depth": bit_depth, "frames": frames,
+            "orientation": orientation, "reader": "vips" if streams else "pillow",
+            "converted": _notes(mode, bit_depth, orientation, frames, "frames")}
+
+
+def _probe_tiff(fh, url: str) -> dict | None:
+    """The header of a TIFF that tifffile can read in bands, or ``None`` to leave it to Pillow."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(fh) as tif:
+            page = tif.pages[0]
+            frames = len(tif.pages)
+            photometric, samples, dtype = int(page.photometric), int(page.samplesperpixel), page.dtype
+            orientation = int(page.tags.valueof(274, default=1) or 1)
+            height, width, tiled = int(page.imagelength), int(page.imagewidth), bool(page.is_tiled)
+            simple = (photometric in (1, 2) and samples in (1, 2, 3, 4) and dtype in (np.uint8, np.uint16)
+                      and int(page.planarconfig) == 1 and orientation == 1 and not page.is_subsampled)
+            ends = [o + n for o, n in zip(page.dataoffsets, page.databytecounts) if n]
+    except (tifffile.TiffFileError, ValueError, OSError, KeyError, IndexError) as exc:
+        raise InputError(f"image is truncated or corrupt: {url} ({exc})") from None
+    fh.seek(0, 2)
+    if ends and max(ends) > fh.tell():
+        raise InputError(f"image is truncated or corrupt: {url} (its pixel data run past the end of the file)")
+    if not simple:
+        return None
+    bit_depth = 16 if dtype == np.uint16 else 8
+    if photometric == 1:  # min-is-black grayscale
+        mode = "I;16" if bit_depth == 16 else "LA" if samples == 2 else "L"
+    else:
+        mode = "RGBA" if samples == 4 else "RGB"
+    return {"width": width, "height": height, "format": "TIFF", "mode": mode, "bit_depth": bit_depth, "frames": frames,
+            "orientation": 1, "reader": "tiff", "tiled": tiled,
+            "converted": _notes(mode, bit_depth, 1, frames, "pages")}
+
+
+def _check_complete(fh, fmt: str, head: bytes, url: str) -> None:
+    """Refuse a PNG without its closing IEND chunk or a JPEG without its end marker: a file cut
+    short, found from its last bytes instead of by decoding it all. A PNG too small to hold
+    its pixels even at deflate's greatest compression is refused too (a header that claims
+    a huge picture over a few bytes)."""
+    if fmt not in ("PNG", "JPEG"):
+        return
+    fh.seek(0, 2)
+    size = fh.tell()
+    fh.seek(max(0, size - (12 if fmt == "PNG" else 65536)))
+    tail = fh.read()
+    complete = tail.endswith(b"IEND\xaeB`\x82") if fmt == "PNG" else b"\xff\xd9" in tail
+    if not complete:
+        raise InputError(f"image is truncated or corrupt: {url} (the file ends before its {fmt} end marker)")
+    if fmt == "PNG" and len(head) >= 26:
+        width, height = struct.unpack(">II", head[16:24])
+        bits = width * height * head[24] * _PNG_CHANNELS.get(head[25], 1)
+        least = bits // 8 // _DEFLATE_MAX_RATIO
+        if size < least:
+            raise InputError(f"image is truncated or corrupt: {url} ({size:,} bytes cannot hold its "
+                             f"{width}x{height} pixels)")
+
+
+def _fingerprint(details: dict) -> str | None:
+    etag = details.get("etag") or details.get("ETag")
+    if etag:
+        return str(etag).strip('"')
+    mtime = details.get("mtime") or details.get("last_modified") or details.get("LastModified")
+    return f"{mtime}-{details.get('size')}" if mtime is not None else None
+
+
+def probe_image(url: str, *, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int = 1,
+                storage_options: dict | None = None) -> ImageInfo:
+    """The header of the picture at ``url`` (local path or URL), its pixels left undecoded.
 
     Raises
     ------
     InputError
-        Missing file, not an image, truncated or corrupt data, more than ``max_pixels``
-        pixels (checked from the header, before decoding), or a side below ``min_side``.
+        Missing file, a folder, not an image, an unreadable header, more than
+        ``max_pixels`` pixels, or a side below ``min_side``.
     """
+    fs, path = storage.filesystem(url, storage_options)
+    try:
+        with storage.errors("read", url):
+            details = fs.info(path)
+    except FileNotFoundError:
+        raise InputError(f"image not found: {url}") from None
+    if details.get("type") == "directory":
+        raise InputError(f"image path is a folder, not a file: {url}")
+    try:
+        with storage.errors("read", url), fs.open(path, "rb", block_size=_HEADER_BLOCK) as fh:
+            head = fh.read(32)
+            fh.seek(0)
+            fields = _probe_tiff(fh, url) if head[:4] in _TIFF_MAGICS else None
+            if fields is None:
+                fh.seek(0)
+                fields = _probe_pillow(fh, head, url)
+                _check_complete(fh, fields["format"], head, url)
+    except FileNotFoundError:
+        raise InputError(f"image not found: {url}") from None
+    except IsADirectoryError:
+        raise InputError(f"image path is a folder, not a file: {url}") from None
+    width, height = fields["width"], fields["height"]
+    if width * height > max_pixels:
+        raise InputError(f"image is {width}x{height} = {width * height:,} pixels, over the limit of "
+                         f"{max_pixels:,} (--max-pixels)")
+    if width < min_side or height < min_side:
+        raise InputError(f"image is {width}x{height}, smaller than the {min_side}x{min_side} window")
+    return ImageInfo(url=url, bytes=details.get("size"), etag=_fingerprint(details), **fields)
+
+
+def read_image(url: str, *, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int = 1,
+               storage_options: dict | None = None) -> tuple[np.ndarray, ImageInfo]:
+    """The whole picture at ``url`` as ``(H, W, 3)`` uint8 RGB, as shown (EXIF orientation applied).
+
+    Only the first frame or page is decoded. Memory is the encoded file plus the decoded
+    picture: use :func:`pixels.bands.read_band` for pictures too big for that.
+
+    Raises
+    ------
+    InputError
+        As :func:`probe_image`, checked before decoding, and for truncated or corrupt data.
+    """
+    info = probe_image(url, max_pixels=max_pixels, min_side=min_side, storage_options=storage_options)
     fs, path = storage.filesystem(url, storage_options)
     try:
         data = storage.read_bytes(fs, path, url=url)
     except FileNotFoundError:
         raise InputError(f"image not found: {url}") from None
-    except IsADirectoryError:
-        raise InputError(f"image path is a folder, not a file: {url}") from None
     try:
-        image = Image.open(io.BytesIO(data))
-    except UnidentifiedImageError:
-        raise InputError(f"not an image (unrecognised format): {url}") from None
-    width, height = image.size
-    if width * height > max_pixels:
-        raise InputError(
-            f"image is {width}x{height} = {width * height:,} pixels, over the limit of "
-            f"{max_pixels:,} (--max-pixels)"
-        )
-    if width < min_side or height < min_side:
-        raise InputError(f"image is {width}x{height}, smaller than the {min_side}x{min_side} window")
-    bit_depth = _png_bit_depth(data) or {"I;16": 16, "I;16B": 16, "I;16L": 16, "I": 32, "1": 1}.get(image.mode, 8)
-    try:
-        with warnings.catch_warnings():
-            # Our own limit was checked above; Pillow's bomb guard would refuse big scans.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
-            try:
-                image.load()
-            finally:
-                Image.MAX_IMAGE_PIXELS = previous
-    except (OSError, SyntaxError, ValueError) as exc:
+        with pillow_unlimited():
+            image = Image.open(io.BytesIO(data))
+            image.load()
+            if info.orientation != 1:
+                image = ImageOps.exif_transpose(image)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"image is truncated or corrupt: {url} ({exc})") from None
-    pixels, converted = _to_rgb8(image, bit_depth)
-    info = ImageInfo(url=url, width=width, height=height, format=image.format or "unknown",
-                     mode=image.mode, bit_depth=bit_depth, converted=converted)
+    pixels = pil_to_rgb8(image, info.bit_depth)
+    if pixels.shape[:2] != (info.height, info.width):
+        raise InputError(f"image decoded to {pixels.shape[1]}x{pixels.shape[0]}, its header says "
+                         f"{info.width}x{info.height}: {url}")
     return np.ascontiguousarray(pixels, dtype=np.uint8), info

@@ -5,24 +5,29 @@ import numpy as np
 import pyarrow as pa
 
 from scoring.merge import merge_hits
-from scoring.results import probability_column
+from scoring.results import BOX_COLUMNS, probability_column
 
 __all__ = ["hits_from_table", "boxes_from_table", "coco_detections"]
 
 
 def hits_from_table(table: pa.Table, thresholds: dict, classes) -> np.ndarray:
-    """``(N, 6)`` hits ``x0, y0, x1, y1, score, class``: windows at or over a class's threshold."""
-    x = table.column("x").to_numpy().astype(np.float64)
-    y = table.column("y").to_numpy().astype(np.float64)
-    w = table.column("width").to_numpy().astype(np.float64)
-    h = table.column("height").to_numpy().astype(np.float64)
+    """``(N, 6)`` hits ``x0, y0, x1, y1, score, class``: windows at or over a class's threshold.
+
+    A hit's box is the detector's refined box where the table has one (``box_*`` columns),
+    else the window itself.
+    """
+    if BOX_COLUMNS[0] in table.column_names:
+        corners = np.stack([table.column(c).to_numpy().astype(np.float64) for c in BOX_COLUMNS], axis=1)
+    else:
+        x, y, w, h = (table.column(c).to_numpy().astype(np.float64) for c in ("x", "y", "width", "height"))
+        corners = np.stack([x, y, x + w, y + h], axis=1)
     hits = []
     for k, name in enumerate(classes):
         if name not in thresholds:
             continue
         p = table.column(probability_column(name)).to_numpy()
         m = p >= thresholds[name]
-        hits.append(np.stack([x[m], y[m], x[m] + w[m], y[m] + h[m], p[m], np.full(m.sum(), k)], axis=1))
+        hits.append(np.concatenate([corners[m], p[m, None], np.full((m.sum(), 1), k)], axis=1))
     return np.concatenate(hits) if hits else np.zeros((0, 6))
 
 

@@ -1,77 +1,114 @@
-"""What runs on the executors: one task scores its strips with the engine its worker keeps.
+"""What runs on the executors: scoring bands of pictures, then finishing each picture.
 
-Nothing here imports pyspark: Spark pickles a :class:`StripScorer` and calls it on each
-partition. Each Python worker loads the engine once (keyed by the bundle's sha256, see
-:mod:`engines.cache`) and keeps it for all its tasks.
+Nothing here imports pyspark: Spark pickles a :class:`BandScorer` and a
+:class:`PictureFinisher` and calls them on partitions. Each Python worker loads the engine
+once (keyed by the bundle's sha256, see :mod:`engines.cache`) and keeps it for all its
+tasks; each reads its own bands from the lake (:func:`pixels.read_band`).
 """
 from __future__ import annotations
 
-import io
-import json
 import os
 import resource
 import socket
 import time
 
-import numpy as np
-import pyarrow as pa
-
+from core.errors import TilescanError
+from core.redaction import redact
 from engines.cache import cached_engine
+from pixels import probe_image, read_band
+from scoring.finish import PictureJob, RunContext, finish_picture, piece_error, piece_rows
 from scoring.results import select_rows, windows_table
 from scoring.windows import score_strip
+from tiling.grid import WindowGrid
 
-__all__ = ["StripScorer", "TIMING_KEY"]
-
-#: Schema metadata key of each result stream's task timings.
-TIMING_KEY = b"tilescan.timing"
+__all__ = ["BandScorer", "PictureFinisher", "probe_picture"]
 
 
-class StripScorer:
-    """Scores the strips of one Spark partition; pickled to executors.
+def probe_picture(url: str, *, window: int, max_pixels: int, storage_options):
+    """The header (:class:`pixels.ImageInfo`) of one picture, or the one-line reason there is none."""
+    try:
+        return probe_image(url, max_pixels=max_pixels, min_side=window, storage_options=storage_options)
+    except TilescanError as exc:
+        return redact(exc)
 
-    Each call yields one Arrow IPC stream (bytes) per strip holding the rows of the
-    windows whose best non-background probability is at least ``floor``.
+
+class BandScorer:
+    """Scores the pieces of the tasks in a partition; yields ``(picture index, payload)`` per piece.
+
+    A payload is the piece's kept rows (windows whose best non-background probability is
+    at least ``floor``) with its timings (:func:`scoring.finish.piece_rows`), or the
+    one-line reason the piece could not be read (:func:`scoring.finish.piece_error`).
     """
 
-    def __init__(self, bundle_broadcast, bundle_sha256: str, *, engine: str, threads: int, window: int, xs: np.ndarray,
-                 batch_size: int, floor: float, classes, background: str, counter):
+    def __init__(self, bundle_broadcast, bundle_sha256: str, *, engine: str, threads: int, pictures: dict,
+                 window: int, stride: int, edge: str, batch_size: int, floor: float, max_pixels: int,
+                 storage_options: dict | None, counter):
         self.bundle_broadcast = bundle_broadcast
         self.bundle_sha256 = bundle_sha256
         self.engine = engine
         self.threads = threads
-        self.window = window
-        self.xs = np.asarray(xs)
+        self.pictures = pictures  # index -> ImageInfo
+        self.window, self.stride, self.edge = window, stride, edge
         self.batch_size = batch_size
         self.floor = floor
-        self.classes = tuple(classes)
-        self.background = background
+        self.max_pixels = max_pixels
+        self.storage_options = storage_options
         self.counter = counter
 
     def __call__(self, partition):
         task_start = time.time()
         engine = cached_engine(self.bundle_sha256, lambda: self.bundle_broadcast.value, self.engine, self.threads)
+        spec = engine.spec
         load_s = time.time() - task_start
         predict_s = [0.0]
 
-        def timed_predict(batch):
+        def timed_detect(batch):
             started = time.perf_counter()
-            probs = engine.predict(batch)
+            result = engine.detect(batch)
             predict_s[0] += time.perf_counter() - started
-            return probs
+            return result
 
-        for strip, pixels in partition:
-            strip_start = time.time()
-            scores = score_strip(pixels, strip, self.xs, self.window, timed_predict, batch_size=self.batch_size)
-            keep = select_rows(scores.probs, self.classes, self.background, self.floor)
-            table = windows_table(scores.origins[keep], scores.probs[keep], strip.index,
-                                  window=self.window, classes=self.classes)
-            timing = {"task_start": task_start, "model_load_s": load_s, "score_s": time.time() - strip_start,
-                      "predict_s": predict_s[0], "task_end": time.time(),
-                      "worker": f"{socket.gethostname()}:{os.getpid()}",
-                      "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-            table = table.replace_schema_metadata({TIMING_KEY: json.dumps(timing)})
-            sink = io.BytesIO()
-            with pa.ipc.new_stream(sink, table.schema) as writer:
-                writer.write_table(table)
-            self.counter.add(strip.n_windows)
-            yield sink.getvalue()
+        for task in partition:
+            # Each picture's bands top to bottom: a PNG or JPEG decoder then goes down it once.
+            for piece in sorted(task.pieces, key=lambda p: (p.image, p.strip.y0)):
+                info, strip = self.pictures[piece.image], piece.strip
+                piece_start = time.time()
+                try:
+                    pixels = read_band(info, strip.y0, strip.y1, max_pixels=self.max_pixels,
+                                       storage_options=self.storage_options)
+                except TilescanError as exc:
+                    self.counter.add(strip.n_windows)
+                    yield piece.image, piece_error(redact(exc))
+                    continue
+                read_s = time.time() - piece_start
+                xs = WindowGrid(info.height, info.width, self.window, self.stride, self.edge).xs
+                before = predict_s[0]
+                scores = score_strip(pixels, strip, xs, self.window, timed_detect, batch_size=self.batch_size)
+                keep = select_rows(scores.probs, spec.classes, spec.background, self.floor)
+                table = windows_table(scores.origins[keep], scores.probs[keep], strip.index, window=self.window,
+                                      classes=spec.classes,
+                                      deltas=None if scores.deltas is None else scores.deltas[keep])
+                timing = {"task": task.index, "task_start": task_start, "model_load_s": load_s, "read_s": read_s,
+                          "score_s": time.time() - piece_start - read_s, "predict_s": predict_s[0] - before,
+                          "windows": int(len(scores.origins)), "end": time.time(),
+                          "worker": f"{socket.gethostname()}:{os.getpid()}",
+                          "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+                load_s = 0.0  # counted once, with the task's first piece
+                self.counter.add(strip.n_windows)
+                yield piece.image, piece_rows(table, timing)
+
+
+class PictureFinisher:
+    """Finishes the pictures of a partition of ``(picture index, payloads)``; yields their summaries."""
+
+    def __init__(self, jobs: dict, context: RunContext, counter):
+        self.jobs = jobs  # index -> PictureJob
+        self.context = context
+        self.counter = counter
+
+    def __call__(self, partition):
+        for index, payloads in partition:
+            job: PictureJob = self.jobs[index]
+            summary = finish_picture(job, list(payloads), self.context)
+            self.counter.add(1)
+            yield summary

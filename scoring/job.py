@@ -1,30 +1,34 @@
-"""The Spark job: one task per strip, the model broadcast once, scores back as Arrow.
+"""The Spark job: tasks of picture bands scored with the model broadcast once, then each
+picture finished where its bands meet.
 
-This and ``app/`` are the only modules that import pyspark. Executors receive a picklable
-:class:`~scoring.executor.StripScorer` and the code in :mod:`scoring.shipping`'s zip.
+Stage one runs one task per planned :class:`tiling.Task`: executors read their own bands
+from the lake (:class:`~scoring.executor.BandScorer`); their kept rows are grouped by
+picture, and stage two finishes and commits each picture
+(:class:`~scoring.executor.PictureFinisher`). Only summaries come back to the driver:
+pixels never pass through it. This and ``app/`` are the only modules that import pyspark;
+executors run the code in :mod:`scoring.shipping`'s zip.
 """
 from __future__ import annotations
 
 import atexit
+import functools
 import hashlib
-import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 
-import numpy as np
-import pyarrow as pa
-
+from core.redaction import redact
 from engines import ENGINES
-from scoring.executor import TIMING_KEY, StripScorer
+from scoring.executor import BandScorer, PictureFinisher, probe_picture
 from scoring.shipping import executor_zip
-from tiling.grid import WindowGrid
-from tiling.strips import Strip
 
-__all__ = ["spark_session", "spark_submit_executable", "score_on_spark", "ship_packages", "engine_threads"]
+__all__ = ["spark_session", "spark_submit_executable", "ship_packages", "engine_threads", "probe_on_executors",
+           "run_job", "spark_settings"]
 
 
 _CONF_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conf")
@@ -65,13 +69,13 @@ def engine_threads(spark) -> int:
 _shipped: set = set()
 
 
-def ship_packages(spark, engine: str) -> None:
-    """Send the executor code for ``engine`` to the executors as one zip (cluster nodes lack it).
+def ship_packages(spark, engine: str | None) -> None:
+    """Send the executor code (with ``engine``'s module, if given) to the executors as one zip.
 
     The zip is named by its content hash: Spark refuses a second file of the same name with
     other contents, which happens when the code changes within one long-lived session.
     """
-    data = executor_zip(ENGINES[engine].split(":")[0])
+    data = executor_zip(*([ENGINES[engine].split(":")[0]] if engine else []))
     digest = hashlib.sha256(data).hexdigest()[:16]
     key = (spark.sparkContext.applicationId, digest)
     if key in _shipped:
@@ -87,26 +91,100 @@ def ship_packages(spark, engine: str) -> None:
     _shipped.add(key)
 
 
-class _Progress(threading.Thread):
-    """Prints windows done / total and windows per second while the job runs."""
+def spark_settings(spark) -> dict:
+    """The Spark configuration a run depended on, for the manifest: secrets among it redacted."""
+    conf = dict(spark.sparkContext.getConf().getAll())
+    secret = ("secret", "password", "token", "key", "sas", "credential")
+    return {k: ("***" if any(word in k.lower() for word in secret) else redact(v)) for k, v in sorted(conf.items())
+            if not k.startswith("spark.app.initial")}
 
-    def __init__(self, counter, total: int, *, quiet: bool, interval: float = 1.0):
+
+@contextmanager
+def _cancel_on_interrupt(sc):
+    """Ctrl-C cancels the running Spark jobs, then raises :class:`KeyboardInterrupt` here.
+
+    PySpark's own handler calls the JVM from inside the signal handler, while the main
+    thread waits on the same Py4J connection: the connection breaks and every later call
+    prints a traceback. Cancelling from another thread (its own connection) lets the
+    waiting call return normally, with the job's failure. A second Ctrl-C interrupts at once.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    interrupted = threading.Event()
+
+    def cancel(signum, frame):
+        if interrupted.is_set():
+            raise KeyboardInterrupt
+        interrupted.set()
+        threading.Thread(target=sc.cancelAllJobs, daemon=True).start()
+
+    previous = signal.signal(signal.SIGINT, cancel)
+    try:
+        yield interrupted
+    except Exception:
+        if not interrupted.is_set():
+            raise
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if interrupted.is_set():
+        _wait_for_cancelled_tasks(sc)
+        raise KeyboardInterrupt
+
+
+def _wait_for_cancelled_tasks(sc, timeout: float = 15.0) -> None:
+    """Give cancelled tasks a moment to stop: a JVM shut down under running tasks logs an error
+    per task. The executors' own count of running tasks is the one to wait on (a cancelled
+    stage leaves the active list before its tasks have stopped)."""
+    executors = sc._jsc.sc().statusTracker()  # PySpark's StatusTracker does not count tasks
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if not sum(info.numRunningTasks() for info in executors.getExecutorInfos()):
+            return
+        time.sleep(0.1)
+
+
+def probe_on_executors(spark, urls: list, *, window: int, max_pixels: int, storage_options) -> list:
+    """The header (:class:`pixels.ImageInfo`) or one-line error of each picture, read on the executors."""
+    sc = spark.sparkContext
+    ship_packages(spark, None)
+    slices = max(1, min(len(urls), 4 * sc.defaultParallelism))
+    sc.setJobDescription(f"tilescan: the headers of {len(urls):,} pictures")
+    probe = functools.partial(probe_picture, window=window, max_pixels=max_pixels, storage_options=storage_options)
+    with _cancel_on_interrupt(sc):
+        return sc.parallelize(list(urls), slices).map(probe).collect()
+
+
+class _Progress(threading.Thread):
+    """Prints pictures and windows done, windows per second and the time left while the job runs."""
+
+    def __init__(self, windows, pictures, total_windows: int, total_pictures: int, *, quiet: bool,
+                 interval: float = 1.0):
         super().__init__(daemon=True)
-        self.counter, self.total, self.quiet, self.interval = counter, total, quiet, interval
+        self.windows, self.pictures = windows, pictures
+        self.total_windows, self.total_pictures = total_windows, total_pictures
+        self.quiet, self.interval = quiet, interval
         self._stop_event = threading.Event()
+
+    def line(self, elapsed: float) -> str:
+        done = self.windows.value
+        rate = done / max(elapsed, 1e-9)
+        left = (self.total_windows - done) / rate if rate > 0 else float("nan")
+        eta = f"{left / 60:.0f} min" if left >= 90 else f"{left:.0f} s" if left == left else "?"
+        return (f"scoring: {self.pictures.value:,}/{self.total_pictures:,} pictures finished, "
+                f"{done:,}/{self.total_windows:,} windows ({100 * done / max(self.total_windows, 1):.0f}%), "
+                f"{rate:,.0f} windows/s, {eta} left")
 
     def run(self) -> None:
         start = time.time()
         tty = sys.stderr.isatty()
         last_print = 0.0
         while not self._stop_event.wait(self.interval):
-            done = self.counter.value
             now = time.time()
             if self.quiet or (not tty and now - last_print < 10):
                 continue
             last_print = now
-            rate = done / max(now - start, 1e-9)
-            line = f"scoring: {done:,}/{self.total:,} windows ({100 * done / self.total:.0f}%), {rate:,.0f} windows/s"
+            line = self.line(now - start)
             print("\r" + line if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
 
     def stop(self) -> None:
@@ -116,55 +194,54 @@ class _Progress(threading.Thread):
             print(file=sys.stderr)
 
 
-def score_on_spark(spark, pixels: np.ndarray, grid: WindowGrid, strips: list[Strip], bundle, *,
-                   engine: str, batch_size: int, floor: float, quiet: bool = False) -> tuple[pa.Table, dict]:
-    """Score every window of ``grid`` on Spark; returns the kept rows and job timings.
+def run_job(spark, tasks: list, jobs: dict, bundle, context, *, engine: str, pictures: dict, window: int,
+            stride: int, edge: str, batch_size: int, floor: float, max_pixels: int, storage_options,
+            quiet: bool = False) -> tuple[list[dict], dict]:
+    """Score ``tasks`` and finish the pictures of ``jobs`` on Spark; their summaries and the job's timings.
 
-    The table holds the windows whose best non-background probability is ``>= floor``,
-    sorted by ``(y, x)`` so that the result does not depend on the partitioning.
-    ``bundle`` should carry only the chosen engine's files: it is broadcast as it is.
+    ``pictures`` maps a picture index to its :class:`pixels.ImageInfo`, ``jobs`` to its
+    :class:`scoring.finish.PictureJob`; ``bundle`` should carry only ``engine``'s files: it
+    is broadcast as it is.
     """
     sc = spark.sparkContext
     ship_packages(spark, engine)
-    counter = sc.accumulator(0)
+    windows = sc.accumulator(0)
+    finished = sc.accumulator(0)
     broadcast = sc.broadcast(bundle)
-    scorer = StripScorer(
-        broadcast, bundle.sha256, engine=engine, threads=engine_threads(spark), window=grid.window, xs=grid.xs,
-        batch_size=batch_size, floor=floor, classes=bundle.spec.classes,
-        background=bundle.spec.background, counter=counter,
-    )
-    # One element per partition: each task gets its strip's pixel band (halo included).
-    bands = [(strip, pixels[strip.y0:strip.y1]) for strip in strips]
-    rdd = sc.parallelize(bands, numSlices=len(bands))
-    progress = _Progress(counter, grid.n_windows, quiet=quiet)
+    scorer = BandScorer(broadcast, bundle.sha256, engine=engine, threads=engine_threads(spark), pictures=pictures,
+                        window=window, stride=stride, edge=edge, batch_size=batch_size, floor=floor,
+                        max_pixels=max_pixels, storage_options=storage_options, counter=windows)
+    finisher = PictureFinisher(jobs, context, finished)
+    total = sum(t.n_windows for t in tasks)
+    finishing = max(1, min(len(jobs), 2 * sc.defaultParallelism))
+    progress = _Progress(windows, finished, total, len(jobs), quiet=quiet)
     progress.start()
     started = time.time()
     try:
-        sc.setJobDescription(f"tilescan: {grid.n_windows:,} windows in {len(strips)} strips")
-        chunks = rdd.mapPartitions(scorer).collect()
-    finally:
+        sc.setJobDescription(f"tilescan: {total:,} windows of {len(jobs):,} pictures in {len(tasks)} tasks")
+        with _cancel_on_interrupt(sc):
+            summaries = (sc.parallelize(tasks, len(tasks)).mapPartitions(scorer)
+                         .groupByKey(finishing, partitionFunc=lambda index: index)
+                         .mapPartitions(finisher).collect())
+    except KeyboardInterrupt:
+        progress.stop()  # the broadcast stays: cancelled tasks may still be letting go of it
+        raise
+    except BaseException:
         progress.stop()
         broadcast.unpersist()
+        raise
+    progress.stop()
+    broadcast.unpersist()
     job_s = time.time() - started
-    if counter.value != grid.n_windows:
-        raise RuntimeError(f"scored {counter.value} windows, expected {grid.n_windows}")
-    tables, tasks = [], []
-    for chunk in chunks:
-        table = pa.ipc.open_stream(chunk).read_all()
-        tasks.append(json.loads(table.schema.metadata[TIMING_KEY]))
-        tables.append(table.replace_schema_metadata(None))
-    table = pa.concat_tables(tables).combine_chunks()
-    order = np.lexsort((table.column("x").to_numpy(), table.column("y").to_numpy()))
-    table = table.take(pa.array(order))
-    first = min(t["task_start"] for t in tasks)
-    last = max(t["task_end"] for t in tasks)
-    timings = {
-        "spark_job_s": job_s,
-        "first_to_last_task_s": last - first,
-        "task_score_s": sum(t["score_s"] for t in tasks),
-        "task_inference_s": sum(t["predict_s"] for t in tasks),
-        "worker_max_rss_mb": max(t["max_rss_mb"] for t in tasks),
-        "model_load_s": sum(t["model_load_s"] for t in tasks),
-        "python_workers": len({t["worker"] for t in tasks}),
-    }
-    return table, timings
+    pieces = [t for s in summaries for t in s["tasks"]]
+    timings = {"spark_job_s": job_s, "tasks": len(tasks), "python_workers": len({t["worker"] for t in pieces})}
+    if pieces:
+        timings.update({
+            "first_to_last_task_s": max(t["end"] for t in pieces) - min(t["task_start"] for t in pieces),
+            "task_read_s": sum(t["read_s"] for t in pieces),
+            "task_score_s": sum(t["score_s"] for t in pieces),
+            "task_inference_s": sum(t["predict_s"] for t in pieces),
+            "model_load_s": sum(t["model_load_s"] for t in pieces),
+            "worker_max_rss_mb": max(t["max_rss_mb"] for t in pieces),
+        })
+    return summaries, timings

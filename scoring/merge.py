@@ -1,53 +1,142 @@
-"""Merge window hits into boxes: ``none``, ``nms`` and ``fuse``. Pure numpy.
+"""Merge window hits into boxes: ``none``, ``nms`` and ``fuse``. Pure numpy, O(N log N).
 
 Hits and boxes are ``(N, 6)`` float64 arrays: ``x0, y0, x1, y1, score, class`` with
 pixel corners half-open (see :class:`tiling.Box`) and ``class`` an integer class index.
+
+Clusters are greedy, per class: the best remaining hit and every remaining hit that
+overlaps it by IoU >= ``iou``. Only hits that share a grid cell or touch neighbouring
+cells can overlap, so the pairs worth an IoU are found through a grid of cells as large as
+the largest box, not by comparing every hit with every other.
 """
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["MERGE_METHODS", "iou_one_to_many", "merge_hits"]
+__all__ = ["MERGE_METHODS", "iou_one_to_many", "cluster_hits", "merge_hits"]
 
 MERGE_METHODS = ("fuse", "nms", "none")
+#: Candidate pairs examined at a time: bounds memory to a few hundred MB for millions of hits.
+_PAIRS_PER_CHUNK = 4_000_000
 
 
 def iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """IoU of one ``(4,)`` box ``x0, y0, x1, y1`` with each row of ``(N, 4)`` boxes."""
-    ix0 = np.maximum(box[0], boxes[:, 0])
-    iy0 = np.maximum(box[1], boxes[:, 1])
-    ix1 = np.minimum(box[2], boxes[:, 2])
-    iy1 = np.minimum(box[3], boxes[:, 3])
-    inter = np.clip(ix1 - ix0, 0, None) * np.clip(iy1 - iy0, 0, None)
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    union = area + areas - inter
+    return _iou(np.broadcast_to(box, boxes.shape), boxes)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise IoU of two ``(N, 4)`` arrays; 0 where the union is empty."""
+    inter = (np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
+             * np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None))
+    union = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1]) + (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) - inter
     return np.divide(inter, union, out=np.zeros_like(inter, dtype=np.float64), where=union > 0)
 
 
 def _score_order(hits: np.ndarray) -> np.ndarray:
-    """Highest score first; ties by position (y, then x) so results are deterministic."""
-    return np.lexsort((hits[:, 0], hits[:, 1], -hits[:, 4]))
+    """Highest score first; ties by position (top, left, then right, bottom), so results are deterministic."""
+    return np.lexsort((hits[:, 3], hits[:, 2], hits[:, 0], hits[:, 1], -hits[:, 4]))
 
 
-def _clusters(hits: np.ndarray, iou: float):
-    """Greedy clusters of one class: the best remaining hit and all hits with IoU >= ``iou``."""
-    remaining = hits[_score_order(hits)]
-    while len(remaining):
-        overlaps = iou_one_to_many(remaining[0, :4], remaining[:, :4]) >= iou
-        overlaps[0] = True  # a degenerate box still belongs to its own cluster
-        yield remaining[overlaps]
-        remaining = remaining[~overlaps]
+def _overlapping_pairs(boxes: np.ndarray, iou: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(i, j)`` with ``i < j`` of every pair of ``(N, 4)`` boxes with IoU >= ``iou``.
+
+    Boxes are binned by their top-left corner into square cells at least as large as any
+    box, so two boxes can intersect only if their cells are equal or adjacent: each box
+    is compared with the boxes of its own cell and of four of its eight neighbours (the
+    other four see it from their side).
+    """
+    n = len(boxes)
+    sizes = boxes[:, 2:] - boxes[:, :2]
+    cell = float(sizes.max(initial=0.0))
+    if n < 2 or cell <= 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    cx = np.floor((boxes[:, 0] - boxes[:, 0].min()) / cell).astype(np.int64)
+    cy = np.floor((boxes[:, 1] - boxes[:, 1].min()) / cell).astype(np.int64)
+    stride = int(cx.max()) + 3  # a row of cells, with room for the -1 and +1 neighbours
+    key = (cy + 1) * stride + (cx + 1)
+    by_key = np.argsort(key, kind="stable")
+    sorted_keys = key[by_key]
+    firsts, seconds = [], []
+    for dx, dy in ((0, 0), (1, 0), (-1, 1), (0, 1), (1, 1)):
+        target = key + dy * stride + dx
+        lo = np.searchsorted(sorted_keys, target, "left")
+        counts = np.searchsorted(sorted_keys, target, "right") - lo
+        for start, stop in _chunks(counts):
+            owners = np.repeat(np.arange(start, stop), counts[start:stop])
+            if not len(owners):
+                continue
+            offsets = np.arange(len(owners)) - np.repeat(np.cumsum(counts[start:stop]) - counts[start:stop],
+                                                         counts[start:stop])
+            others = by_key[np.repeat(lo[start:stop], counts[start:stop]) + offsets]
+            if dx == dy == 0:
+                keep = owners < others
+                owners, others = owners[keep], others[keep]
+            close = _iou(boxes[owners], boxes[others]) >= iou
+            first, second = owners[close], others[close]
+            firsts.append(np.minimum(first, second))
+            seconds.append(np.maximum(first, second))
+    if not firsts:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(firsts), np.concatenate(seconds)
 
 
-def _nms_box(cluster: np.ndarray) -> np.ndarray:
-    return cluster[0]
+def _chunks(counts: np.ndarray):
+    """``(start, stop)`` ranges of ``counts`` whose sums stay near :data:`_PAIRS_PER_CHUNK`."""
+    total = np.cumsum(counts)
+    start = 0
+    while start < len(counts):
+        base = total[start - 1] if start else 0
+        stop = int(np.searchsorted(total, base + _PAIRS_PER_CHUNK, "right"))
+        stop = max(stop, start + 1)
+        yield start, stop
+        start = stop
 
 
-def _fused_box(cluster: np.ndarray) -> np.ndarray:
-    weights = cluster[:, 4]
-    corners = (cluster[:, :4] * weights[:, None]).sum(axis=0) / weights.sum()
-    return np.concatenate([corners, [cluster[0, 4], cluster[0, 5]]])
+def cluster_hits(hits: np.ndarray, iou: float) -> np.ndarray:
+    """The greedy cluster of each hit of one class: ``(N,)`` int64, the index of its cluster's head.
+
+    The best remaining hit (see :func:`merge_hits` for the order) heads a cluster of every
+    remaining hit that overlaps it by IoU >= ``iou``; repeat until none remains.
+    """
+    hits = np.asarray(hits, dtype=np.float64).reshape(-1, 6)
+    if not 0 < iou <= 1:
+        raise ValueError(f"`iou` must be in (0, 1], got {iou}")
+    n = len(hits)
+    first, second = _overlapping_pairs(hits[:, :4], iou)
+    # Neighbour lists of every hit, both directions.
+    owners = np.concatenate([first, second])
+    others = np.concatenate([second, first])
+    by_owner = np.argsort(owners, kind="stable")
+    neighbours = others[by_owner].tolist()
+    starts = np.searchsorted(owners[by_owner], np.arange(n + 1)).tolist()
+    head = [-1] * n
+    for i in _score_order(hits).tolist():  # one pass: a hit is a head unless an earlier head took it
+        if head[i] != -1:
+            continue
+        head[i] = i
+        for j in neighbours[starts[i]:starts[i + 1]]:
+            if head[j] == -1:
+                head[j] = i
+    return np.asarray(head, dtype=np.int64)
+
+
+def _merge_class(members: np.ndarray, method: str, iou: float) -> np.ndarray:
+    order = _score_order(members)
+    if method == "none":
+        return members[order]
+    head = cluster_hits(members, iou)
+    rank = np.empty(len(members), np.int64)
+    rank[order] = np.arange(len(members))
+    # Members grouped by cluster, clusters in their head's score order, members in score order.
+    grouped = np.lexsort((rank, rank[head]))
+    heads = grouped[head[grouped] == grouped]
+    if method == "nms":
+        return members[heads]
+    starts = np.flatnonzero(np.r_[True, head[grouped][1:] != head[grouped][:-1]])
+    weights = members[grouped, 4]
+    corners = np.add.reduceat(members[grouped, :4] * weights[:, None], starts, axis=0)
+    corners /= np.add.reduceat(weights, starts)[:, None]
+    return np.concatenate([corners, members[heads, 4:6]], axis=1)
 
 
 def merge_hits(hits: np.ndarray, method: str = "fuse", *, iou: float = 0.3) -> np.ndarray:
@@ -68,7 +157,12 @@ def merge_hits(hits: np.ndarray, method: str = "fuse", *, iou: float = 0.3) -> n
     Returns
     -------
     numpy.ndarray
-        ``(M, 6)`` boxes sorted by class, then score descending.
+        ``(M, 6)`` boxes sorted by class, then score descending (ties: top, left, right, bottom).
+
+    Notes
+    -----
+    Time O(N log N) in the number of hits for boxes of similar sizes; memory a few hundred
+    MB at most (candidate pairs are examined in chunks).
     """
     if method not in MERGE_METHODS:
         raise ValueError(f"`method` must be one of {MERGE_METHODS}, got {method!r}")
@@ -77,12 +171,4 @@ def merge_hits(hits: np.ndarray, method: str = "fuse", *, iou: float = 0.3) -> n
     hits = np.asarray(hits, dtype=np.float64).reshape(-1, 6)
     if len(hits) == 0:
         return hits
-    boxes = []
-    for cls in np.unique(hits[:, 5]):
-        members = hits[hits[:, 5] == cls]
-        if method == "none":
-            boxes.append(members[_score_order(members)])
-            continue
-        pick = _nms_box if method == "nms" else _fused_box
-        boxes.append(np.stack([pick(cluster) for cluster in _clusters(members, iou)]))
-    return np.concatenate(boxes)
+    return np.concatenate([_merge_class(hits[hits[:, 5] == cls], method, iou) for cls in np.unique(hits[:, 5])])

@@ -1,81 +1,245 @@
-"""Commit a run's outputs atomically into a local folder or a storage URL.
+"""Commit a folder of outputs atomically into a local folder or a storage URL.
 
-Files are written under a temporary prefix inside the destination, moved into place when
-all of them are complete, and ``_SUCCESS`` is written last: a reader that sees
-``_SUCCESS`` sees a finished run, and a failed run leaves no ``_SUCCESS``.
+Files are written under ``_temporary-<id>/`` inside the destination and moved into place
+when all of them are complete; ``_SUCCESS`` is written last, so a reader that sees
+``_SUCCESS`` sees a finished run and a failed run leaves none. The rules a commit keeps:
 
-On blob storage (adlfs) there are no real folders and a move is a copy plus a delete, so
-every target's size is checked before ``_SUCCESS`` is written, and listing caches are
-dropped before each existence check (adlfs answers ``exists`` from a cached listing).
+- a destination that is neither empty nor a tilescan folder (``_tilescan`` marker or a
+  tilescan ``manifest.json``) is refused, ``--overwrite`` or not;
+- a finished run is replaced only when asked (``overwrite``), and only the one seen when
+  the run started: a run that finished there meanwhile is never replaced;
+- one commit at a time per folder (an exclusive ``_commit.lock``);
+- replacing a finished run removes its ``_SUCCESS`` first and its ``manifest.json``
+  next, moves the new manifest last: an interrupted commit leaves no ``_SUCCESS``, and no
+  manifest describing files it did not write; the next commit replaces the leftovers.
+
+On blob storage (adlfs) a move is a copy plus a delete, so every target's size is checked
+before ``_SUCCESS`` is written, and listing caches are dropped before each existence check
+(adlfs answers ``exists`` from a cached listing).
 """
 from __future__ import annotations
 
+import json
 import logging
 import re
+import time
 import uuid
+from dataclasses import dataclass
 
 from core import storage
 from core.errors import OutputExistsError, TilescanError
 from core.redaction import redact
 
-__all__ = ["RunWriter", "SUCCESS", "OUTPUT_FILES"]
+__all__ = ["RunWriter", "Destination", "SUCCESS", "MARKER", "OUTPUT_FILES"]
 
 logger = logging.getLogger(__name__)
 
 SUCCESS = "_SUCCESS"
+#: Marks a folder as tilescan's, from its first commit on.
+MARKER = "_tilescan"
+_LOCK = "_commit.lock"
+_MANIFEST = "manifest.json"
 _STAGING = re.compile(r"^_temporary-[0-9a-f]{12}$")
 OUTPUT_FILES = ("windows.parquet", "detections.json", "overlay.png", "manifest.json")
+#: A commit takes seconds; a commit lock older than this was left by a run that was
+#: stopped while committing, or lost its storage then.
+_STALE_LOCK_S = 300
+
+
+@dataclass(frozen=True)
+class Destination:
+    """What a destination folder holds: ``finished`` (a ``_SUCCESS``), ``run`` (the run id in
+    its manifest, if any), ``ours`` (empty, or a tilescan folder), ``is_file``."""
+
+    exists: bool
+    is_file: bool
+    finished: bool
+    run: str | None
+    ours: bool
 
 
 class RunWriter:
-    """Stage files under ``OUT/_temporary-<id>/``, then :meth:`commit` or :meth:`abort`."""
+    """Stage files under ``URL/_temporary-<id>/``, then :meth:`commit` or :meth:`abort`.
 
-    def __init__(self, url: str, *, overwrite: bool = False, storage_options: dict | None = None):
+    ``run_id`` goes into the marker; ``overwrite`` allows replacing the finished run that
+    :meth:`check` saw.
+    """
+
+    def __init__(self, url: str, *, run_id: str | None = None, overwrite: bool = False,
+                 storage_options: dict | None = None):
         self.url = url
+        self.run_id = run_id or uuid.uuid4().hex
         self.overwrite = overwrite
         self.fs, self.root = storage.filesystem(url, storage_options)
-        staging = f"_temporary-{uuid.uuid4().hex[:12]}"
-        self.staging, self._staging_url = storage.join(self.root, staging), storage.join(url, staging)
+        self._stage_in(f"_temporary-{uuid.uuid4().hex[:12]}")
         self._created_root = False
+        self._seen: Destination | None = None
         self._written: dict[str, int] = {}
 
-    def check(self) -> None:
-        """Refuse a destination that holds a finished run, unless overwriting."""
+    def _stage_in(self, name: str) -> None:
+        self.staging_name = name
+        self.staging, self._staging_url = storage.join(self.root, name), storage.join(self.url, name)
+
+    @property
+    def staged(self) -> dict:
+        """The staging folder's name and the files staged in it, with their sizes."""
+        return {"staging": self.staging_name, "written": dict(self._written)}
+
+    def adopt(self, staged: dict) -> None:
+        """Take over files another writer (an executor's) staged in this folder: :attr:`staged` of it."""
+        if not _STAGING.match(staged["staging"]):
+            raise ValueError(f"not a staging folder: {staged['staging']!r}")
+        self._stage_in(staged["staging"])
+        self._written.update(staged["written"])
+
+    # --- what is there ------------------------------------------------------------------
+
+    def inspect(self) -> Destination:
+        """What the destination holds now."""
         with storage.errors("reach output", self.url):
             self.fs.invalidate_cache()
-            finished = self.fs.exists(storage.join(self.root, SUCCESS))
-            is_file = self.fs.isfile(self.root)
-        if is_file:
+            if not self.fs.exists(self.root):
+                return Destination(False, False, False, None, True)
+            if self.fs.isfile(self.root):
+                return Destination(True, True, False, None, False)
+            names = {p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(self.root, detail=False)}
+            finished = SUCCESS in names
+            run, tilescan = None, MARKER in names
+            if _MANIFEST in names:
+                try:
+                    doc = json.loads(storage.read_bytes(self.fs, storage.join(self.root, _MANIFEST)))
+                except (ValueError, FileNotFoundError):
+                    doc = None
+                if isinstance(doc, dict) and doc.get("tool") == "tilescan":
+                    tilescan, run = True, doc.get("run_id")
+        leftovers = all(_STAGING.match(n) or n == _LOCK for n in names)
+        return Destination(True, False, finished, run, tilescan or leftovers)
+
+    def check(self, *, resumable: bool = False) -> Destination:
+        """Refuse a file, a folder that is not tilescan's, or a finished run (unless overwriting).
+
+        Returns what the folder holds, which :meth:`commit` compares with what it finds then.
+        ``resumable`` (a collection) mentions ``--resume`` in the refusal.
+        """
+        seen = self.inspect()
+        if seen.is_file:
             raise TilescanError(f"--out {self.url} is a file, not a folder")
-        if finished and not self.overwrite:
-            raise OutputExistsError(f"{self.url} already holds a finished run; pass --overwrite to replace it")
+        if not seen.ours:
+            raise OutputExistsError(f"--out {self.url} holds files that are not a tilescan run; "
+                                    "choose a new or empty folder")
+        if seen.finished and not self.overwrite:
+            hint = " (or --resume to keep its finished pictures)" if resumable else ""
+            raise OutputExistsError(f"{self.url} already holds a finished run; pass --overwrite to replace it{hint}")
+        self._seen = seen
+        self._created_root = self._created_root or not seen.exists  # this run's to remove if it fails
+        return seen
+
+    def claim(self) -> None:
+        """Mark the folder as tilescan's and take back a replaced run's ``_SUCCESS``, before other
+        writers (a collection's pictures) fill it."""
+        self._begin()
+        if self._seen is not None and self._seen.finished and self.overwrite:
+            self._remove(storage.join(self.root, SUCCESS))
+        storage.write_new(self.fs, storage.join(self.root, MARKER), self._marker())
+
+    def _marker(self) -> bytes:
+        return json.dumps({"tool": "tilescan", "run_id": self.run_id}).encode()
+
+    def started_with(self, destination: Destination | None) -> None:
+        """Take ``destination`` as what the folder held when the run started (as checked on the driver).
+
+        A finished destination with no ``run`` stands for whatever finished run is there.
+        """
+        self._seen = destination
+
+    def probe(self) -> None:
+        """Write and remove a small file where the outputs will go: an unwritable destination, a
+        missing container that cannot be created, or a full disk fail now, not after the job."""
+        try:
+            self._begin()
+            path = storage.join(self.staging, "probe")
+            storage.write_bytes(self.fs, path, b"tilescan write probe\n",
+                                url=storage.join(self._staging_url, "probe"))
+        finally:
+            self.abort()  # leaves the folder as it was found (removed again if the probe made it)
+
+    # --- writing and committing -----------------------------------------------------------
+
+    def _begin(self) -> None:
+        with storage.errors("write", self.url):
+            self.fs.invalidate_cache()
+            if not self._created_root:
+                self._created_root = not self.fs.exists(self.root)
+        storage.make_folder(self.fs, self.staging, url=self._staging_url)
 
     def write(self, name: str, data: bytes) -> None:
-        if not self._written:  # once: on blob storage makedirs is a request (it creates the container)
-            with storage.errors("write", storage.join(self.url, name)):
-                self._created_root = not self.fs.exists(self.root)
-                self.fs.makedirs(self.staging, exist_ok=True)
+        self._begin()
         storage.write_bytes(self.fs, storage.join(self.staging, name), data,
                             url=storage.join(self._staging_url, name))
         self._written[name] = len(data)
 
     def commit(self) -> None:
-        """Move every staged file into place, check their sizes, then write ``_SUCCESS``."""
-        success = storage.join(self.root, SUCCESS)
-        with storage.errors("commit the outputs to", self.url):
-            self.fs.invalidate_cache()
-            if self.fs.exists(success):
-                self.fs.rm(success)  # from here on the folder no longer claims to be finished
-            for name in self._written:
-                self._move(name)
-            self.fs.invalidate_cache()
-            for name, size in self._written.items():
-                found = self.fs.info(storage.join(self.root, name)).get("size")
-                if found != size:
-                    raise OSError(f"{name} has {found} bytes after the move, expected {size}")
-            self._remove(self.staging)
-            self._remove_stale_staging()
-        storage.write_bytes(self.fs, success, b"", url=storage.join(self.url, SUCCESS))
+        """Move every staged file into place, check their sizes, then write ``_SUCCESS``.
+
+        Raises
+        ------
+        OutputExistsError
+            When another run finished in the folder since :meth:`check` (or another run is
+            committing there now): this run's files are removed and nothing is replaced.
+        """
+        lock = storage.join(self.root, _LOCK)
+        self._acquire(lock)
+        try:
+            now = self.inspect()
+            seen = self._seen or Destination(False, False, False, None, True)
+            replaceable = self.overwrite and seen.finished and (seen.run is None or seen.run == now.run)
+            if not now.ours or (now.finished and not replaceable):
+                raise OutputExistsError(f"{self.url}: another run finished there while this one ran; "
+                                        "nothing was replaced (run again, with --overwrite to replace it)")
+            success = storage.join(self.root, SUCCESS)
+            with storage.errors("commit the outputs to", self.url):
+                self._remove(success)  # from here on the folder no longer claims to be finished
+                self._remove(storage.join(self.root, _MANIFEST))  # nor describes files it no longer holds
+                self.fs.pipe_file(storage.join(self.root, MARKER), self._marker())
+                for name in sorted(self._written, key=lambda n: n == _MANIFEST):  # the manifest last
+                    self._move(name)
+                self.fs.invalidate_cache()
+                for name, size in self._written.items():
+                    found = self.fs.info(storage.join(self.root, name)).get("size")
+                    if found != size:
+                        raise OSError(f"{name} has {found} bytes after the move, expected {size}")
+                self._remove(self.staging)
+                self._remove_stale_staging()
+            storage.write_bytes(self.fs, success, b"", url=storage.join(self.url, SUCCESS))
+        finally:
+            self._release(lock)
+
+    def _acquire(self, lock: str) -> None:
+        self._begin()
+        owner = json.dumps({"run_id": self.run_id, "time": time.time()}).encode()
+        url = storage.join(self.url, _LOCK)
+        if storage.write_new(self.fs, lock, owner, url=url):
+            return
+        try:
+            held = json.loads(storage.read_bytes(self.fs, lock))
+            age = time.time() - float(held.get("time", 0))
+        except (ValueError, FileNotFoundError, TypeError, AttributeError):
+            age = float("inf")
+        if age > _STALE_LOCK_S:
+            logger.warning("removing %s, left by a run that was stopped while committing", redact(url))
+            self._remove(lock)
+            if storage.write_new(self.fs, lock, owner, url=url):
+                return
+            age = 0.0
+        raise OutputExistsError(
+            f"{self.url}: another run is committing its outputs there now (its lock {_LOCK} is {age:.0f} s old; "
+            f"one older than {_STALE_LOCK_S} s is taken as left by a failed run); nothing was replaced")
+
+    def _release(self, lock: str) -> None:
+        try:
+            self._remove(lock)
+        except Exception as exc:  # noqa: BLE001 - the commit's own outcome matters more
+            logger.warning("could not remove the commit lock %s: %s", redact(lock), redact(exc))
 
     def _remove_stale_staging(self) -> None:
         """Remove what earlier failed runs staged here (their abort could not reach the storage)."""
@@ -87,8 +251,7 @@ class RunWriter:
 
     def _move(self, name: str) -> None:
         target = storage.join(self.root, name)
-        if self.fs.exists(target):
-            self.fs.rm(target)
+        self._remove(target)
         self.fs.mv(storage.join(self.staging, name), target)
 
     def abort(self) -> None:

@@ -7,17 +7,20 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from PIL import ImageColor
 
 from core.errors import TilescanError
-from engines import DEFAULT_ENGINE, ENGINES
+from engines import DEFAULT_ENGINE, ENGINES, engine_class
 from pixels import DEFAULT_MAX_PIXELS
 from scoring.merge import MERGE_METHODS
 from tiling.grid import EDGE_POLICIES
 
-__all__ = ["ScoreParams", "parse_class_values", "format_class_values", "parse_colors", "DEFAULT_COLORS",
-           "DEFAULT_MODEL", "defaults"]
+__all__ = ["ScoreParams", "Settings", "resolve_settings", "parse_class_values", "format_class_values", "parse_colors",
+           "DEFAULT_COLORS", "DEFAULT_MODEL", "FALLBACK_SETTINGS", "defaults"]
 
 #: The bundled default model.
 DEFAULT_MODEL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models", "default")
 
+#: What a run uses for the settings a model may recommend, when neither the command line nor
+#: the model's ``recommended`` sets them.
+FALLBACK_SETTINGS = {"engine": DEFAULT_ENGINE, "threshold": {"*": 0.9}, "merge": "fuse", "merge_iou": 0.3}
 DEFAULT_COLORS = {"car": (255, 0, 0), "boat": (0, 200, 0)}
 _FALLBACK_COLORS = [(255, 200, 0), (0, 120, 255), (255, 0, 255), (0, 230, 230)]
 
@@ -59,51 +62,81 @@ def parse_colors(text: str | None) -> dict:
 
 
 @dataclass(frozen=True)
-class ScoreParams:
-    """Everything a run depends on; written to the manifest as is."""
+class Settings:
+    """The engine, thresholds and merging a run uses, and where each came from.
 
-    image: str
+    ``source`` maps ``engine``, ``merge``, ``merge_iou`` and each class's threshold
+    (``threshold.<class>``) to ``option`` (the command line), ``model`` (the bundle's
+    recommendation) or ``default`` (:data:`FALLBACK_SETTINGS`).
+    """
+
+    engine: str
+    thresholds: dict
+    merge: str
+    merge_iou: float
+    source: dict
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ScoreParams:
+    """Everything a run depends on; written to the manifest as is.
+
+    ``image`` is a picture, glob or folder, ``images`` a list file (exactly one of the two,
+    see :func:`scoring.inputs.resolve_inputs`). ``engine``, ``threshold``, ``merge`` and
+    ``merge_iou`` left ``None`` take the model's recommendation, else
+    :data:`FALLBACK_SETTINGS` (see :meth:`settings_for`). ``resume`` keeps the pictures a
+    collection already finished in ``out``.
+    """
+
     out: str
+    image: str | None = None
+    images: str | tuple | None = None
     model: str = DEFAULT_MODEL
-    engine: str = DEFAULT_ENGINE
+    engine: str | None = None
     window: int = 32
     stride: int = 16
     edge: str = "align"
     strips: int = 0
     batch_size: int = 128
     keep: float = 0.5
-    threshold: dict = field(default_factory=lambda: {"*": 0.9})
-    merge: str = "fuse"
-    merge_iou: float = 0.3
+    threshold: dict | None = None
+    merge: str | None = None
+    merge_iou: float | None = None
     colors: dict = field(default_factory=dict)
     max_pixels: int = DEFAULT_MAX_PIXELS
     overwrite: bool = False
+    resume: bool = False
     quiet: bool = False
 
     def __post_init__(self) -> None:
         checks = [
-            (self.engine in ENGINES, f"--engine must be one of {', '.join(ENGINES)}, got {self.engine!r}"),
+            (self.engine is None or self.engine in ENGINES,
+             f"--engine must be one of {', '.join(ENGINES)}, got {self.engine!r}"),
             (self.window >= 1, f"--window must be >= 1, got {self.window}"),
             (self.stride >= 1, f"--stride must be >= 1, got {self.stride}"),
             (self.edge in EDGE_POLICIES, f"--edge must be one of {', '.join(EDGE_POLICIES)}, got {self.edge!r}"),
             (self.strips >= 0, f"--strips must be >= 0 (0 = automatic), got {self.strips}"),
             (self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}"),
             (0 <= self.keep <= 1, f"--keep must be in [0, 1], got {self.keep}"),
-            (self.merge in MERGE_METHODS, f"--merge must be one of {', '.join(MERGE_METHODS)}, got {self.merge!r}"),
-            (0 < self.merge_iou <= 1, f"--merge-iou must be in (0, 1], got {self.merge_iou}"),
+            (self.merge is None or self.merge in MERGE_METHODS,
+             f"--merge must be one of {', '.join(MERGE_METHODS)}, got {self.merge!r}"),
+            (self.merge_iou is None or 0 < self.merge_iou <= 1, f"--merge-iou must be in (0, 1], got {self.merge_iou}"),
             (self.max_pixels >= 1, f"--max-pixels must be >= 1, got {self.max_pixels}"),
+            (not (self.overwrite and self.resume), "--overwrite and --resume exclude each other: choose one"),
+            ((self.image is None) != (self.images is None),
+             "give either --image (a picture, glob or folder) or --images (a list of pictures)"),
         ]
         for ok, message in checks:
             if not ok:
                 raise TilescanError(message)
 
-    def thresholds_for(self, classes) -> dict:
-        """The hit threshold of each class; unknown class names in ``--threshold`` are errors."""
-        unknown = set(self.threshold) - {"*"} - set(classes)
-        if unknown:
-            raise TilescanError(f"--threshold names unknown classes {sorted(unknown)}; the model has {list(classes)}")
-        default = self.threshold.get("*", defaults()["threshold"]["*"])
-        return {c: self.threshold.get(c, default) for c in classes}
+    def settings_for(self, spec, recommended: dict, available_files=()) -> Settings:
+        """What this run uses: :func:`resolve_settings` with this run's options."""
+        return resolve_settings(spec, recommended, available_files, engine=self.engine, threshold=self.threshold,
+                                merge=self.merge, merge_iou=self.merge_iou)
 
     def colors_for(self, classes) -> dict:
         unknown = set(self.colors) - set(classes)
@@ -125,3 +158,46 @@ def defaults() -> dict:
         elif f.default is not MISSING:
             values[f.name] = f.default
     return values
+
+
+def resolve_settings(spec, recommended: dict, available_files=(), *, engine: str | None = None,
+                     threshold: dict | None = None, merge: str | None = None,
+                     merge_iou: float | None = None) -> Settings:
+    """The settings a run uses: each from the options given, else the model's ``recommended``,
+    else :data:`FALLBACK_SETTINGS`.
+
+    A recommended engine is taken only when the bundle has its files (``available_files``);
+    unknown class names in ``threshold`` are errors.
+    """
+    classes = spec.foreground
+    given = threshold or {}
+    unknown = set(given) - {"*"} - set(classes)
+    if unknown:
+        raise TilescanError(f"--threshold names unknown classes {sorted(unknown)}; the model has {list(classes)}")
+    recommended_thresholds = recommended.get("threshold") or {}
+    source, thresholds = {}, {}
+    for c in classes:
+        if c in given or "*" in given:
+            thresholds[c], source[f"threshold.{c}"] = given.get(c, given.get("*")), "option"
+        elif c in recommended_thresholds:
+            thresholds[c], source[f"threshold.{c}"] = float(recommended_thresholds[c]), "model"
+        else:
+            thresholds[c], source[f"threshold.{c}"] = FALLBACK_SETTINGS["threshold"]["*"], "default"
+    chosen = {}
+    options = {"engine": engine, "merge": merge, "merge_iou": merge_iou}
+    for name in ("engine", "merge", "merge_iou"):
+        mine, theirs = options[name], recommended.get(name)
+        if name == "engine" and theirs is not None and not (
+                theirs in ENGINES and set(engine_class(theirs).required_files) <= set(available_files)):
+            theirs = None
+        if mine is not None:
+            chosen[name], source[name] = mine, "option"
+        elif theirs is not None:
+            chosen[name], source[name] = theirs, "model"
+        else:
+            chosen[name], source[name] = FALLBACK_SETTINGS[name], "default"
+    if chosen["merge"] not in MERGE_METHODS or not 0 < float(chosen["merge_iou"]) <= 1:
+        raise TilescanError(f"the model recommends merge {chosen['merge']!r} at IoU {chosen['merge_iou']!r}: "
+                            f"not one of {', '.join(MERGE_METHODS)} with an IoU in (0, 1]")
+    return Settings(engine=chosen["engine"], thresholds=thresholds, merge=chosen["merge"],
+                    merge_iou=float(chosen["merge_iou"]), source=source)

@@ -1,71 +1,92 @@
-"""A scoring run on the driver: validate, score on Spark, merge, draw, commit the outputs."""
+"""A scoring run on the driver: check everything, plan on headers, run the job, commit the run.
+
+:func:`prepare` does what can be known before Spark starts (the inputs, the destination
+probed with a small write, the model loaded once with the chosen engine, and a single
+picture's header), raising a :class:`core.errors.TilescanError` on bad input.
+:func:`run` reads the headers of a collection (on the executors when there are many),
+plans balanced tasks of bands, runs the job, and commits the run's own files. The driver
+never holds pixels.
+"""
 from __future__ import annotations
 
-import io
+import concurrent.futures
 import json
+import logging
+import os
 import platform
+import subprocess
 import time
+import uuid
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
-
-from core import credentials
+from core import credentials, storage
 from core.bundle import ModelBundle, load_bundle
-from core.errors import BundleError, TilescanError
+from core.errors import BundleError, InputError, OutputExistsError, TilescanError
 from core.redaction import redact
 from engines import create_engine, engine_class
-from pixels import ImageInfo, read_image
-from scoring.boxes import boxes_from_table, coco_detections
-from scoring.outputs import RunWriter
-from scoring.overlay import draw_overlay
-from scoring.params import ScoreParams
-from scoring.results import probability_column, select_rows
-from tiling.grid import WindowGrid
-from tiling.strips import plan_strips
+from pixels import ImageInfo, probe_image
+from scoring.finish import PictureJob, RunContext, manifest_bytes
+from scoring.inputs import Inputs, output_names, resolve_inputs
+from scoring.outputs import SUCCESS, Destination, RunWriter
+from scoring.params import ScoreParams, Settings
+from tiling import Piece, Task, WindowGrid, plan_tasks
 
-__all__ = ["PreparedRun", "prepare", "run", "engine_bundle", "package_versions", "installed_versions"]
+__all__ = ["Picture", "PreparedRun", "prepare", "run", "engine_bundle", "package_versions", "installed_versions",
+           "EXIT_SOME_FAILED", "PROBE_ON_DRIVER", "MAX_BAND_PIXELS"]
+
+logger = logging.getLogger(__name__)
+
+#: Exit code of a collection run in which some pictures failed (the others finished).
+EXIT_SOME_FAILED = 3
+#: Collections of up to this many pictures have their headers read on the driver.
+PROBE_ON_DRIVER = 16
+#: The largest band an executor reads at a time, in pixels (96 MB of RGB).
+MAX_BAND_PIXELS = 32_000_000
+_PROBE_THREADS = 8
 
 
+@dataclass
+class Picture:
+    """One picture of a run: where its outputs go, its header once read, and what became of it."""
+
+    index: int
+    url: str
+    name: str
+    root: str
+    attributes: dict = field(default_factory=dict)
+    info: ImageInfo | None = None
+    error: str | None = None
+    seen: Destination | None = None
+    skipped: bool = False
+
+
+@dataclass
 class PreparedRun:
     """Everything checked on the driver before Spark starts: bad input fails fast."""
 
-    def __init__(self, params: ScoreParams, bundle: ModelBundle, pixels: np.ndarray, info: ImageInfo,
-                 writer: RunWriter, timings: dict, *, storage_options: dict | None = None):
-        self.params, self.bundle, self.pixels, self.info = params, bundle, pixels, info
-        self.writer, self.timings = writer, timings
-        self.storage_options = storage_options
-        classes = bundle.spec.classes
-        self.thresholds = params.thresholds_for(bundle.spec.foreground)
-        self.colors = params.colors_for(bundle.spec.foreground)
-        self.grid = WindowGrid(info.height, info.width, params.window, params.stride, params.edge)
-        self.classes = classes
+    params: ScoreParams
+    settings: Settings
+    bundle: ModelBundle
+    inputs: Inputs
+    pictures: list
+    writer: RunWriter
+    run_id: str
+    timings: dict
+    storage_options: dict | None = field(default=None, repr=False)
 
+    @property
+    def executor_options(self) -> dict:
+        """The storage options executors use: the driver's credentials travel with the tasks."""
+        return credentials.for_executors(self.storage_options)
 
-def prepare(params: ScoreParams, *, storage_options: dict | None = None) -> PreparedRun:
-    """Check the destination, the model and the image; raise a TilescanError on bad input.
+    @property
+    def single(self) -> bool:
+        return self.inputs.single
 
-    ``storage_options`` are the explicit options for remote URLs (credentials among them,
-    see :func:`core.credentials.resolve_options`); they never reach the manifest.
-    """
-    timings = {}
-    writer = RunWriter(params.out, overwrite=params.overwrite, storage_options=storage_options)
-    writer.check()
-    started = time.time()
-    bundle = load_bundle(params.model, storage_options=storage_options)
-    if bundle.spec.size != params.window:
-        raise BundleError(
-            f"model {params.model} takes {bundle.spec.size}x{bundle.spec.size} inputs but --window is "
-            f"{params.window}"
-        )
-    bundle = engine_bundle(bundle, params.engine)
-    timings["load_model_s"] = time.time() - started
-    started = time.time()
-    pixels, info = read_image(params.image, max_pixels=params.max_pixels, min_side=params.window,
-                              storage_options=storage_options)
-    timings["read_image_s"] = time.time() - started
-    return PreparedRun(params, bundle, pixels, info, writer, timings, storage_options=storage_options)
+    @property
+    def colors(self) -> dict:
+        return self.params.colors_for(self.bundle.spec.foreground)
 
 
 def engine_bundle(bundle: ModelBundle, engine: str) -> ModelBundle:
@@ -93,6 +114,87 @@ def engine_bundle(bundle: ModelBundle, engine: str) -> ModelBundle:
     return subset
 
 
+def _absolute(url: str) -> str:
+    """A local path made absolute (the manifest must name it wherever it is read); URLs as they are."""
+    return os.path.abspath(url) if credentials.is_local(url) and "://" not in url else url
+
+
+def _finished_pictures(writer: RunWriter) -> set[str]:
+    """The names of the picture folders under a collection's output that hold a finished picture."""
+    with storage.errors("list", writer.url):
+        writer.fs.invalidate_cache()
+        found = writer.fs.glob(storage.join(writer.root, "*", SUCCESS))
+    return {path.rstrip("/").rsplit("/", 2)[-2] for path in found}
+
+
+def _probe_all(pictures: list, params: ScoreParams, storage_options) -> None:
+    def probe(picture: Picture) -> None:
+        try:
+            picture.info = probe_image(picture.url, max_pixels=params.max_pixels, min_side=params.window,
+                                       storage_options=storage_options)
+        except TilescanError as exc:
+            picture.error = redact(exc)
+
+    with concurrent.futures.ThreadPoolExecutor(_PROBE_THREADS, thread_name_prefix="probe") as pool:
+        list(pool.map(probe, pictures))
+
+
+def prepare(params: ScoreParams, *, storage_options: dict | None = None) -> PreparedRun:
+    """Check the inputs, the destination and the model; raise a TilescanError on bad input.
+
+    ``storage_options`` are the explicit options for remote URLs (credentials among them,
+    see :func:`core.credentials.resolve_options`); they never reach the manifest.
+    """
+    timings = {}
+    run_id = uuid.uuid4().hex
+    started = time.time()
+    inputs = resolve_inputs(params.image, params.images, storage_options=storage_options)
+    out = _absolute(params.out)
+    writer = RunWriter(out, run_id=run_id, overwrite=params.overwrite or params.resume,
+                       storage_options=storage_options)
+    seen = writer.check(resumable=not inputs.single)
+    writer.probe()
+    timings["check_s"] = time.time() - started
+
+    started = time.time()
+    bundle = load_bundle(params.model, storage_options=storage_options)
+    if bundle.spec.size != params.window:
+        raise BundleError(
+            f"model {params.model} takes {bundle.spec.size}x{bundle.spec.size} inputs but --window is "
+            f"{params.window}"
+        )
+    settings = params.settings_for(bundle.spec, bundle.recommended, bundle.files)
+    bundle = engine_bundle(bundle, settings.engine)
+    params.colors_for(bundle.spec.foreground)  # unknown classes in --colors are bad input
+    timings["load_model_s"] = time.time() - started
+
+    started = time.time()
+    urls = [_absolute(u) for u in inputs.urls]
+    names = output_names(urls)
+    attributes = inputs.attributes or ({},) * len(urls)
+    if inputs.single:
+        pictures = [Picture(0, urls[0], "", out, dict(attributes[0]), seen=seen)]
+        pictures[0].info = probe_image(urls[0], max_pixels=params.max_pixels, min_side=params.window,
+                                       storage_options=storage_options)
+    else:
+        pictures = [Picture(i, u, n, storage.join(out, n), dict(a)) for i, (u, n, a) in
+                    enumerate(zip(urls, names, attributes))]
+        finished = _finished_pictures(writer)
+        taken = [p.name for p in pictures if p.name in finished]
+        if taken and not (params.resume or params.overwrite):
+            raise OutputExistsError(f"{out} already holds {len(taken)} finished pictures of this run (e.g. "
+                                    f"{taken[0]}); pass --resume to keep them or --overwrite to replace them")
+        for picture in pictures:
+            picture.skipped = params.resume and picture.name in finished
+            picture.seen = Destination(True, False, True, None, True) if picture.name in finished else None
+        if len(pictures) <= PROBE_ON_DRIVER:
+            _probe_all([p for p in pictures if not p.skipped], params, storage_options)
+        writer.claim()
+    timings["inputs_s"] = time.time() - started
+    return PreparedRun(params, settings, bundle, inputs, pictures, writer, run_id, timings,
+                       storage_options=storage_options)
+
+
 def installed_versions(names) -> dict:
     """Python's version and each named distribution's (``None`` when not installed)."""
     import importlib.metadata as md
@@ -108,96 +210,201 @@ def installed_versions(names) -> dict:
 
 def package_versions(engine: str) -> dict:
     """The versions a run's results depend on."""
-    names = ["numpy", "pyarrow", "pyspark", "pillow", "fsspec", "onnxruntime"]
+    names = ["tilescan", "numpy", "pyarrow", "pyspark", "pillow", "fsspec", "onnxruntime", "tifffile", "zarr",
+             "pyvips", "pyvips-binary"]
     return installed_versions(names + (["mxnet"] if engine == "mxnet" else []))
 
 
-def run(prepared: PreparedRun, spark) -> dict:
-    """Score the prepared run on ``spark`` and commit its outputs; returns the manifest."""
-    from scoring.job import score_on_spark
-
-    p, spec, timings = prepared.params, prepared.bundle.spec, prepared.timings
-    began = datetime.now(timezone.utc)
+def _commit_of_checkout() -> str | None:
+    """The git commit of the code running, when it runs from a checkout."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     try:
-        n_strips = p.strips or 4 * spark.sparkContext.defaultParallelism
-        strips = plan_strips(prepared.grid, n_strips)
-        floor = min([p.keep, *prepared.thresholds.values()])
-        table, job_timings = score_on_spark(
-            spark, prepared.pixels, prepared.grid, strips, prepared.bundle,
-            engine=p.engine, batch_size=p.batch_size, floor=floor, quiet=p.quiet,
-        )
-        timings.update(job_timings)
-
-        started = time.time()
-        hits, boxes = boxes_from_table(table, spec.classes, prepared.thresholds, merge=p.merge, iou=p.merge_iou)
-        timings["merge_s"] = time.time() - started
-
-        started = time.time()
-        probs = np.stack([table.column(probability_column(c)).to_numpy() for c in spec.classes], axis=1)
-        kept = table.take(pa.array(select_rows(probs, spec.classes, spec.background, p.keep)))
-        parquet = io.BytesIO()
-        pq.write_table(kept, parquet, compression="zstd")
-        file_name = p.image.rstrip("/").rsplit("/", 1)[-1]
-        detections = coco_detections(boxes, spec.classes, spec.background, file_name=file_name,
-                                     width=prepared.info.width, height=prepared.info.height)
-        overlay = io.BytesIO()
-        draw_overlay(prepared.pixels, boxes, prepared.colors, spec.classes).save(overlay, format="PNG")
-        timings["outputs_s"] = time.time() - started
-
-        manifest = _manifest(prepared, spark, strips, kept.num_rows, hits, boxes, began)
-        started = time.time()
-        writer = prepared.writer
-        writer.write("windows.parquet", parquet.getvalue())
-        writer.write("detections.json", json.dumps(detections, indent=1).encode())
-        writer.write("overlay.png", overlay.getvalue())
-        text = json.dumps(manifest, indent=2, default=_json_default)
-        writer.write("manifest.json", redact(text, one_line=False).encode())  # e.g. a SAS in a URL
-        writer.commit()
-        timings["write_s"] = time.time() - started
-        return manifest
-    except BaseException:
-        prepared.writer.abort()
-        raise
+        done = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() or None if done.returncode == 0 else None
 
 
-def _manifest(prepared: PreparedRun, spark, strips, windows_kept: int, hits, boxes, began) -> dict:
-    """What produced the run: input, model, every parameter, counts, timings, versions."""
-    from scoring.job import engine_threads
+def _manifest_base(prepared: PreparedRun, spark, began: datetime, n_tasks: int) -> dict:
+    """What every picture's manifest and the run's share: provenance, model, parameters, Spark."""
+    from scoring.job import engine_threads, spark_settings
 
-    p, spec = prepared.params, prepared.bundle.spec
+    p, spec, s = prepared.params, prepared.bundle.spec, prepared.settings
     sc = spark.sparkContext
-    windows = [s.n_windows for s in strips]
+    conf = spark_settings(spark)
     return {
         "tool": "tilescan",
+        "version": installed_versions(["tilescan"])["tilescan"],
+        "commit": _commit_of_checkout(),
+        "run_id": prepared.run_id,
         "started": began.isoformat(),
-        "finished": datetime.now(timezone.utc).isoformat(),
-        "input": prepared.info.to_json(),
-        "model": {"source": p.model, "sha256": prepared.bundle.sha256, "name": spec.name,
-                  "classes": list(spec.classes), "background": spec.background},
-        "parameters": {**p.to_json(), "strips": len(strips), "thresholds": prepared.thresholds,
-                       "colors": {c: list(v) for c, v in prepared.colors.items()}},
-        "counts": {
-            "windows_scored": prepared.grid.n_windows,
-            "windows_kept": windows_kept,
-            "hits": int(len(hits)),
-            "boxes": int(len(boxes)),
-            "boxes_per_class": {c: int((boxes[:, 5] == k).sum()) for k, c in enumerate(spec.classes)
-                                if c != spec.background},
-            "strip_windows": windows,
-            "strip_balance": max(windows) / np.mean(windows),
-        },
+        "model": {"source": _absolute(p.model), "sha256": prepared.bundle.sha256, "name": spec.name,
+                  "classes": list(spec.classes), "background": spec.background, "boxes": spec.boxes},
+        "parameters": {**p.to_json(), **{k: [_absolute(u) for u in v] if isinstance(v, (list, tuple)) else _absolute(v)
+                                         for k, v in (("image", p.image), ("images", p.images), ("out", p.out),
+                                                      ("model", p.model)) if v},
+                       "tasks": n_tasks, "engine": s.engine,
+                       "thresholds": s.thresholds, "merge": s.merge, "merge_iou": s.merge_iou,
+                       "settings_source": s.source, "colors": {c: list(v) for c, v in prepared.colors.items()}},
+        "notes": ([f"--stride {p.stride} is larger than --window {p.window}: bands of "
+                   f"{p.stride - p.window} pixels between windows are not scanned"] if p.stride > p.window else []),
         "spark": {"master": sc.master, "default_parallelism": sc.defaultParallelism, "app_id": sc.applicationId,
-                  "engine_threads_per_task": engine_threads(spark)},
-        "timings_s": prepared.timings,
-        "versions": package_versions(p.engine),
+                  "version": sc.version, "engine_threads_per_task": engine_threads(spark),
+                  "driver_memory": conf.get("spark.driver.memory", "1g (default)"),
+                  "executor_memory": conf.get("spark.executor.memory", "1g (default)"), "conf": conf},
+        "versions": package_versions(s.engine),
         "storage": {role: credentials.describe(url, prepared.storage_options)
-                    for role, url in (("image", p.image), ("model", p.model), ("out", p.out))},
+                    for role, url in (("image", prepared.pictures[0].url), ("model", p.model), ("out", p.out))},
     }
 
 
-def _json_default(value):
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+def run(prepared: PreparedRun, spark) -> dict:
+    """Score the prepared run on ``spark`` and commit its outputs; returns the manifest.
+
+    A single picture's manifest is its own; a collection's is the run's, with every
+    picture's status (``scored``, ``failed`` with its one-line error, or ``skipped`` by
+    ``--resume``), counts and timings.
+
+    Raises
+    ------
+    TilescanError
+        For a single picture that cannot be read or written; a collection records a
+        failed picture and goes on.
+    """
+    from scoring.job import probe_on_executors, run_job
+
+    p, spec, timings = prepared.params, prepared.bundle.spec, prepared.timings
+    began = datetime.now(timezone.utc)
+    pictures = prepared.pictures
+    todo = [pic for pic in pictures if not pic.skipped]
+    unprobed = [pic for pic in todo if pic.info is None and pic.error is None]
+    started = time.time()
+    if unprobed:
+        for picture, header in zip(unprobed, probe_on_executors(spark, [pic.url for pic in unprobed],
+                                                                window=p.window, max_pixels=p.max_pixels,
+                                                                storage_options=prepared.executor_options)):
+            if isinstance(header, ImageInfo):
+                picture.info = header
+            else:
+                picture.error = header
+    timings["probe_s"] = time.time() - started
+
+    started = time.time()
+    ready = [pic for pic in todo if pic.info is not None]
+    grids = [WindowGrid(pic.info.height, pic.info.width, p.window, p.stride, p.edge) for pic in ready]
+    n_tasks = p.strips or 4 * spark.sparkContext.defaultParallelism
+    planned = plan_tasks(grids, n_tasks, max_band_pixels=MAX_BAND_PIXELS)
+    # plan_tasks numbers pictures by their position in `ready`: back to run indices.
+    tasks = [Task(t.index, tuple(Piece(ready[piece.image].index, piece.strip) for piece in t.pieces))
+             for t in planned]
+    pieces = {}
+    for task in tasks:
+        for piece in task.pieces:
+            pieces[piece.image] = pieces.get(piece.image, 0) + 1
+    timings["plan_s"] = time.time() - started
+    if p.stride > p.window:
+        logger.warning("--stride %d is larger than --window %d: bands of %d pixels between windows are not scanned",
+                       p.stride, p.window, p.stride - p.window)
+
+    base = _manifest_base(prepared, spark, began, len(tasks))
+    base["timings_s"] = dict(timings)
+    s = prepared.settings
+    context = RunContext(classes=spec.classes, background=spec.background, thresholds=s.thresholds, merge=s.merge,
+                         merge_iou=s.merge_iou, keep=p.keep, colors=prepared.colors, window=p.window,
+                         overwrite=p.overwrite or p.resume, max_pixels=p.max_pixels, run_id=prepared.run_id,
+                         manifest=base, storage_options=prepared.executor_options)
+    dataset = None if prepared.single else storage.join(prepared.writer.url, "windows")
+    jobs = {pic.index: PictureJob(pic.index, pic.name, pic.info, pic.root, grids[k].n_windows,
+                                  pieces.get(pic.index, 0), commit=not prepared.single, seen=pic.seen,
+                                  dataset=None if dataset is None else
+                                  storage.join(dataset, f"image={pic.name}", "part-00000.parquet"),
+                                  attributes=pic.attributes)
+            for k, pic in enumerate(ready)}
+    summaries, job_timings = ([], {"spark_job_s": 0.0}) if not tasks else run_job(
+        spark, tasks, jobs, prepared.bundle, context, engine=s.engine,
+        pictures={pic.index: pic.info for pic in ready}, window=p.window, stride=p.stride, edge=p.edge,
+        batch_size=p.batch_size, floor=min([p.keep, *s.thresholds.values()]), max_pixels=p.max_pixels,
+        storage_options=prepared.executor_options, quiet=p.quiet)
+    timings.update(job_timings)
+    by_index = {summary["index"]: summary for summary in summaries}
+    for picture in ready:
+        summary = by_index.get(picture.index)
+        if summary is None or summary["status"] not in ("scored", "staged"):
+            picture.error = (summary or {}).get("error", "not scored")
+    if prepared.single:
+        if pictures[0].error:
+            prepared.writer.abort()
+            raise InputError(pictures[0].error)
+        return _commit_picture(prepared, by_index[0], timings)
+    return _commit_run(prepared, base, by_index, timings, began)
+
+
+def _commit_picture(prepared: PreparedRun, summary: dict, timings: dict) -> dict:
+    """A single picture's files, staged by its executor, committed with its manifest and the job's timings."""
+    writer = prepared.writer
+    manifest = summary["manifest"]
+    manifest["timings_s"] = {**timings, **summary["timings_s"]}
+    try:
+        writer.adopt(summary["staged"])
+        started = time.time()
+        writer.write("manifest.json", manifest_bytes(manifest))
+        writer.commit()
+        manifest["timings_s"]["commit_s"] = time.time() - started
+    except BaseException:
+        writer.abort()
+        raise
+    return manifest
+
+
+def _commit_run(prepared: PreparedRun, base: dict, summaries: dict, timings: dict, began: datetime) -> dict:
+    """The run's manifest and multi-picture detections, committed with the run's ``_SUCCESS`` last."""
+    spec = prepared.bundle.spec
+    foreground = [c for c in spec.classes if c != spec.background]
+    entries, images, annotations = [], [], []
+    for picture in prepared.pictures:
+        summary = summaries.get(picture.index, {})
+        status = "skipped" if picture.skipped else "failed" if picture.error else "scored"
+        entry = {"name": picture.name, "url": picture.url, "status": status, "attributes": picture.attributes,
+                 "manifest": storage.join(picture.name, "manifest.json")}
+        if picture.error:
+            entry["error"] = picture.error
+        if picture.info is not None:
+            entry.update(width=picture.info.width, height=picture.info.height, etag=picture.info.etag)
+        if status == "scored":
+            entry.update(counts=summary["counts"], timings_s=summary["timings_s"])
+            images.append({"id": picture.index + 1, "file_name": picture.url, "name": picture.name,
+                           "width": picture.info.width, "height": picture.info.height})
+            for x0, y0, x1, y1, score, cls in summary["boxes"]:
+                w, h = x1 - x0, y1 - y0
+                annotations.append({"id": len(annotations) + 1, "image_id": picture.index + 1,
+                                    "category_id": foreground.index(spec.classes[int(cls)]) + 1,
+                                    "bbox": [round(x0, 2), round(y0, 2), round(w, 2), round(h, 2)],
+                                    "area": round(w * h, 2), "score": round(score, 6), "iscrowd": 0})
+        entries.append(entry)
+    scored = [e for e in entries if e["status"] == "scored"]
+    counts = {
+        "pictures": len(entries),
+        "scored": len(scored),
+        "failed": sum(e["status"] == "failed" for e in entries),
+        "skipped": sum(e["status"] == "skipped" for e in entries),
+        "windows_scored": sum(e["counts"]["windows_scored"] for e in scored),
+        "boxes": sum(e["counts"]["boxes"] for e in scored),
+        "boxes_per_class": {c: sum(e["counts"]["boxes_per_class"][c] for e in scored) for c in foreground},
+    }
+    detections = {"info": {"description": "tilescan detections"}, "images": images,
+                  "categories": [{"id": i + 1, "name": c, "supercategory": "object"} for i, c in enumerate(foreground)],
+                  "annotations": annotations}
+    writer = prepared.writer
+    started = time.time()
+    manifest = {**base, "inputs": {"source": prepared.inputs.source, "count": len(entries)},
+                "finished": datetime.now(timezone.utc).isoformat(), "counts": counts,
+                "timings_s": {**timings, "write_s": 0.0}, "pictures": entries}
+    try:
+        writer.write("detections.json", json.dumps(detections, indent=1).encode())
+        manifest["timings_s"]["write_s"] = time.time() - started
+        writer.write("manifest.json", redact(json.dumps(manifest, indent=2), one_line=False).encode())
+        writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+    return manifest

@@ -46,30 +46,35 @@ def window_batches(pixels: np.ndarray, ys: np.ndarray, xs: np.ndarray, window: i
 
 
 class StripScores:
-    """A strip's scores: ``origins`` ``(N, 2)`` absolute ``(x, y)``, ``probs`` ``(N, C)``."""
+    """A strip's scores: ``origins`` ``(N, 2)`` absolute ``(x, y)``, ``probs`` ``(N, C)``, and
+    ``deltas`` ``(N, 4)`` box deltas relative to each window, ``None`` from a classifier."""
 
-    __slots__ = ("origins", "probs")
+    __slots__ = ("origins", "probs", "deltas")
 
-    def __init__(self, origins: np.ndarray, probs: np.ndarray) -> None:
+    def __init__(self, origins: np.ndarray, probs: np.ndarray, deltas: np.ndarray | None = None) -> None:
         self.origins = origins
         self.probs = probs
+        self.deltas = deltas
 
 
-def score_strip(pixels: np.ndarray, strip: Strip, xs: np.ndarray, window: int, predict,
+def score_strip(pixels: np.ndarray, strip: Strip, xs: np.ndarray, window: int, detect,
                 *, batch_size: int) -> StripScores:
     """Score every window of ``strip``; ``pixels`` are image rows ``strip.y0:strip.y1``.
 
-    ``predict`` maps a ``(B, 3, w, w)`` uint8 RGB batch to ``(B, C)`` probabilities (an
-    engine's ``predict``).
+    ``detect`` maps a ``(B, 3, w, w)`` uint8 RGB batch to ``(B, C)`` probabilities and
+    ``(B, 4)`` box deltas or ``None`` (an engine's ``detect``).
     """
     expected = (strip.height, pixels.shape[1] if pixels.ndim == 3 else -1, 3)
     if pixels.dtype != np.uint8 or pixels.shape != expected:
         raise ValueError(f"strip {strip.index} pixels must be uint8 {expected}, got {pixels.dtype} {pixels.shape}")
     ys = np.asarray(strip.window_ys, dtype=np.int64) - strip.y0
-    origins, probs = [], []
+    origins, probs, deltas = [], [], []
     for batch_origins, batch in window_batches(pixels, ys, np.asarray(xs), window, batch_size):
         origins.append(batch_origins)
-        probs.append(predict(batch))
+        batch_probs, batch_deltas = detect(batch)
+        probs.append(batch_probs)
+        deltas.append(batch_deltas)
     origins = np.concatenate(origins)
     origins[:, 1] += strip.y0
-    return StripScores(origins, np.concatenate(probs))
+    boxes = None if deltas[0] is None else np.concatenate(deltas)
+    return StripScores(origins, np.concatenate(probs), boxes)

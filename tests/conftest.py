@@ -24,6 +24,17 @@ needs_cifar = pytest.mark.skipif(not HAVE_CIFAR, reason=f"CIFAR-10 not found und
 needs_mona_lisa = pytest.mark.skipif(not HAVE_MONA_LISA, reason=f"mona_lisa.jpg not found under {DATA}")
 
 
+#: Fixtures that start Spark: a test using any of them is Spark-facing (``-m spark``, which
+#: ``make test`` runs again on the Spark 3.5 line).
+SPARK_FIXTURES = {"spark", "spark_for", "standalone"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if SPARK_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.spark)
+
+
 @pytest.fixture(scope="session")
 def random_bundle_dir(tmp_path_factory) -> str:
     """A small ResNet-8 bundle with random weights, exported by the training code."""
@@ -42,6 +53,24 @@ def random_bundle(random_bundle_dir):
     return load_bundle(random_bundle_dir)
 
 
+@pytest.fixture(scope="session")
+def detector_bundle_dir(tmp_path_factory) -> str:
+    """The same small ResNet-8 with the box head: probabilities and box deltas, random weights."""
+    pytest.importorskip("mxnet")
+    from training.export import random_bundle
+
+    folder = str(tmp_path_factory.mktemp("detector"))
+    random_bundle(folder, depth=8, width=4, seed=5, boxes=True)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def detector_bundle(detector_bundle_dir):
+    from core.bundle import load_bundle
+
+    return load_bundle(detector_bundle_dir)
+
+
 def write_noise_png(path, width: int, height: int, seed: int = 0) -> str:
     """Smooth colour noise: windows differ, so ordering mistakes show up in scores."""
     rng = np.random.default_rng(seed)
@@ -57,6 +86,17 @@ def write_noise_png(path, width: int, height: int, seed: int = 0) -> str:
 def small_image(tmp_path_factory) -> str:
     """A 250 x 173 picture: edges not on the stride, so edge alignment is exercised."""
     return write_noise_png(tmp_path_factory.mktemp("img") / "small.png", 250, 173, seed=1)
+
+
+@pytest.fixture
+def no_spark(monkeypatch):
+    """Bad input must be found before Spark starts: starting it fails the test."""
+    import scoring.job
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("Spark was started for a run that should have been refused")
+
+    monkeypatch.setattr(scoring.job, "spark_session", refuse)
 
 
 _active = {}

@@ -21,7 +21,7 @@ PACKAGES = ("app", "benchmarks", "collage", "core", "engines", "evaluation", "pi
 #: What each package may import from the others (docs/architecture.md); app may import anything.
 ALLOWED = {
     "tiling": set(),
-    "core": set(),
+    "core": {"tiling"},  # the bundle declares the box encoding tiling defines
     "engines": {"core"},
     "pixels": {"core"},
     "tilesets": {"core"},
@@ -116,7 +116,12 @@ def test_executor_zip_holds_the_executor_closure(engine_module):
     modules = executor_modules(engine_module)
     assert {"scoring.executor", engine_module, "tiling.strips"} <= set(modules)
     assert {m.split(".")[0] for m in modules} <= set(EXECUTOR_PACKAGES)
-    assert not {"scoring.pipeline", "scoring.job", "scoring.params", "scoring.merge"} & set(modules)
+    # Executors score bands and finish pictures (merge, overlay, outputs); planning, the Spark
+    # job itself and the command-line settings stay on the driver.
+    assert {"scoring.merge", "scoring.finish", "pixels.bands"} <= set(modules)
+    driver_only = {"scoring.pipeline", "scoring.job", "scoring.params", "scoring.inputs", "scoring.api",
+                   "scoring.shipping"}
+    assert not driver_only & set(modules)
     with zipfile.ZipFile(io.BytesIO(executor_zip(engine_module))) as archive:
         names = sorted(archive.namelist())
     assert len(names) == len(modules)
@@ -124,13 +129,13 @@ def test_executor_zip_holds_the_executor_closure(engine_module):
 
 
 # An executor's Python worker: no project checkout, no editable install, only the shipped zip
-# and the installed third-party packages. It scores one strip as a Spark task would.
+# and the installed third-party packages. It runs both of a job's stages as Spark tasks
+# would: reads and scores the bands of one picture, then finishes and commits the picture.
 _EXECUTOR = """
 import pickle, sys
 zip_path, site, inputs = sys.argv[1:4]
 sys.path[:0] = [zip_path, site]  # -S: site-packages without its .pth files (the editable finder)
-import numpy as np
-bundle, strip, pixels, xs = pickle.load(open(inputs, "rb"))
+bundle, image, out = pickle.load(open(inputs, "rb"))
 
 class Broadcast:
     value = bundle
@@ -139,34 +144,40 @@ class Counter:
     def add(self, n):
         pass
 
-from scoring.executor import StripScorer
-scorer = StripScorer(Broadcast(), bundle.sha256, engine="onnxruntime", threads=1, window=32, xs=xs,
-                     batch_size=16, floor=0.0, classes=bundle.spec.classes, background=bundle.spec.background,
-                     counter=Counter())
-chunks = list(scorer([(strip, pixels)]))
-assert len(chunks) == 1 and len(chunks[0]) > 0
+from scoring.executor import BandScorer, PictureFinisher, probe_picture
+from scoring.finish import PictureJob, RunContext
+from tiling import WindowGrid
+from tiling.plan import plan_tasks
+
+info = probe_picture(image, window=32, max_pixels=10**8, storage_options=None)
+grid = WindowGrid(info.height, info.width, 32, 16)
+tasks = plan_tasks([grid], 3)
+scorer = BandScorer(Broadcast(), bundle.sha256, engine="onnxruntime", threads=1, pictures={0: info}, window=32,
+                    stride=16, edge="align", batch_size=16, floor=0.0, max_pixels=10**8, storage_options=None,
+                    counter=Counter())
+payloads = list(scorer(tasks))
+classes = bundle.spec.classes
+context = RunContext(classes=classes, background=bundle.spec.background, thresholds={c: 0.5 for c in classes},
+                     merge="nms", merge_iou=0.3, keep=0.0, colors={}, window=32, overwrite=False,
+                     max_pixels=10**8, run_id="zip", manifest={})
+job = PictureJob(0, "small", info, out, grid.n_windows, len(payloads))
+[summary] = PictureFinisher({0: job}, context, Counter())([(0, [p for _, p in payloads])])
+assert summary["status"] == "scored", summary
 project = {"core", "engines", "pixels", "scoring", "tiling", "collage", "evaluation", "training", "tilesets", "app"}
 print("\\n".join(sorted(m for m in sys.modules if m.split(".")[0] in project)))
 """
 
 
 def test_an_executor_runs_from_the_zip_and_imports_all_of_it(tmp_path, random_bundle, small_image):
-    import numpy as np
-
-    from pixels import read_image
-    from tiling import WindowGrid, plan_strips
-
     zip_path = tmp_path / "executor.zip"
     zip_path.write_bytes(executor_zip("engines.onnx_engine"))
-    pixels, _ = read_image(small_image)
-    grid = WindowGrid(pixels.shape[0], pixels.shape[1], 32, 16)
-    strip = plan_strips(grid, 3)[1]
     inputs = tmp_path / "inputs.pickle"
-    inputs.write_bytes(pickle.dumps((random_bundle.subset(("onnx",)), strip, pixels[strip.y0:strip.y1],
-                                     np.asarray(grid.xs))))
+    out = tmp_path / "run"
+    inputs.write_bytes(pickle.dumps((random_bundle.subset(("onnx",)), str(small_image), str(out))))
     done = subprocess.run([sys.executable, "-S", "-c", _EXECUTOR, str(zip_path), sysconfig.get_paths()["purelib"],
                            str(inputs)], capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert (out / "_SUCCESS").exists() and (out / "manifest.json").exists()
     imported = set(done.stdout.split())
     with zipfile.ZipFile(zip_path) as archive:
         shipped = {name[:-3].replace("/", ".").removesuffix(".__init__") for name in archive.namelist()}

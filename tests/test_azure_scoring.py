@@ -14,10 +14,10 @@ import pytest
 from app import score
 from core import storage
 from core.transfer import transfer
-from scoring.outputs import OUTPUT_FILES, SUCCESS, RunWriter
+from scoring.outputs import MARKER, OUTPUT_FILES, SUCCESS, RunWriter
 from scoring.params import ScoreParams
 from tests.azurite import ACCOUNT, AZURE_ENV, KEY
-from tests.conftest import ROOT
+from tests.conftest import ROOT, write_noise_png
 
 pytestmark = pytest.mark.azurite
 
@@ -35,7 +35,7 @@ def lake_inputs(azurite, small_image, random_bundle_dir):
     for src, dest in ((small_image, f"az://{name}/in/small.png"), (random_bundle_dir, f"az://{name}/models/random")):
         assert transfer(src, dest, threads=4, storage_options=options, progress=False).ok
     return {"container": name, "url": f"az://{name}", "image": f"az://{name}/in/small.png",
-            "model": f"az://{name}/models/random"}
+            "model": f"az://{name}/models/random", "local_image": small_image}
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,7 @@ def score_process(*args, env: dict, timeout: int = 300) -> subprocess.CompletedP
 
 
 def assert_same_as_local(got: dict, local: dict) -> None:
-    assert set(got) == {*OUTPUT_FILES, SUCCESS}
+    assert set(got) == {*OUTPUT_FILES, SUCCESS, MARKER}
     rows = pq.read_table(io.BytesIO(got["windows.parquet"])).to_pylist()
     assert rows == pq.read_table(io.BytesIO(local["windows.parquet"])).to_pylist() and len(rows) == 150
     detections, want = json.loads(got["detections.json"]), json.loads(local["detections.json"])
@@ -85,6 +85,7 @@ def assert_same_as_local(got: dict, local: dict) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("model_on", ["local", "lake"])
+@pytest.mark.spark
 def test_score_reads_and_writes_the_lake(model_on, azurite, lake_inputs, local_run, random_bundle_dir):
     model = lake_inputs["model"] if model_on == "lake" else random_bundle_dir
     out = f"model-{model_on}"
@@ -98,6 +99,38 @@ def test_score_reads_and_writes_the_lake(model_on, azurite, lake_inputs, local_r
     assert manifest["storage"]["image"] == manifest["storage"]["out"] == lake_storage
     assert manifest["storage"]["model"]["protocol"] == ("az" if model_on == "lake" else "file")
     assert KEY not in got["manifest.json"].decode() and KEY not in proc.stderr + proc.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.spark
+def test_a_glob_on_the_lake_scores_each_match_as_alone(spark, azurite, azure_env, lake_inputs, local_run, tmp_path,
+                                                      capsys, random_bundle_dir):
+    folder = tmp_path / "glob"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(open(lake_inputs["local_image"], "rb").read())
+    write_noise_png(folder / "b.png", 120, 70, seed=9)
+    (folder / "notes.txt").write_text("not a match")
+    url = lake_inputs["url"]
+    assert transfer(str(folder), f"{url}/glob", threads=2, progress=False).ok
+    code = score.main(["--image", f"{url}/glob/*.png", "--out", f"{url}/glob-run", "--model", random_bundle_dir,
+                       "--master", spark.sparkContext.master, *RUN])
+    assert code == 0, capsys.readouterr().err
+    got = run_outputs(azurite, lake_inputs["container"], "glob-run")
+    manifest = json.loads(got["manifest.json"])
+    assert [(p["name"], p["url"], p["status"]) for p in manifest["pictures"]] == [
+        ("a", f"{url}/glob/a.png", "scored"), ("b", f"{url}/glob/b.png", "scored")]
+    alone = {name[len("a/"):]: data for name, data in got.items() if name.startswith("a/")}
+    assert set(alone) == {*OUTPUT_FILES, SUCCESS, MARKER}
+
+    def rows(data):  # the band (strip) a window was scored in depends on the plan, not its scores
+        return [{k: v for k, v in row.items() if k != "strip"} for row in pq.read_table(io.BytesIO(data)).to_pylist()]
+
+    assert rows(alone["windows.parquet"]) == rows(local_run["windows.parquet"])
+    assert json.loads(alone["detections.json"])["annotations"] == \
+        json.loads(local_run["detections.json"])["annotations"]
+    assert alone["overlay.png"] == local_run["overlay.png"]
+    assert {SUCCESS, "detections.json", "windows/image=a/part-00000.parquet",
+            "windows/image=b/part-00000.parquet"} <= set(got)
 
 
 @pytest.mark.slow
@@ -143,8 +176,10 @@ def test_outage_while_writing_leaves_no_success(stage, spark, azurite, azure_env
     azurite.start()
     left = run_outputs(azurite, lake_inputs["container"], f"outage-{stage}")
     assert left and SUCCESS not in left
-    finished = [name for name in left if not name.startswith("_temporary-")]
-    assert finished == ([] if stage == "write" else ["windows.parquet"])
+    finished = sorted(name for name in left if not name.startswith("_temporary-"))
+    # Cut off during the commit: the first file moved, the lock it could not let go of; no
+    # manifest describing files it did not write, and no _SUCCESS.
+    assert finished == ([] if stage == "write" else ["_commit.lock", MARKER, "windows.parquet"])
 
     if stage == "commit":  # the same destination works again once the storage is back
         monkeypatch.undo()
@@ -152,8 +187,12 @@ def test_outage_while_writing_leaves_no_success(stage, spark, azurite, azure_env
         from adlfs import AzureBlobFileSystem
 
         AzureBlobFileSystem.clear_instance_cache()
+        assert score.main(args) == 2  # the failed run's lock is young: it might be another run committing
+        assert "another run is committing its outputs there now" in capsys.readouterr().err
+        monkeypatch.setattr("scoring.outputs._STALE_LOCK_S", 0)  # as five minutes later
         assert score.main(args) == 0
-        assert set(run_outputs(azurite, lake_inputs["container"], f"outage-{stage}")) == {*OUTPUT_FILES, SUCCESS}
+        assert set(run_outputs(azurite, lake_inputs["container"], f"outage-{stage}")) == {*OUTPUT_FILES, SUCCESS,
+                                                                                            MARKER}
 
 
 def bad_input_case(case, lake_inputs, bundle, tmp_path, endpoint):
@@ -203,6 +242,6 @@ def test_wrong_key_through_a_real_process(azurite, lake_inputs, random_bundle_di
                          env=lake_env(azurite.connection_string(WRONG_KEY)), timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        f"error: cannot reach output {lake_inputs['url']}/wrong-key: access denied (AuthorizationFailure): "
+        f"error: cannot read {lake_inputs['image']}: access denied (AuthorizationFailure): "
         "check the account key, SAS token or identity (docs/azure.md)"]
     assert WRONG_KEY not in proc.stderr + proc.stdout

@@ -1,5 +1,5 @@
-"""score.py on a real Spark standalone cluster on 127.0.0.1: same results as local mode,
-and a worker killed in the middle of a job does not change them."""
+"""score.py on a real Spark standalone cluster on 127.0.0.1: same results as local mode (one
+picture and a collection), and a worker killed in the middle of a job does not change them."""
 from __future__ import annotations
 
 import json
@@ -20,7 +20,7 @@ from tests.conftest import ROOT, write_noise_png
 from tests.reference import assert_same_scores, table_scores
 from tests.test_cluster_scripts import cluster, free_ports, pids, up_args
 
-pytestmark = [pytest.mark.slow, pytest.mark.cluster]
+pytestmark = [pytest.mark.slow, pytest.mark.cluster, pytest.mark.spark]
 
 CLASSES = ("car", "boat", "background")
 THRESHOLD = "0.34"  # random weights: a low threshold so that there are boxes to compare
@@ -48,8 +48,8 @@ def resnet20_bundle(tmp_path_factory):
 
 
 def submit(master: str, image: str, model: str, out, *extra, ui_port: int | None = None,
-           event_log=None) -> subprocess.Popen:
-    env = dict(os.environ, SPARK_LOCAL_IP="127.0.0.1", PYSPARK_PYTHON=sys.executable,
+           event_log=None, env: dict | None = None) -> subprocess.Popen:
+    env = dict(os.environ if env is None else env, SPARK_LOCAL_IP="127.0.0.1", PYSPARK_PYTHON=sys.executable,
                PYSPARK_DRIVER_PYTHON=sys.executable, SPARK_CONF_DIR=os.path.join(ROOT, "conf"))
     ui = ["--conf", f"spark.ui.port={ui_port}", "--conf", "spark.port.maxRetries=0"] if ui_port else \
         ["--conf", "spark.ui.enabled=false"]
@@ -92,6 +92,47 @@ def test_cluster_matches_local_mode(standalone, spark, tmp_path, small_image, ra
     assert manifest["timings_s"]["python_workers"] == 2  # both workers scored
     local_run(spark, small_image, random_bundle_dir, tmp_path / "local", strips=3)
     assert_same_outputs(tmp_path / "cluster", tmp_path / "local")
+
+
+def test_a_collection_on_the_cluster_matches_local_mode(standalone, spark, tmp_path, random_bundle_dir):
+    port, _ = standalone
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    for seed, (width, height) in enumerate(((400, 90), (96, 300), (230, 230))):
+        write_noise_png(folder / f"p{seed}.png", width, height, seed=seed)
+    finish(submit(f"spark://127.0.0.1:{port}", str(folder), random_bundle_dir, tmp_path / "cluster"))
+    manifest = json.load(open(tmp_path / "cluster" / "manifest.json"))
+    assert [p["status"] for p in manifest["pictures"]] == ["scored"] * 3
+    local = ScoreParams(image=str(folder), out=str(tmp_path / "local"), model=random_bundle_dir, keep=0.0,
+                        threshold={"*": float(THRESHOLD)}, quiet=True)
+    run(prepare(local), spark)
+    for name in ("p0", "p1", "p2"):
+        assert_same_outputs(tmp_path / "cluster" / name, tmp_path / "local" / name)
+
+
+def test_executors_reach_the_lake_with_the_drivers_credentials(standalone, tmp_path, azurite, small_image,
+                                                               random_bundle_dir):
+    """The workers' environment has no AZURE_STORAGE_*: the driver's credentials travel with the tasks."""
+    from core.transfer import transfer
+    from tests.azurite import AZURE_ENV
+
+    port, run_dir = standalone
+    for pid in pids(run_dir).values():
+        environ = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
+        assert not [v for v in environ if v.split(b"=")[0].decode(errors="replace") in AZURE_ENV]
+    name = azurite.create_container()
+    options = {"connection_string": azurite.connection_string()}
+    assert transfer(small_image, f"az://{name}/in/small.png", storage_options=options, progress=False).ok
+    driver_env = {k: v for k, v in os.environ.items() if k not in AZURE_ENV}
+    driver_env["AZURE_STORAGE_CONNECTION_STRING"] = azurite.connection_string()
+    proc = submit(f"spark://127.0.0.1:{port}", f"az://{name}/in/small.png", random_bundle_dir, f"az://{name}/run",
+                  env=driver_env)
+    finish(proc)
+    blobs = azurite.blobs(name, "run/")
+    assert {"run/_SUCCESS", "run/windows.parquet"} <= set(blobs)
+    local = tmp_path / "local"
+    finish(submit(f"spark://127.0.0.1:{port}", small_image, random_bundle_dir, local))
+    assert blobs["run/windows.parquet"] == (local / "windows.parquet").read_bytes()
 
 
 def completed_tasks(ui_port: int) -> int:

@@ -226,7 +226,6 @@ def test_install_rerun_is_a_noop(installed):
     assert f"already installed ({installed.wanted}): nothing to do" in second.log
     assert "+ " not in second.log, "the rerun ran a command"
     assert "already sets PYSPARK_PYTHON" in second.log
-    assert second.seconds < 10, f"the rerun took {second.seconds:.1f}s"
     assert (installed.prefix / ".tilescan-install").read_text() == installed.marker
 
 
@@ -426,6 +425,7 @@ def test_local_cluster_up_status_down(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.cluster
+@pytest.mark.spark
 def test_local_cluster_runs_a_job_and_replaces_a_crashed_worker(tmp_path):
     run_dir = tmp_path / "cluster"
     port, webui = free_ports(2)

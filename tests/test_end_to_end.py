@@ -14,7 +14,7 @@ from scoring.params import DEFAULT_MODEL, ScoreParams
 from scoring.pipeline import prepare, run
 from tests.conftest import DATA, needs_cifar, needs_mona_lisa
 
-pytestmark = [pytest.mark.slow, needs_cifar, needs_mona_lisa]
+pytestmark = [pytest.mark.slow, pytest.mark.spark, needs_cifar, needs_mona_lisa]
 
 
 def test_collage_score_evaluate(spark, tmp_path):

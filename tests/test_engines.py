@@ -119,7 +119,8 @@ def test_score_strip_with_a_fake_engine_keeps_order():
     grid = WindowGrid(100, 80, 32, 16)
     # A numpy closure stands in for a model: "probability" = mean of the window's red channel.
     def fake(batch):
-        return np.stack([batch[:, 0].mean(axis=(1, 2)) / 255, 1 - batch[:, 0].mean(axis=(1, 2)) / 255], 1)
+        red = batch[:, 0].mean(axis=(1, 2)) / 255
+        return np.stack([red, 1 - red], 1), None
     for strip in plan_strips(grid, 3):
         scores = score_strip(pixels[strip.y0:strip.y1], strip, grid.xs, 32, fake, batch_size=4)
         for (x, y), p in zip(scores.origins, scores.probs):

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tiling import Box, WindowGrid, plan_strips, window_origins
+from tiling import Box, WindowGrid, plan_strips, plan_tasks, window_origins
 
 sizes = st.integers(min_value=1, max_value=700)
 windows = st.integers(min_value=1, max_value=64)
@@ -108,3 +108,35 @@ def test_box_conventions():
     assert box.intersection(Box(42, 20, 50, 30)) is None  # half-open: touching is not overlapping
     with pytest.raises(ValueError, match="x0 <= x1"):
         Box(5, 0, 4, 1)
+
+
+@settings(max_examples=200, deadline=None)
+@given(shapes=st.lists(st.tuples(st.integers(32, 900), st.integers(32, 300)), min_size=1, max_size=12),
+       n_tasks=st.integers(1, 16), budget=st.one_of(st.none(), st.integers(2000, 60000)))
+def test_collection_plan_covers_every_row_once_in_balanced_tasks(shapes, n_tasks, budget):
+    grids = [WindowGrid(h, w, 32, 16) for h, w in shapes]
+    tasks = plan_tasks(grids, n_tasks, max_band_pixels=budget)
+    assert 1 <= len(tasks) <= n_tasks
+    assert [t.index for t in tasks] == list(range(len(tasks)))
+    loads = [t.n_windows for t in tasks]
+    assert loads == sorted(loads, reverse=True)  # largest first: no big task starts last
+    pieces = [p for t in tasks for p in t.pieces]
+    for i, grid in enumerate(grids):
+        rows = sorted(y for p in pieces if p.image == i for y in p.strip.window_ys)
+        assert rows == grid.ys.tolist()  # every window row of every picture, exactly once
+        for p in pieces:
+            if p.image == i:
+                assert 0 <= p.strip.y0 and p.strip.y1 <= grid.height and p.strip.n_columns == len(grid.xs)
+                if budget is not None and len(p.strip.window_ys) > 1:
+                    assert p.strip.height * grid.width <= budget
+    assert sum(loads) == sum(g.n_windows for g in grids)
+    # Longest-processing-time dealing: the fullest task exceeds the emptiest by at most one piece.
+    assert loads[0] - loads[-1] <= max(p.n_windows for p in pieces)
+
+
+def test_plan_tasks_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="`n_tasks` must be an int >= 1, got 0"):
+        plan_tasks([WindowGrid(64, 64, 32, 16)], 0)
+    with pytest.raises(ValueError, match="`max_band_pixels` must be >= 1"):
+        plan_tasks([WindowGrid(64, 64, 32, 16)], 2, max_band_pixels=0)
+    assert plan_tasks([], 3) == []

@@ -16,7 +16,7 @@ from core import credentials, storage
 from core.errors import StorageError
 from core.redaction import redact
 from core.transfer import transfer
-from scoring.outputs import SUCCESS, RunWriter
+from scoring.outputs import MARKER, SUCCESS, RunWriter
 from tests.azurite import ACCOUNT, AZURE_ENV, KEY
 from tests.conftest import ROOT
 
@@ -157,6 +157,21 @@ def test_option_pairs_are_typed_and_secrets_refused():
         assert "c2VjcmV0" not in str(info.value) and "c2ln" not in str(info.value)
     with pytest.raises(StorageError, match="expected KEY=VALUE"):
         credentials.parse_option_pairs(["account_name"])
+
+
+def test_executors_get_the_drivers_environment_credentials_as_options():
+    env = {"AZURE_STORAGE_CONNECTION_STRING": ENV_CS, "AZURE_STORAGE_ACCOUNT_NAME": "envacct"}
+    assert credentials.for_executors({"retry_total": 1}, env) == {
+        "retry_total": 1, "connection_string": ENV_CS, "account_name": "envacct"}
+    principal = {"AZURE_STORAGE_CLIENT_ID": "id", "AZURE_STORAGE_CLIENT_SECRET": "c2VjcmV0",
+                 "AZURE_STORAGE_TENANT_ID": "t", "AZURE_STORAGE_ACCOUNT_NAME": "acct"}
+    assert credentials.for_executors({}, principal) == {
+        "client_id": "id", "client_secret": "c2VjcmV0", "tenant_id": "t", "account_name": "acct"}
+    # Explicit credentials are what the run was told to use: the environment adds none.
+    assert credentials.for_executors({"sas_token": "sv=1&sig=x"}, env) == {"sas_token": "sv=1&sig=x"}
+    # Nothing to send: executors use their own DefaultAzureCredential.
+    assert credentials.for_executors({}, {}) == {}
+    assert "c2VjcmV0" not in redact("secret c2VjcmV0 in a message")
 
 
 def test_options_file_then_pairs(tmp_path):
@@ -368,7 +383,10 @@ def test_load_cifar_from_azurite(tmp_path, azurite, container):
 # --- RunWriter on blob storage -----------------------------------------------------------
 
 def outputs(azurite, name, prefix="run/"):
-    return {k[len(prefix):]: v for k, v in azurite.blobs(name, prefix).items()}
+    """The blobs under ``prefix``, the tilescan marker aside (its content is a run id)."""
+    found = {k[len(prefix):]: v for k, v in azurite.blobs(name, prefix).items()}
+    found.pop(MARKER, None)
+    return found
 
 
 @pytest.mark.azurite

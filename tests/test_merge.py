@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scoring.merge import iou_one_to_many, merge_hits
+from scoring.merge import cluster_hits, iou_one_to_many, merge_hits
 
 
 def hit(x, y, score, cls=0, size=32):
@@ -116,13 +116,17 @@ def test_merge_properties(hits, iou, random):
     assert set(map(tuple, nms.tolist())) <= set(map(tuple, hits.tolist()))
     fuse = merge_hits(hits, "fuse", iou=iou)
     assert sorted(zip(nms[:, 5], nms[:, 4])) == sorted(zip(fuse[:, 5], fuse[:, 4]))
-    # Every hit is in exactly one cluster: each hit overlaps the NMS box that took it by >= iou, and
-    # no two NMS boxes of one class overlap by >= iou (a later one would have joined the earlier cluster).
+    # Every hit is in exactly one cluster, headed by a hit it overlaps by >= iou; heads do not
+    # overlap one another by >= iou (a later one would have joined the earlier cluster).
     for cls in np.unique(hits[:, 5]):
-        kept = nms[nms[:, 5] == cls]
-        for a in range(len(kept)):
-            others = iou_one_to_many(kept[a, :4], kept[a + 1:, :4])
-            assert (others < iou).all()
-        for row in hits[hits[:, 5] == cls]:
-            best = iou_one_to_many(row[:4], kept[:, :4])
-            assert best.max() >= iou or any((row == k).all() for k in kept)
+        members = hits[hits[:, 5] == cls]
+        head = cluster_hits(members, iou)
+        assert head.shape == (len(members),) and set(head[head].tolist()) == set(head.tolist())
+        for k in range(len(members)):
+            if head[k] != k:
+                assert iou_one_to_many(members[head[k], :4], members[k:k + 1, :4])[0] >= iou
+                assert members[head[k], 4] >= members[k, 4]
+        heads = np.unique(head)
+        for a in range(len(heads)):
+            assert (iou_one_to_many(members[heads[a], :4], members[heads[a + 1:], :4]) < iou).all()
+        assert len(heads) == (nms[:, 5] == cls).sum()

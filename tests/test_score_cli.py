@@ -27,17 +27,6 @@ def out(tmp_path):
     return str(tmp_path / "run")
 
 
-@pytest.fixture
-def no_spark(monkeypatch):
-    """Bad input must be found before Spark starts: starting it fails the test."""
-    import scoring.job
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("Spark was started for a run that should have been refused")
-
-    monkeypatch.setattr(scoring.job, "spark_session", refuse)
-
-
 def truncated_png(tmp_path):
     path = write_noise_png(tmp_path / "full.png", 200, 150)
     data = open(path, "rb").read()
@@ -126,10 +115,12 @@ def test_exit_code_through_a_real_process(tmp_path, random_bundle_dir):
 
 def test_finished_run_is_not_overwritten(capsys, tmp_path, out, random_bundle_dir, small_image):
     os.makedirs(out)
+    with open(os.path.join(out, "manifest.json"), "w") as fh:
+        json.dump({"tool": "tilescan", "run_id": "earlier"}, fh)
     open(os.path.join(out, "_SUCCESS"), "w").close()
     code, err = run_cli(capsys, "--image", small_image, "--out", out, "--model", random_bundle_dir)
     assert code == 2 and "already holds a finished run; pass --overwrite" in err
-    assert os.listdir(out) == ["_SUCCESS"]
+    assert sorted(os.listdir(out)) == ["_SUCCESS", "manifest.json"]
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Box"]
+import numpy as np
+
+__all__ = ["Box", "BOX_ENCODING", "box_deltas", "apply_deltas"]
+
+#: How a box is given relative to the window that saw it: ``(x0 - wx0) / S, (y0 - wy0) / S,
+#: log(width / S), log(height / S)``, ``S`` the window side.
+BOX_ENCODING = "window-offset-log-size"
 
 
 @dataclass(frozen=True, order=True)
@@ -66,3 +72,52 @@ class Box:
         if x1 <= x0 or y1 <= y0:
             return None
         return Box(x0, y0, x1, y1)
+
+
+def _corners(name: str, values) -> np.ndarray:
+    array = np.asarray(values, dtype=np.float64)
+    if array.ndim != 2 or array.shape[1] != 4:
+        raise ValueError(f"`{name}` must be an (N, 4) array, got shape {array.shape}")
+    return array
+
+
+def box_deltas(windows, boxes) -> np.ndarray:
+    """Each box relative to its window, in the :data:`BOX_ENCODING`.
+
+    Parameters
+    ----------
+    windows, boxes : array_like
+        ``(N, 4)`` ``x0, y0, x1, y1`` in pixels (half-open); windows square and non-empty,
+        boxes non-empty.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(N, 4)`` float32 ``dx, dy, log-width, log-height``.
+
+    >>> box_deltas([[16, 16, 48, 48]], [[24, 8, 56, 40]]).tolist()
+    [[0.25, -0.25, 0.0, 0.0]]
+    """
+    windows, boxes = _corners("windows", windows), _corners("boxes", boxes)
+    side = windows[:, 2:3] - windows[:, 0:1]
+    if (side <= 0).any() or (boxes[:, 2:] <= boxes[:, :2]).any():
+        raise ValueError("windows and boxes must be non-empty")
+    offsets = (boxes[:, :2] - windows[:, :2]) / side
+    sizes = np.log((boxes[:, 2:] - boxes[:, :2]) / side)
+    return np.concatenate([offsets, sizes], axis=1).astype(np.float32)
+
+
+def apply_deltas(windows, deltas) -> np.ndarray:
+    """The boxes that ``(N, 4)`` :data:`BOX_ENCODING` deltas describe for their windows.
+
+    The inverse of :func:`box_deltas`; returns ``(N, 4)`` float64 ``x0, y0, x1, y1``.
+    Sizes are bounded to 1/8 to 8 window sides, so that a wild output cannot overflow.
+
+    >>> apply_deltas([[16, 16, 48, 48]], [[0.25, -0.25, 0.0, 0.0]]).tolist()
+    [[24.0, 8.0, 56.0, 40.0]]
+    """
+    windows, deltas = _corners("windows", windows), _corners("deltas", deltas)
+    side = windows[:, 2:3] - windows[:, 0:1]
+    x0y0 = windows[:, :2] + deltas[:, :2] * side
+    size = np.exp(np.clip(deltas[:, 2:], -np.log(8), np.log(8))) * side
+    return np.concatenate([x0y0, x0y0 + size], axis=1)

@@ -1,4 +1,7 @@
-"""Export a trained Gluon network as a model bundle: MXNet symbol + params, ONNX, model.json."""
+"""Export a trained Gluon network as a model bundle: MXNet symbol + params, ONNX, model.json.
+
+The ONNX graph's outputs are named ``probabilities`` and, for a detector, ``boxes``.
+"""
 from __future__ import annotations
 
 import os
@@ -9,6 +12,7 @@ import mxnet as mx
 import numpy as np
 
 from core.bundle import ModelSpec, write_model_json
+from tiling.box import BOX_ENCODING
 from training.resnet import ProbabilityHead, build_resnet
 
 __all__ = ["export_bundle", "random_bundle"]
@@ -16,6 +20,21 @@ __all__ = ["export_bundle", "random_bundle"]
 SYMBOL_FILE = "model-symbol.json"
 PARAMS_FILE = "model-0000.params"
 ONNX_FILE = "model.onnx"
+
+
+#: The ONNX output names, in the bundle's output order.
+OUTPUT_NAMES = ("probabilities", "boxes")
+
+
+def _rename_outputs(model, names) -> None:
+    """Give the graph's outputs ``names``, in order, and rewire the nodes that produce them."""
+    renames = {out.name: name for out, name in zip(model.graph.output, names)}
+    for node in model.graph.node:
+        for i, produced in enumerate(node.output):
+            if produced in renames:
+                node.output[i] = renames[produced]
+    for out in model.graph.output:
+        out.name = renames.get(out.name, out.name)
 
 
 def _export_onnx(symbol_path: str, params_path: str, onnx_path: str, size: int) -> None:
@@ -32,6 +51,7 @@ def _export_onnx(symbol_path: str, params_path: str, onnx_path: str, size: int) 
     model.graph.input.extend(inputs)
     for value in list(model.graph.input) + list(model.graph.output):
         value.type.tensor_type.shape.dim[0].dim_param = "batch"
+    _rename_outputs(model, OUTPUT_NAMES)
     onnx.checker.check_model(model)
     onnx.save(model, onnx_path)
 
@@ -39,9 +59,12 @@ def _export_onnx(symbol_path: str, params_path: str, onnx_path: str, size: int) 
 def export_bundle(net, spec: ModelSpec, out_dir: str, *, extra: dict | None = None) -> str:
     """Write ``net`` (logits, initialised) as a bundle into local folder ``out_dir``.
 
-    The exported graphs end in a softmax, so every engine outputs probabilities.
+    The exported graphs end in a softmax, so every engine outputs probabilities; a network
+    with a box head (``spec.boxes`` set) outputs its box deltas second.
     Returns the bundle id (sha256 of ``model.json``).
     """
+    if bool(getattr(net, "boxes", False)) != bool(spec.boxes):
+        raise ValueError(f"the network {'has' if net.boxes else 'has no'} box head but spec.boxes is {spec.boxes!r}")
     os.makedirs(out_dir, exist_ok=True)
     head = ProbabilityHead(net)
     head.hybridize()
@@ -62,11 +85,12 @@ def export_bundle(net, spec: ModelSpec, out_dir: str, *, extra: dict | None = No
 
 
 def random_bundle(out_dir: str, *, depth: int = 8, width: int = 4, seed: int = 0,
-                  classes=("car", "boat", "background")) -> str:
-    """A small random-weights bundle for tests: real architecture, untrained weights."""
+                  classes=("car", "boat", "background"), boxes: bool = False) -> str:
+    """A small random-weights bundle for tests: real architecture, untrained weights (with the
+    box head when ``boxes``)."""
     mx.random.seed(seed)
     np.random.seed(seed)
-    net = build_resnet(depth, classes=len(classes), width=width)
+    net = build_resnet(depth, classes=len(classes), width=width, boxes=boxes)
     net.initialize(mx.init.Xavier(magnitude=2.0))
     net(mx.nd.zeros((1, 3, 32, 32)))
     # Random BN statistics, so that inference-mode normalisation is really exercised.
@@ -76,10 +100,11 @@ def random_bundle(out_dir: str, *, depth: int = 8, width: int = 4, seed: int = 0
         elif name.endswith("running_var"):
             param.set_data(mx.nd.array(np.random.uniform(0.5, 1.5, param.shape)))
     spec = ModelSpec(
-        name=f"random-resnet{depth}-w{width}",
+        name=f"random-resnet{depth}-w{width}{'-boxes' * boxes}",
         classes=tuple(classes),
         size=32,
         mean=(0.49, 0.48, 0.45),
         std=(0.25, 0.24, 0.26),
+        boxes=BOX_ENCODING if boxes else None,
     )
     return export_bundle(net, spec, out_dir, extra={"note": "random weights, for tests"})

@@ -1,10 +1,19 @@
-"""Write MODEL.md for a trained bundle from its model.json, metrics and held-out results."""
+"""Write MODEL.md for a trained bundle from its model.json, metrics and held-out results.
+
+A classifier bundle (probabilities only) and a detector bundle (with the box output) get
+cards of the same shape: what it is, its data, its training, its held-out results, its
+files and its limits.
+"""
 from __future__ import annotations
 
 import json
 import os
 
 __all__ = ["write_model_card"]
+
+_PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_ENGINES = {"onnx": "ONNX Runtime", "onnx-int8": "ONNX Runtime, int8", "mxnet-symbol": "MXNet symbol",
+            "mxnet-params": "MXNet parameters"}
 
 
 def _table(matrix: list, classes: list) -> str:
@@ -22,25 +31,70 @@ def _view(title: str, r: dict) -> str:
             f"{_table(cm['rows_true_cols_predicted'], cm['classes'])}\n")
 
 
-def write_model_card(folder: str, results: dict) -> str:
-    model = json.load(open(os.path.join(folder, "model.json")))
+def _shown(path: str | None) -> str:
+    """``path`` relative to the project when it lies inside it (a card must not name one machine's folders)."""
+    if not path:
+        return "none"
+    relative = os.path.relpath(os.path.abspath(path), _PROJECT)
+    return path if relative.startswith("..") else relative
+
+
+def _pairs(values: dict | None) -> str:
+    """``{"car": 0.4, "boat": 0.6}`` as ``car 0.4, boat 0.6``."""
+    return ", ".join(f"{k} {v}" for k, v in (values or {}).items()) or "—"
+
+
+def _f(value, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def _collages(results: dict) -> str:
+    """The test collages' detection metrics, at the settings a run uses by default."""
+    block = results.get("test_collages")
+    if not block:
+        return ""
+    s = block["settings"]
+    thresholds = ", ".join(f"{c} {v}" for c, v in s["thresholds"].items())
+    rows = []
+    for name, collage in block["collages"].items():
+        p = collage["parameters"]
+        style = f"{p['match']} picks, step {p['step']}, jitter {p['jitter']}"
+        for c, m in collage["classes"].items():
+            rows.append(f"| {name} ({style}) | {c} | **{_f(m['ap50'])}** | {_f(m['ap'])} | {_f(m['precision'])} | "
+                        f"{_f(m['recall'])} | {m['truths']:,} | {m['detections']:,} |")
+    return f"""### Test collages
+
+Collages of the CIFAR-10 test set over the Mona Lisa (`collage.make.TEST_COLLAGES`, {p['width']} px wide),
+scored at stride 16 with the settings a run uses by default: engine {s['engine']}, thresholds {thresholds},
+merge `{s['merge']}` at IoU {s['merge_iou']}. AP as pycocotools computes it; tiles less than half visible
+are ignored; precision and recall at the thresholds.
+
+| collage | class | AP50 | AP50:95 | precision | recall | truths | boxes |
+|---|---|---|---|---|---|---|---|
+{chr(10).join(rows)}
+"""
+
+
+def _files(model: dict) -> str:
+    return ", ".join(f"`{entry['path']}` ({_ENGINES.get(key, key)})" for key, entry in model["files"].items())
+
+
+def _errors(results: dict) -> str:
+    by_class = results["test_images"].get("errors_by_original_class", {})
+    return ", ".join(f"{c} {n}" for c, n in sorted(by_class.items(), key=lambda kv: -kv[1])) or "none"
+
+
+def _classifier_card(folder: str, model: dict, results: dict, metrics: list) -> str:
     training = model.get("training", {})
     config = training.get("config", {})
-    metrics = [json.loads(line) for line in open(os.path.join(folder, "metrics.jsonl"))] \
-        if os.path.exists(os.path.join(folder, "metrics.jsonl")) else []
-    last = metrics[-1] if metrics else {}
     machine = training.get("machine", {})
+    last = metrics[-1] if metrics else {}
     minutes = (training.get("train_time_s") or 0) / 60
     curve = "\n".join(
         f"| {m['epoch']} | {m['loss']:.4f} | {m['val_balanced_accuracy']:.4f} | {m['images_per_s']:.0f} |"
         for m in metrics
     )
-    engines = {"onnx": "ONNX Runtime", "onnx-int8": "ONNX Runtime, int8", "mxnet-symbol": "MXNet symbol",
-               "mxnet-params": "MXNet parameters"}
-    files = ", ".join(f"`{entry['path']}` ({engines.get(key, key)})" for key, entry in model["files"].items())
-    by_class = results["test_images"].get("errors_by_original_class", {})
-    errors = ", ".join(f"{c} {n}" for c, n in sorted(by_class.items(), key=lambda kv: -kv[1])) or "none"
-    text = f"""# Model card: {model['name']}
+    return f"""# Model card: {model['name']}
 
 A CIFAR ResNet (He et al. 2016, depth {config.get('depth')}, width {config.get('width')}) that classifies
 32x32 RGB windows as **car**, **boat** or **background**, trained with MXNet {training.get('mxnet', '')} by
@@ -62,7 +116,7 @@ of up to {config.get('max_shift')} px.
 
 ## Training
 
-    python -m app.train --out models/default
+    python -m app.train --out {_shown(folder)}
 
 {config.get('epochs')} epochs of {config.get('tiles_per_epoch'):,} samples, batch {config.get('batch_size')},
 SGD with momentum
@@ -76,22 +130,128 @@ Final training loss {last.get('loss', float('nan')):.4f}; per-epoch records in `
 
 ## Held-out results (CIFAR-10 test set)
 
-Recomputed by `make evaluate-model` (ONNX Runtime engine, the scorer's default).
+Recomputed by `python -m app.evaluate_model --model {_shown(folder)}` (ONNX Runtime engine).
 
 {_view('Unmodified test images', results['test_images'])}
 {_view('Tiles of canvases built from test images', results['test_canvas_tiles'])}
+{_collages(results)}
 ## Files
 
-{files}; `model.json` (classes, input contract, sha256 of each file), `manifest.csv`, `metrics.jsonl`,
-`evaluation.json`. The int8 model, where present, is made by `make quantize-default` (static
+{_files(model)}; `model.json` (classes, input contract, sha256 of each file), `manifest.csv`, `metrics.jsonl`,
+`evaluation.json`. The int8 model, where present, is made by `python -m app.quantize` (static
 quantisation calibrated on training images) and serves `score.py --engine onnxruntime-int8`.
 
 ## Limits
 
 Trained on 32x32 CIFAR images: objects much larger or smaller than a window are out of
-distribution. Errors on the test images by original CIFAR-10 class: {errors}.
+distribution. Errors on the test images by original CIFAR-10 class: {_errors(results)}.
 """
+
+
+def _detector_card(folder: str, model: dict, results: dict, metrics: list) -> str:
+    training = model.get("training", {})
+    config = training.get("config", {})
+    rule = config.get("rule", {})
+    machine = training.get("machine", {})
+    minutes = (training.get("train_time_s") or 0) / 60
+    curve = "\n".join(
+        f"| {m['epoch']} | {m['class_loss']:.4f} | {m['box_loss']:.4f} | {m['val']['balanced_accuracy']:.4f} | "
+        f"{m['val']['box_iou_mean']:.3f} | {m['val']['box_iou_at_least_0.5']:.3f} | {m['windows_per_s']:.0f} |"
+        for m in metrics
+    )
+    recommended = model.get("recommended", {})
+    validation = recommended.get("validation", {})
+    int8 = (model.get("int8") or {}).get("validation", {})
+    int8_line = ""
+    if int8:
+        verdict = "validated: the default engine" if int8.get("validated") else "not validated: fp32 stays the default"
+        int8_line = (f"Int8 (static quantisation, calibrated on {config.get('collage_size')} px training collages): "
+                     f"validation AP50 {_pairs(int8.get('ap50_int8'))} against fp32 {_pairs(int8.get('ap50_fp32'))}, "
+                     "tolerance "
+                     f"{int8.get('tolerance')} per class: **{verdict}**.")
+    return f"""# Model card: {model['name']}
+
+A detector for 32x32 windows: the CIFAR ResNet trunk (He et al. 2016, depth {config.get('depth')}, width
+{config.get('width')}) with two heads, trained with MXNet {training.get('mxnet', '')} by this project's own
+pipeline (`training/detector.py`). Output 0: probabilities of {', '.join(model['classes'])}. Output 1: the box
+of the object the window sees, relative to the window (`{model.get('boxes', {}).get('encoding')}`:
+offsets of the top-left corner and log sizes, in window sides; `tiling.box`). The trunk and class head
+start from the classifier bundle `{_shown(config.get('init'))}`; the box head from zero.
+
+## Data
+
+CIFAR-10 (Krizhevsky 2009), automobile -> car, ship -> boat, the other eight -> background; the
+training images split into `train` and `val` channels as the classifier's ({config.get('val_fraction', 0.1):.0%}
+val, seed {config.get('seed')}, `manifest.csv`). The test set was never used for training or for choosing
+anything.
+
+Every epoch builds new collages of the `train` channel with the project's collage generator (about
+{config.get('collage_size')} px square; grid step 16-28 with any jitter that keeps every pixel covered; tiles
+colour-matched to random synthetic pictures or picked at random) and cuts
+{config.get('windows_per_collage'):,} windows per collage at random offsets, most near objects. Windows are
+labelled from the geometry (`training.collage_windows.LabelRule`): a window is a **car** or a **boat** when
+a counted tile of that class (at least half visible, as the ground truth counts it) has IoU
+≥ {rule.get('positive_iou')} with it and shows on ≥ {rule.get('positive_visible')} of its pixels;
+**background** when no such tile reaches IoU {rule.get('background_iou')} with {rule.get('background_visible')} of
+the pixels; ignored by the class loss in between. Its box target is the tile's box, for any window with
+IoU ≥ {rule.get('box_iou')} and ≥ {rule.get('box_visible')} of the pixels. Draws per epoch:
+{config.get('windows_per_epoch'):,} windows, class mix {config.get('class_mix')} (car, boat, background),
+{config.get('ignored_fraction'):.0%} ignored windows (box loss only), {config.get('negative_fraction'):.0%} of the
+background share noise, flat and gradient windows, random horizontal flips; the notebook's exported error
+tiles when `--hard-negatives` is given.
+
+## Training
+
+    python -m app.train_detector --out {_shown(folder)}
+
+{config.get('epochs')} epochs, batch {config.get('batch_size')}, SGD with momentum {config.get('momentum')}, weight
+decay {config.get('wd')}, peak learning rate {config.get('lr')} with warm-up and cosine decay; loss: softmax
+cross-entropy plus {config.get('box_weight')} × Huber on the box deltas. {minutes:.1f} minutes on
+{machine.get('cpus')} CPU cores ({machine.get('platform', '')}; the epochs below about 400 windows/s
+shared the cores with other work). Validation: fixed windows of collages of the `val` channel.
+
+| epoch | class loss | box loss | val balanced accuracy | val box IoU | share IoU ≥ 0.5 | windows/s |
+|---|---|---|---|---|---|---|
+{curve}
+
+## Recommended settings
+
+Chosen on four validation collages of the `val` channel ({', '.join(validation.get('pictures', []))}) and
+recorded in `model.json` (`recommended`); a run uses them unless told otherwise: thresholds
+{_pairs(recommended.get('threshold'))}, merge `{recommended.get('merge')}` at IoU {recommended.get('merge_iou')}, engine
+{recommended.get('engine', 'onnxruntime')}. Validation AP50 at those settings: {_pairs(validation.get('ap50'))}.
+The merge and IoU with the best mean AP50; then per class the highest threshold within
+{validation.get('searched', {}).get('ap_tolerance')} of its best AP50.
+
+{int8_line}
+
+## Held-out results (CIFAR-10 test set)
+
+Recomputed by `python -m app.evaluate_model --model {_shown(folder)}`.
+
+{_collages(results)}
+{_view('Unmodified test images (the class head)', results['test_images'])}
+{_view('Tiles of canvases built from test images', results['test_canvas_tiles'])}
+## Files
+
+{_files(model)}; `model.json` (classes, input contract, the box output, recommended settings, sha256 of each
+file), `manifest.csv`, `metrics.jsonl`, `evaluation.json`.
+
+## Limits
+
+Trained on collages of 32x32 CIFAR tiles: the objects it finds are tile-sized, on a tile-like
+background. Errors of the class head on the test images by original CIFAR-10 class: {_errors(results)}.
+"""
+
+
+def write_model_card(folder: str, results: dict) -> str:
+    """Write ``folder/MODEL.md`` from the bundle's files and ``results`` (app.evaluate_model's); returns its path."""
+    with open(os.path.join(folder, "model.json")) as fh:
+        model = json.load(fh)
+    metrics_path = os.path.join(folder, "metrics.jsonl")
+    metrics = [json.loads(line) for line in open(metrics_path)] if os.path.exists(metrics_path) else []
+    card = _detector_card if model.get("boxes") else _classifier_card
     path = os.path.join(folder, "MODEL.md")
     with open(path, "w") as fh:
-        fh.write(text)
+        fh.write(card(folder, model, results, metrics))
     return path

@@ -7,14 +7,13 @@ hundred images of the training distribution, written beside the float model as
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import tempfile
 
 import numpy as np
 
-from core.bundle import MODEL_JSON, load_bundle, write_model_json
+from core.bundle import load_bundle, update_model_json
 from engines.onnx_int8 import INT8_FILE, INT8_KEY
 
 __all__ = ["add_int8_model", "QUANT_FORMATS", "QUANTIZED_OPS"]
@@ -99,8 +98,6 @@ def add_int8_model(bundle_dir: str, calibration_images: np.ndarray, *, quant_for
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    with open(os.path.join(bundle_dir, MODEL_JSON)) as fh:
-        doc = json.load(fh)
     with tempfile.TemporaryDirectory(prefix="tilescan-int8-") as tmp:
         source, folded, quantised = (os.path.join(tmp, name) for name in ("float.onnx", "folded.onnx", "int8.onnx"))
         with open(source, "wb") as fh:
@@ -124,14 +121,10 @@ def add_int8_model(bundle_dir: str, calibration_images: np.ndarray, *, quant_for
             data = fh.read()
     with open(os.path.join(bundle_dir, INT8_FILE), "wb") as fh:
         fh.write(data)
-    files = {key: entry["path"] for key, entry in doc["files"].items()}
-    files[INT8_KEY] = INT8_FILE
-    spec_keys = {"format", "files", "int8", *bundle.spec.to_json()}
-    extra = {k: v for k, v in doc.items() if k not in spec_keys}
-    extra["int8"] = {"file": INT8_KEY, "method": "onnxruntime.quantization.quantize_static",
-                     "format": quant_format, "per_channel": per_channel, "calibrate": "minmax",
-                     "activations": "uint8", "weights": "int8", "ops": list(QUANTIZED_OPS),
-                     "calibration_images": int(len(images))}
-    bundle_id = write_model_json(str(bundle_dir), bundle.spec, files, extra=extra)
+    record = {"file": INT8_KEY, "method": "onnxruntime.quantization.quantize_static",
+              "format": quant_format, "per_channel": per_channel, "calibrate": "minmax",
+              "activations": "uint8", "weights": "int8", "ops": list(QUANTIZED_OPS),
+              "calibration_images": int(len(images))}
+    bundle_id = update_model_json(str(bundle_dir), files={INT8_KEY: INT8_FILE}, int8=record)
     logger.info("added %s (%s, %d calibration images) to %s", INT8_FILE, quant_format, len(images), bundle_dir)
     return bundle_id

@@ -7,12 +7,9 @@ so the data never inflates on disk.
 """
 from __future__ import annotations
 
-import dataclasses
-import glob
 import json
 import logging
 import os
-import platform
 import sys
 import time
 from dataclasses import dataclass
@@ -22,6 +19,17 @@ import numpy as np
 from core.bundle import ModelSpec
 from tilesets import MODEL_CLASSES, LabelledImages, load_cifar
 from training.canvas import canvas_tiles, make_canvases, sample_canvas_tiles
+from training.loop import (
+    balanced_accuracy,
+    learning_rate,
+    normaliser,
+    per_class_accuracy,
+    restore,
+    run_record,
+    save_checkpoint,
+    sgd_trainer,
+    start_run,
+)
 from training.split import split_channels, write_manifest
 
 __all__ = ["TrainConfig", "train"]
@@ -68,12 +76,6 @@ class TrainConfig:
             raise ValueError(f"`class_mix` needs {len(MODEL_CLASSES)} fractions summing to 1, got {self.class_mix}")
         if not 0 <= self.plain_fraction <= 1:
             raise ValueError(f"`plain_fraction` must be in [0, 1], got {self.plain_fraction}")
-
-
-def _normaliser(train_images: np.ndarray):
-    mean = train_images.reshape(-1, 3).mean(axis=0) / 255.0
-    std = train_images.reshape(-1, 3).std(axis=0) / 255.0
-    return tuple(float(v) for v in mean), tuple(float(v) for v in std)
 
 
 class BatchSampler:
@@ -126,16 +128,6 @@ def _network_input(images: np.ndarray, spec: ModelSpec) -> np.ndarray:
     return spec.normalise(images.transpose(0, 3, 1, 2))
 
 
-def _per_class_accuracy(pred: np.ndarray, labels: np.ndarray) -> dict:
-    return {name: float((pred[labels == k] == k).mean()) if (labels == k).any() else None
-            for k, name in enumerate(MODEL_CLASSES)}
-
-
-def _balanced(per_class: dict) -> float:
-    values = [v for v in per_class.values() if v is not None]
-    return float(np.mean(values))
-
-
 def _predict(net, images: np.ndarray, spec: ModelSpec, ctx, batch: int = 512) -> np.ndarray:
     import mxnet as mx
 
@@ -160,21 +152,6 @@ def _val_sets(val: LabelledImages, config: TrainConfig):
     return (val.images, labels), (np.concatenate(tiles), np.concatenate(tile_labels))
 
 
-def _lr_at(step: int, total: int, warmup: int, peak: float) -> float:
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.5 * peak * (1 + np.cos(np.pi * progress))
-
-
-def _latest_checkpoint(folder: str):
-    states = sorted(glob.glob(os.path.join(folder, "epoch-*.json")))
-    if not states:
-        return None
-    with open(states[-1]) as fh:
-        return json.load(fh)
-
-
 def train(config: TrainConfig, *, resume: bool = False, progress: bool = True,
           storage_options: dict | None = None) -> dict:
     """Run training and export the bundle into local folder ``config.out``; returns the final metrics.
@@ -189,11 +166,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True,
     from training.export import export_bundle
     from training.resnet import build_resnet
 
-    os.makedirs(config.out, exist_ok=True)
-    ckpt_dir = os.path.join(config.out, "checkpoints")
-    os.makedirs(ckpt_dir, exist_ok=True)
-    np.random.seed(config.seed)
-    mx.random.seed(config.seed)
+    ckpt_dir = start_run(config.out, config.seed)
     rng = np.random.default_rng(config.seed)
     ctx = [mx.gpu(i) for i in config.gpus] or [mx.cpu()]
 
@@ -203,7 +176,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True,
         channels = {name: _limit(data, idx, config.limit_per_class, rng) for name, idx in channels.items()}
     write_manifest(os.path.join(config.out, "manifest.csv"), data, channels)
     train_data, val_data = data.take(channels["train"]), data.take(channels["val"])
-    mean, std = _normaliser(train_data.images)
+    mean, std = normaliser(train_data.images)
     spec = ModelSpec(name=f"cifar-resnet{config.depth}-car-boat", classes=MODEL_CLASSES, size=32,
                      mean=mean, std=std)
     sampler = BatchSampler(train_data, config, rng)
@@ -212,25 +185,14 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True,
     net = build_resnet(config.depth, classes=len(MODEL_CLASSES), width=config.width)
     net.initialize(mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2), ctx=ctx)
     net.hybridize(static_alloc=True, static_shape=True)
-    trainer = gluon.Trainer(net.collect_params(), "sgd",
-                            {"learning_rate": config.lr, "momentum": config.momentum, "wd": config.wd})
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
     steps_per_epoch = config.tiles_per_epoch // config.batch_size
-    total_steps = steps_per_epoch * config.epochs
-    warmup = int(config.warmup_epochs * steps_per_epoch)
-
-    start_epoch, elapsed_before = 0, 0.0
-    metrics_path = os.path.join(config.out, "metrics.jsonl")
-    checkpoint = _latest_checkpoint(ckpt_dir) if resume else None
-    if checkpoint:
-        net.load_parameters(checkpoint["params"], ctx=ctx)
-        trainer.load_states(checkpoint["states"])
-        start_epoch, elapsed_before = checkpoint["epoch"], checkpoint["elapsed_s"]
+    trainer, total_steps, warmup = sgd_trainer(net, config, steps_per_epoch)
+    start_epoch, elapsed_before = restore(net, trainer, config.out, ckpt_dir, resume=resume, ctx=ctx)
+    if start_epoch:
         rng = np.random.default_rng([config.seed, start_epoch])
         sampler.rng = rng
-        logger.info("resuming after epoch %d", start_epoch)
-    elif os.path.exists(metrics_path):
-        os.remove(metrics_path)
+    metrics_path = os.path.join(config.out, "metrics.jsonl")
 
     started = time.time()
     record = {}
@@ -242,7 +204,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True,
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{config.epochs}",
                    disable=not progress, file=sys.stderr, leave=False)
         for step in bar:
-            trainer.set_learning_rate(_lr_at(epoch * steps_per_epoch + step, total_steps, warmup, config.lr))
+            trainer.set_learning_rate(learning_rate(epoch * steps_per_epoch + step, total_steps, warmup, config.lr))
             images, labels = sampler.batch(config.batch_size)
             x = mx.nd.array(_network_input(images, spec), ctx=ctx[0])
             y = mx.nd.array(labels, ctx=ctx[0])
@@ -260,15 +222,15 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True,
         epoch_time = time.time() - epoch_start
         val_pred = _predict(net, val_images, spec, ctx[0])
         tile_pred = _predict(net, val_tiles, spec, ctx[0])
-        val_acc = _per_class_accuracy(val_pred, val_labels)
+        val_acc = per_class_accuracy(val_pred, val_labels, MODEL_CLASSES)
         record = {
             "epoch": epoch + 1,
             "loss": loss_sum / seen,
             "lr": float(trainer.learning_rate),
-            "train_accuracy": _per_class_accuracy(np.concatenate(preds), np.concatenate(truths)),
+            "train_accuracy": per_class_accuracy(np.concatenate(preds), np.concatenate(truths), MODEL_CLASSES),
             "val_accuracy": val_acc,
-            "val_balanced_accuracy": _balanced(val_acc),
-            "val_tile_accuracy": _per_class_accuracy(tile_pred, val_tile_labels),
+            "val_balanced_accuracy": balanced_accuracy(val_acc),
+            "val_tile_accuracy": per_class_accuracy(tile_pred, val_tile_labels, MODEL_CLASSES),
             "images_per_s": seen / epoch_time,
             "elapsed_s": elapsed_before + time.time() - started,
         }
@@ -279,23 +241,9 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True,
             epoch + 1, config.epochs, record["loss"], record["val_balanced_accuracy"],
             val_acc["car"], val_acc["boat"], val_acc["background"], record["images_per_s"], record["elapsed_s"],
         )
-        prefix = os.path.join(ckpt_dir, f"epoch-{epoch + 1:04d}")
-        net.save_parameters(prefix + ".params")
-        trainer.save_states(prefix + ".states")
-        with open(prefix + ".json", "w") as fh:
-            json.dump({"epoch": epoch + 1, "params": prefix + ".params", "states": prefix + ".states",
-                       "elapsed_s": record["elapsed_s"]}, fh)
+        save_checkpoint(net, trainer, ckpt_dir, epoch + 1, record["elapsed_s"])
 
-    run_info = {
-        "training": {
-            "config": _config_json(config),
-            "epochs_completed": config.epochs,
-            "train_time_s": record.get("elapsed_s"),
-            "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                        "cpus": os.cpu_count()},
-            "mxnet": mx.__version__,
-        }
-    }
+    run_info = {"training": run_record(config, epochs_completed=config.epochs, train_time_s=record.get("elapsed_s"))}
     export_bundle(net, spec, config.out, extra=run_info)
     return record
 
@@ -304,10 +252,3 @@ def _limit(data: LabelledImages, indices: np.ndarray, per_class: int, rng) -> np
     labels = data.model_label[indices]
     keep = [rng.permutation(indices[labels == k])[:per_class] for k in range(len(MODEL_CLASSES))]
     return np.sort(np.concatenate(keep))
-
-
-def _config_json(config: TrainConfig) -> dict:
-    out = dataclasses.asdict(config)
-    out["class_mix"] = list(config.class_mix)
-    out["gpus"] = list(config.gpus)
-    return out

@@ -1,0 +1,141 @@
+"""Train the collage detector and make it the bundle a run uses at its defaults.
+
+    python -m app.train_detector --out models/default [--init models/classifier] [--epochs 20] [--resume]
+
+1. trains the detector (training.detector) from the classifier bundle --init;
+2. chooses the recommended thresholds, merge method and merge IoU on validation collages
+   (built from the training set's validation channel; the test set is never used);
+3. quantises it to int8 and, when AP50 on those collages stays within 0.01 of the float
+   model for every class, recommends the int8 engine;
+4. records all of it in model.json (`recommended`, `int8`).
+
+`--tune-only` redoes steps 2-4 on an already trained bundle. The held-out figures on the
+CIFAR-10 test set and the test collages come from `python -m app.evaluate_model`.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import sys
+
+import numpy as np
+
+from app import cli
+from collage import CollageParams
+from core.bundle import load_bundle, update_model_json
+from engines import create_engine
+from evaluation.tuning import collage_picture, picture_metrics, recommend_settings, score_picture
+from tilesets import FOREGROUND_CLASSES, data_root, load_cifar
+from training.collage_windows import synthetic_target
+from training.detector import DetectorConfig, collage_windows_for, train_detector
+from training.quantize import add_int8_model
+from training.split import split_channels
+
+logger = logging.getLogger(__name__)
+
+#: Validation collages: the styles of the two test collages and two others, 1536 px square.
+VALIDATION_STYLES = (
+    ("val-colour-24", dict(step=24, jitter=4, match="colour")),
+    ("val-random-20", dict(step=20, jitter=6, match="random")),
+    ("val-colour-18", dict(step=18, jitter=7, match="colour")),
+    ("val-random-26", dict(step=26, jitter=3, match="random")),
+)
+VALIDATION_SIZE = 1536
+#: AP50 an int8 model may lose per class, on the validation collages, and still be recommended.
+INT8_TOLERANCE = 0.01
+CALIBRATION_WINDOWS = 512
+
+
+def validation_pictures(config: DetectorConfig) -> list:
+    """The validation collages: the training set's validation channel, the styles of :data:`VALIDATION_STYLES`."""
+    data = load_cifar(config.data, "train")
+    val = data.take(split_channels(data, val_fraction=config.val_fraction, seed=config.seed)["val"])
+    rng = np.random.default_rng(config.seed + 7)
+    return [collage_picture(name, val.images, val.model_class,
+                            CollageParams(width=VALIDATION_SIZE, height=VALIDATION_SIZE, max_uses=40,
+                                          seed=config.seed + 100 + k, **style),
+                            synthetic_target(rng), FOREGROUND_CLASSES)
+            for k, (name, style) in enumerate(VALIDATION_STYLES)]
+
+
+def _ap50(tables, pictures, spec, settings) -> dict:
+    results = [picture_metrics(t, p, spec, thresholds=settings["threshold"], merge=settings["merge"],
+                               iou=settings["merge_iou"]) for t, p in zip(tables, pictures)]
+    return {c: round(float(np.mean([r["classes"][c]["ap50"] or 0.0 for r in results])), 4)
+            for c in spec.foreground}
+
+
+def tune(folder: str, config: DetectorConfig) -> dict:
+    """Steps 2-4: recommended settings, int8, both recorded in ``folder``'s model.json; returns them."""
+    pictures = validation_pictures(config)
+    bundle = load_bundle(folder)
+    fp32 = create_engine(bundle, "onnxruntime", threads=os.cpu_count() or 1)
+    tables = [score_picture(p.pixels, fp32) for p in pictures]
+    settings = recommend_settings(tables, pictures, bundle.spec)
+    logger.info("recommended: %s", {k: v for k, v in settings.items() if k != "validation"})
+
+    train = load_cifar(config.data, "train")
+    train = train.take(split_channels(train, val_fraction=config.val_fraction, seed=config.seed)["train"])
+    calibration = collage_windows_for(train, 4, CALIBRATION_WINDOWS // 4, np.random.default_rng(config.seed + 9),
+                                      size=config.collage_size, rule=config.rule).images
+    add_int8_model(folder, calibration)
+    int8 = create_engine(load_bundle(folder), "onnxruntime-int8", threads=os.cpu_count() or 1)
+    int8_tables = [score_picture(p.pixels, int8) for p in pictures]
+    fp32_ap, int8_ap = _ap50(tables, pictures, bundle.spec, settings), _ap50(int8_tables, pictures, bundle.spec,
+                                                                            settings)
+    validated = all(int8_ap[c] >= fp32_ap[c] - INT8_TOLERANCE for c in fp32_ap)
+    logger.info("int8 AP50 %s against fp32 %s: %s", int8_ap, fp32_ap, "validated" if validated else "not validated")
+    if validated:
+        settings["engine"] = "onnxruntime-int8"
+    with open(os.path.join(folder, "model.json")) as fh:
+        int8_record = json.load(fh)["int8"]
+    int8_record["validation"] = {"pictures": [p.name for p in pictures], "ap50_fp32": fp32_ap, "ap50_int8": int8_ap,
+                                 "tolerance": INT8_TOLERANCE, "validated": validated}
+    update_model_json(folder, recommended=settings, int8=int8_record)
+    return settings
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    defaults = {f.name: f.default for f in dataclasses.fields(DetectorConfig) if f.default is not dataclasses.MISSING}
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True, help="output bundle folder (local)")
+    p.add_argument("--data", help="CIFAR-10 binary folder (default: $TILESCAN_DATA/cifar10)")
+    p.add_argument("--init", help="classifier bundle to start from (default models/classifier)")
+    for name in ("epochs", "windows_per_epoch", "seed"):
+        p.add_argument("--" + name.replace("_", "-"), type=int, help=f"default {defaults[name]}")
+    p.add_argument("--hard-negatives", help="folder of CLASS/*.png error tiles exported by the notebook, added to "
+                                            "training")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    p.add_argument("--tune-only", action="store_true", help="only choose the settings and the int8 model of a "
+                                                            "trained bundle in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p.parse_args(argv)
+
+
+def _train(args: argparse.Namespace) -> int:
+    values = {"data": args.data or os.path.join(data_root(), "cifar10"), "out": args.out}
+    for name in ("init", "epochs", "windows_per_epoch", "seed", "hard_negatives"):
+        if getattr(args, name) is not None:
+            values[name] = getattr(args, name)
+    config = DetectorConfig(**values)
+    config.validate()
+    if not args.tune_only:
+        train_detector(config, resume=args.resume, progress=not args.quiet)
+    settings = tune(args.out, config)
+    print(f"recommended {settings['threshold']}, merge {settings['merge']} at IoU {settings['merge_iou']}, "
+          f"engine {settings.get('engine', 'onnxruntime')}; validation AP50 {settings['validation']['ap50']}")
+    return 0
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    cli.configure_logging()
+    logging.getLogger("collage.generator").setLevel(logging.WARNING)
+    return cli.run_command(lambda: _train(args), ValueError, FileNotFoundError)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

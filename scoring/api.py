@@ -1,0 +1,80 @@
+"""Score pictures from Python (a notebook) on a SparkSession you already have.
+
+    from scoring.api import score_images
+    result = score_images(spark, ["az://scans/a.png", "az://scans/b.png"], "az://results/run-7")
+    result.boxes()          # one row per box of every picture, as a pandas frame
+    result.pictures         # each picture's status, counts and timings
+
+The same run as ``app/score.py --images``: the same checks, outputs and manifest.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from core import storage
+from scoring.inputs import resolve_inputs
+from scoring.params import ScoreParams
+from scoring.pipeline import prepare, run
+
+__all__ = ["ScoredRun", "score_images"]
+
+
+@dataclass(frozen=True)
+class ScoredRun:
+    """A finished run: where it is, its manifest, and its pictures' summaries."""
+
+    out: str
+    manifest: dict
+    storage_options: dict | None = field(default=None, repr=False)
+
+    @property
+    def pictures(self) -> list[dict]:
+        """``name, url, status`` (``scored``, ``failed``, ``skipped``), ``error``, ``counts``, ``timings_s``."""
+        return list(self.manifest["pictures"])
+
+    @property
+    def failed(self) -> list[dict]:
+        return [p for p in self.pictures if p["status"] == "failed"]
+
+    def boxes(self) -> pd.DataFrame:
+        """Every box of every picture: ``picture, url, class, x0, y0, x1, y1`` (pixels, half-open), ``score``."""
+        fs, root = storage.filesystem(self.out, self.storage_options)
+        doc = json.loads(storage.read_bytes(fs, storage.join(root, "detections.json")))
+        images = {im["id"]: im for im in doc["images"]}
+        names = {c["id"]: c["name"] for c in doc["categories"]}
+        rows = [{"picture": images[a["image_id"]]["name"], "url": images[a["image_id"]]["file_name"],
+                 "class": names[a["category_id"]], "x0": a["bbox"][0], "y0": a["bbox"][1],
+                 "x1": a["bbox"][0] + a["bbox"][2], "y1": a["bbox"][1] + a["bbox"][3], "score": a["score"]}
+                for a in doc["annotations"]]
+        return pd.DataFrame(rows, columns=["picture", "url", "class", "x0", "y0", "x1", "y1", "score"])
+
+    def windows(self):
+        """The run's windows, all pictures (``windows/image=<name>/``), as a pyarrow Table with an ``image`` column."""
+        import pyarrow.dataset as ds
+
+        fs, root = storage.filesystem(self.out, self.storage_options)
+        dataset = ds.dataset(storage.join(root, "windows"), filesystem=fs, format="parquet", partitioning="hive")
+        return dataset.to_table()
+
+
+def score_images(spark, images, out: str, *, storage_options: dict | None = None, **options) -> ScoredRun:
+    """Score ``images`` (a sequence of paths or URLs, a glob, a folder, or a list file) into ``out``.
+
+    The outputs always have a collection's layout (``out/<picture>/``), one picture or many.
+    ``options`` are :class:`scoring.params.ScoreParams` fields (``model``, ``stride``,
+    ``threshold``, ``resume``...). Bad input raises :class:`core.errors.TilescanError`
+    before Spark does any work; pictures that fail are listed in :attr:`ScoredRun.failed`.
+    """
+    if isinstance(images, (list, tuple)):
+        source = {"images": tuple(images)}
+    elif str(images).lower().endswith((".txt", ".csv", ".parquet")):
+        source = {"images": str(images)}
+    elif resolve_inputs(str(images), storage_options=storage_options).single:
+        source = {"images": (str(images),)}
+    else:
+        source = {"image": str(images)}
+    prepared = prepare(ScoreParams(out=out, **source, **options), storage_options=storage_options)
+    return ScoredRun(out=prepared.writer.url, manifest=run(prepared, spark), storage_options=storage_options)

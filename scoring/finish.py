@@ -1,0 +1,204 @@
+"""Finish one picture on an executor: its scored bands become its outputs, committed atomically.
+
+The rows its bands kept are sorted by position (so the result does not depend on how the
+picture was cut), hits over the thresholds are merged into boxes, and the picture's
+``windows.parquet``, ``detections.json``, ``overlay.png`` and ``manifest.json`` are
+written and committed with ``_SUCCESS`` last (:class:`scoring.outputs.RunWriter`). A
+collection's pictures also add their rows to the run's windows dataset.
+"""
+from __future__ import annotations
+
+import io
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from core import storage
+from core.errors import TilescanError
+from core.redaction import redact
+from pixels import ImageInfo
+from scoring.boxes import boxes_from_table, coco_detections
+from scoring.outputs import Destination, RunWriter
+from scoring.overlay import overlay_png
+from scoring.results import probability_column, select_rows
+
+__all__ = ["PictureJob", "RunContext", "finish_picture", "manifest_bytes", "piece_rows", "piece_error",
+           "TIMING_KEY"]
+
+#: Schema metadata key of each piece's timings in its Arrow stream.
+TIMING_KEY = b"tilescan.timing"
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What every picture of a run is finished with; pickled to executors once per job.
+
+    ``manifest`` holds the fields every picture's manifest shares (tool, run, model,
+    parameters, Spark, versions, storage).
+    """
+
+    classes: tuple
+    background: str
+    thresholds: dict
+    merge: str
+    merge_iou: float
+    keep: float
+    colors: dict
+    window: int
+    overwrite: bool
+    max_pixels: int
+    run_id: str
+    manifest: dict
+    storage_options: dict | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class PictureJob:
+    """One picture to finish: where its outputs go and what its bands should add up to.
+
+    A collection's pictures are committed where they are finished (``commit``); a single
+    picture's files are only staged, and the driver commits them with the manifest, once
+    the job's own timings are known.
+    """
+
+    index: int
+    name: str
+    info: ImageInfo
+    root: str
+    windows: int
+    pieces: int
+    commit: bool = True
+    seen: Destination | None = None
+    dataset: str | None = None
+    attributes: dict = field(default_factory=dict)
+
+
+def piece_rows(table: pa.Table, timing: dict) -> bytes:
+    """A scored band's kept rows and timings as one Arrow IPC stream (what a scoring task sends)."""
+    table = table.replace_schema_metadata({TIMING_KEY: json.dumps(timing)})
+    sink = io.BytesIO()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue()
+
+
+def piece_error(message: str) -> bytes:
+    """What a scoring task sends for a band it could not read: the one-line reason."""
+    return b"error:" + message.encode()
+
+
+def _read_pieces(payloads) -> tuple[pa.Table | None, list[dict], list[str]]:
+    tables, timings, errors = [], [], []
+    for payload in payloads:
+        if payload.startswith(b"error:"):
+            errors.append(payload[6:].decode())
+            continue
+        table = pa.ipc.open_stream(payload).read_all()
+        timings.append(json.loads(table.schema.metadata[TIMING_KEY]))
+        tables.append(table.replace_schema_metadata(None))
+    if not tables:
+        return None, timings, errors
+    table = pa.concat_tables(tables).combine_chunks()
+    order = np.lexsort((table.column("x").to_numpy(), table.column("y").to_numpy()))
+    return table.take(pa.array(order)), timings, errors
+
+
+def manifest_bytes(manifest: dict) -> bytes:
+    """A manifest as the file holds it: indented JSON with no secret in it (e.g. a SAS in a URL)."""
+    return redact(json.dumps(manifest, indent=2), one_line=False).encode()
+
+
+def _json_default(value):
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def finish_picture(job: PictureJob, payloads, ctx: RunContext) -> dict:
+    """Turn one picture's scored bands into its committed outputs; returns its summary.
+
+    The summary has ``index``, ``name``, ``status`` (``scored`` or ``failed``), ``error``,
+    ``counts``, ``timings_s``, the piece timings (``tasks``) and its ``boxes`` (``(N, 6)``
+    as lists), which the driver gathers into the run's manifest and detections.
+    """
+    started = time.time()
+    table, tasks, errors = _read_pieces(payloads)
+    summary = {"index": job.index, "name": job.name, "url": job.info.url, "width": job.info.width,
+               "height": job.info.height, "tasks": tasks, "boxes": [], "status": "failed"}
+    scored = sum(t["windows"] for t in tasks)
+    if errors or table is None or scored != job.windows:
+        summary["error"] = errors[0] if errors else f"scored {scored} of {job.windows} windows"
+        return summary
+    writer = RunWriter(job.root, run_id=ctx.run_id, overwrite=ctx.overwrite, storage_options=ctx.storage_options)
+    writer.started_with(job.seen)
+    try:
+        timings = {"read_s": sum(t["read_s"] for t in tasks), "score_s": sum(t["score_s"] for t in tasks),
+                   "inference_s": sum(t["predict_s"] for t in tasks)}
+        step = time.time()
+        hits, boxes = boxes_from_table(table, ctx.classes, ctx.thresholds, merge=ctx.merge, iou=ctx.merge_iou)
+        timings["merge_s"] = time.time() - step
+        step = time.time()
+        # The overlay (a decode, boxes drawn, a PNG encoded: mostly outside the GIL) is made on
+        # a second thread while the windows and the detections are encoded and written.
+        with ThreadPoolExecutor(1) as pool:
+            overlay = pool.submit(overlay_png, job.info, boxes, ctx.colors, ctx.classes, max_pixels=ctx.max_pixels,
+                                  storage_options=ctx.storage_options)
+            probs = np.stack([table.column(probability_column(c)).to_numpy() for c in ctx.classes], axis=1)
+            kept = table.take(pa.array(select_rows(probs, ctx.classes, ctx.background, ctx.keep)))
+            parquet = io.BytesIO()
+            pq.write_table(kept, parquet, compression="zstd")
+            file_name = job.info.url.rstrip("/").rsplit("/", 1)[-1]
+            detections = coco_detections(boxes, ctx.classes, ctx.background, file_name=file_name,
+                                         width=job.info.width, height=job.info.height)
+            write_s = time.time()
+            writer.write("windows.parquet", parquet.getvalue())
+            writer.write("detections.json", json.dumps(detections, indent=1).encode())
+            write_s = time.time() - write_s
+            png, factor = overlay.result()
+        timings["outputs_s"] = time.time() - step - write_s
+        step = time.time()
+        writer.write("overlay.png", png)
+        timings["write_s"] = write_s + time.time() - step  # the manifest's own write and the commit follow
+        windows = [t["windows"] for t in tasks]
+        counts = {
+            "windows_scored": scored,
+            "windows_kept": kept.num_rows,
+            "hits": int(len(hits)),
+            "boxes": int(len(boxes)),
+            "boxes_per_class": {c: int((boxes[:, 5] == k).sum()) for k, c in enumerate(ctx.classes)
+                                if c != ctx.background},
+            "strip_windows": windows,
+            "strip_balance": max(windows) / float(np.mean(windows)),
+        }
+        timings["finish_s"] = time.time() - started
+        manifest = {**ctx.manifest, "finished": datetime.now(timezone.utc).isoformat(), "input": job.info.to_json(),
+                    "attributes": job.attributes, "counts": counts, "overlay_scale": 1 / factor,
+                    "timings_s": {**ctx.manifest.get("timings_s", {}), **timings}}
+        manifest = json.loads(json.dumps(manifest, default=_json_default))
+        if not job.commit:
+            summary.update(status="staged", staged=writer.staged, manifest=manifest, counts=counts,
+                           timings_s=timings, boxes=boxes.tolist(), overlay_scale=1 / factor)
+            return summary
+        writer.write("manifest.json", manifest_bytes(manifest))
+        writer.commit()
+        if job.dataset:
+            fs, path = storage.filesystem(job.dataset, ctx.storage_options)
+            storage.make_folder(fs, path.rsplit("/", 1)[0], url=job.dataset)
+            storage.write_bytes(fs, path, parquet.getvalue(), url=job.dataset)
+    except TilescanError as exc:
+        writer.abort()
+        summary["error"] = redact(exc)
+        return summary
+    except BaseException:
+        writer.abort()
+        raise
+    summary.update(status="scored", counts=counts, timings_s=timings, boxes=boxes.tolist(), overlay_scale=1 / factor)
+    return summary

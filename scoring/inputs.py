@@ -1,0 +1,158 @@
+"""Which pictures a run scores, and the name of each one's output folder.
+
+``--image`` is one picture (a path or URL), a glob (``az://scans/2026/*.png``) or a
+folder (every picture under it); ``--images`` is a list: a text file of paths or URLs, one
+per line, or a CSV or Parquet file with a ``path`` column (its other columns travel into
+the run manifest as each picture's attributes). Relative paths in a list are relative to
+the list's own folder. Only a single picture named directly keeps the flat output layout.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import posixpath
+import re
+from dataclasses import dataclass, field
+
+from core import storage
+from core.errors import InputError
+
+__all__ = ["Inputs", "resolve_inputs", "output_names", "PICTURE_SUFFIXES"]
+
+#: The file endings a folder's pictures are found by.
+PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp")
+_GLOB = re.compile(r"[*?\[]")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The pictures of a run, in a stable order.
+
+    ``single`` is true when ``--image`` named one picture directly (the flat layout);
+    ``attributes`` holds, per picture, the other columns of a CSV or Parquet list.
+    """
+
+    urls: tuple[str, ...]
+    single: bool
+    source: str
+    attributes: tuple[dict, ...] = field(default=())
+
+    def __len__(self) -> int:
+        return len(self.urls)
+
+
+def _url(fs, path: str, like: str) -> str:
+    """``path`` from ``fs`` as a URL in the form the user gave: a plain path stays a plain path,
+    and a URL keeps its scheme and its ``CONTAINER@ACCOUNT`` part.
+
+    >>> _url(None, "scans/2026/a.png", "abfs://scans@acct.dfs.core.windows.net/2026/*.png")
+    'abfs://scans@acct.dfs.core.windows.net/2026/a.png'
+    """
+    if "://" not in like:
+        return path
+    scheme, rest = like.split("://", 1)
+    netloc = rest.split("/", 1)[0]
+    container = netloc.split("@", 1)[0]
+    if scheme != "file" and (path == container or path.startswith(container + "/")):
+        return f"{scheme}://{netloc}{path[len(container):]}"
+    return fs.unstrip_protocol(path)
+
+
+def _pictures_under(fs, root: str, like: str) -> list[str]:
+    found = fs.find(root)
+    return [_url(fs, p, like) for p in sorted(found) if p.lower().endswith(PICTURE_SUFFIXES)]
+
+
+def _from_image(image: str, storage_options) -> Inputs:
+    fs, path = storage.filesystem(image, storage_options)
+    if _GLOB.search(path):
+        with storage.errors("list", image):
+            fs.invalidate_cache()
+            urls = [_url(fs, p, image) for p in sorted(fs.glob(path)) if not fs.isdir(p)]
+        return Inputs(tuple(urls), single=False, source=image)
+    with storage.errors("read", image):
+        fs.invalidate_cache()
+        folder = fs.isdir(path)
+    if folder:
+        with storage.errors("list", image):
+            return Inputs(tuple(_pictures_under(fs, path, image)), single=False, source=image)
+    return Inputs((image,), single=True, source=image)
+
+
+def _list_rows(data: bytes, name: str) -> list[dict]:
+    """The rows of a list file: ``{"path": ...}`` per line of text, or each row of a CSV or Parquet table."""
+    lowered = name.lower()
+    if lowered.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(io.BytesIO(data))
+        if "path" not in table.column_names:
+            raise InputError(f"--images {name}: a Parquet list needs a `path` column, it has {table.column_names}")
+        return table.to_pylist()
+    text = data.decode("utf-8-sig")
+    if lowered.endswith(".csv"):
+        reader = csv.DictReader(io.StringIO(text))
+        if "path" not in (reader.fieldnames or []):
+            raise InputError(f"--images {name}: a CSV list needs a `path` column, it has {reader.fieldnames}")
+        return list(reader)
+    return [{"path": line.strip()} for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+def _from_list(images: str, storage_options) -> Inputs:
+    fs, path = storage.filesystem(images, storage_options)
+    try:
+        data = storage.read_bytes(fs, path, url=images)
+    except FileNotFoundError:
+        raise InputError(f"--images list not found: {images}") from None
+    except IsADirectoryError:
+        raise InputError(f"--images must be a list file, {images} is a folder (use --image for a folder)") from None
+    base = images.rstrip("/").rsplit("/", 1)[0] if "/" in images else "."
+    urls, attributes, seen = [], [], set()
+    for row in _list_rows(data, path):
+        entry = str(row.get("path") or "").strip()
+        if not entry:
+            raise InputError(f"--images {images}: a row has no path: {row}")
+        url = entry if "://" in entry or posixpath.isabs(entry) else posixpath.join(base, entry)
+        if url not in seen:
+            seen.add(url)
+            urls.append(url)
+            attributes.append({k: v for k, v in row.items() if k != "path"})
+    return Inputs(tuple(urls), single=False, source=images, attributes=tuple(attributes))
+
+
+def resolve_inputs(image: str | None = None, images=None, *, storage_options: dict | None = None) -> Inputs:
+    """The pictures ``--image`` or ``--images`` name (exactly one of the two).
+
+    ``images`` is a list file's path or URL, or (from Python) a sequence of paths or URLs.
+
+    Raises
+    ------
+    InputError
+        Both or neither given, an unreadable list, or nothing matched.
+    """
+    if (image is None) == (images is None):
+        raise InputError("give either --image (a picture, glob or folder) or --images (a list of pictures)")
+    if image is not None:
+        inputs = _from_image(image, storage_options)
+    elif isinstance(images, (list, tuple)):
+        urls = tuple(dict.fromkeys(str(u) for u in images))
+        inputs = Inputs(urls, single=False, source=f"a list of {len(urls)} pictures")
+    else:
+        inputs = _from_list(images, storage_options)
+    if not inputs.urls:
+        hint = "" if images is not None else f" (a folder's pictures end in {', '.join(PICTURE_SUFFIXES)})"
+        raise InputError(f"no pictures found for {inputs.source}{hint}")
+    return inputs
+
+
+def output_names(urls) -> list[str]:
+    """One folder name per picture: its file name without the ending, made safe; names that
+    would collide get a short hash of their full URL (``a/x.png`` and ``b/x.png`` become
+    ``x-15a6511e`` and ``x-29cc070f``).
+    """
+    stems = [_UNSAFE.sub("_", url.rstrip("/").rsplit("/", 1)[-1].rsplit(".", 1)[0]).strip("._") or "picture"
+             for url in urls]
+    counts = {s: stems.count(s) for s in stems}
+    return [f"{s}-{hashlib.sha1(u.encode()).hexdigest()[:8]}" if counts[s] > 1 else s for s, u in zip(stems, urls)]

@@ -1,0 +1,127 @@
+"""Scoring a collection in one run: the same windows as one-picture runs, failures recorded,
+--resume, lists of pictures, headers read on executors, and the Python API."""
+from __future__ import annotations
+
+import json
+import os
+
+import pyarrow.parquet as pq
+import pytest
+
+from app import score
+from scoring import pipeline
+from scoring.api import score_images
+from scoring.params import ScoreParams
+from scoring.pipeline import EXIT_SOME_FAILED, prepare, run
+from tests.conftest import write_noise_png
+from tests.reference import assert_same_scores, table_scores
+
+pytestmark = [pytest.mark.slow, pytest.mark.spark]
+
+CLASSES = ("car", "boat", "background")
+COMMON = ["--threshold", "0.34", "--keep", "0", "--quiet"]
+SIZES = {"wide": (700, 90), "tall": (96, 500), "small": (64, 64), "square": (300, 300)}
+
+
+@pytest.fixture(scope="module")
+def pictures(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pictures")
+    for seed, (name, (width, height)) in enumerate(SIZES.items()):
+        write_noise_png(folder / f"{name}.png", width, height, seed=seed)
+    return folder
+
+
+def damaged_copy(src, dest) -> str:
+    data = bytearray(open(src, "rb").read())
+    data[len(data) // 2:len(data) // 2 + 300] = bytes(300)  # header and end marker intact, pixel data not
+    dest.write_bytes(bytes(data))
+    return str(dest)
+
+
+def test_a_folder_gives_each_picture_its_one_picture_outputs(spark, capsys, tmp_path, pictures, random_bundle_dir):
+    out = tmp_path / "run"
+    code = score.main(["--image", str(pictures), "--out", str(out), "--model", random_bundle_dir,
+                       "--master", spark.sparkContext.master, *COMMON])
+    assert code == 0, capsys.readouterr().err
+    manifest = json.load(open(out / "manifest.json"))
+    assert [p["name"] for p in manifest["pictures"]] == sorted(SIZES)
+    assert {p["status"] for p in manifest["pictures"]} == {"scored"}
+    assert (out / "_SUCCESS").exists()
+    detections = json.load(open(out / "detections.json"))
+    assert len(detections["images"]) == len(SIZES)
+    dataset = pq.read_table(out / "windows").to_pandas()
+    for name, (width, height) in SIZES.items():
+        one = tmp_path / f"one-{name}"
+        assert score.main(["--image", str(pictures / f"{name}.png"), "--out", str(one), "--model",
+                           random_bundle_dir, "--master", spark.sparkContext.master, *COMMON]) == 0
+        mine = pq.read_table(out / name / "windows.parquet")
+        alone = pq.read_table(one / "windows.parquet")
+        assert_same_scores(table_scores(mine, CLASSES), table_scores(alone, CLASSES), atol=0)
+        assert json.load(open(out / name / "detections.json"))["annotations"] == \
+            json.load(open(one / "detections.json"))["annotations"]
+        assert (dataset["image"] == name).sum() == mine.num_rows
+        assert sorted(os.listdir(out / name)) == ["_SUCCESS", "_tilescan", "detections.json", "manifest.json",
+                                                   "overlay.png", "windows.parquet"]
+        picture = json.load(open(out / name / "manifest.json"))
+        assert (picture["input"]["width"], picture["input"]["height"]) == (width, height)
+        assert picture["input"]["url"] == str(pictures / f"{name}.png")
+
+
+def test_a_damaged_picture_is_recorded_and_the_others_finish_then_resume(spark, capsys, tmp_path, pictures,
+                                                                          random_bundle_dir):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("wide", "small"):
+        (folder / f"{name}.png").write_bytes((pictures / f"{name}.png").read_bytes())
+    damaged_copy(pictures / "square.png", folder / "square.png")
+    out = tmp_path / "run"
+    argv = ["--image", str(folder), "--out", str(out), "--model", random_bundle_dir,
+            "--master", spark.sparkContext.master, *COMMON]
+    assert score.main(argv) == EXIT_SOME_FAILED
+    err = capsys.readouterr().err
+    assert f"failed: {folder / 'square.png'}: image is truncated or corrupt" in err
+    manifest = json.load(open(out / "manifest.json"))
+    status = {p["name"]: (p["status"], p.get("error", "")) for p in manifest["pictures"]}
+    assert status["wide"][0] == status["small"][0] == "scored"
+    assert status["square"][0] == "failed" and "truncated or corrupt" in status["square"][1]
+    assert not (out / "square").exists() and manifest["counts"]["failed"] == 1
+
+    # Mend the picture; without --resume the finished run is not silently redone.
+    (folder / "square.png").write_bytes((pictures / "square.png").read_bytes())
+    assert score.main(argv) == 2
+    assert "pass --overwrite to replace it (or --resume to keep its finished pictures)" in capsys.readouterr().err
+    kept = {name: os.stat(out / name / "windows.parquet").st_mtime_ns for name in ("wide", "small")}
+    assert score.main([*argv, "--resume"]) == 0
+    manifest = json.load(open(out / "manifest.json"))
+    status = {p["name"]: p["status"] for p in manifest["pictures"]}
+    assert status == {"small": "skipped", "square": "scored", "wide": "skipped"}
+    assert {name: os.stat(out / name / "windows.parquet").st_mtime_ns for name in kept} == kept
+    assert (out / "square" / "_SUCCESS").exists() and (out / "_SUCCESS").exists()
+
+
+def test_a_list_file_with_attributes_and_headers_read_on_executors(spark, tmp_path, pictures, random_bundle_dir,
+                                                                   monkeypatch):
+    monkeypatch.setattr(pipeline, "PROBE_ON_DRIVER", 1)  # read the headers on the executors
+    listing = tmp_path / "list.csv"
+    listing.write_text("path,split\n" + "".join(f"{pictures / n}.png,{'train' if k % 2 else 'test'}\n"
+                                                  for k, n in enumerate(SIZES)) + f"{tmp_path / 'gone.png'},test\n")
+    out = tmp_path / "run"
+    params = ScoreParams(out=str(out), images=str(listing), model=random_bundle_dir, threshold={"*": 0.34},
+                         quiet=True)
+    manifest = run(prepare(params), spark)
+    by_name = {p["name"]: p for p in manifest["pictures"]}
+    assert by_name["gone"]["status"] == "failed" and by_name["gone"]["error"].startswith("image not found")
+    assert [by_name[n]["attributes"]["split"] for n in SIZES] == ["test", "train", "test", "train"]
+    assert all(by_name[n]["status"] == "scored" for n in SIZES)
+
+
+def test_python_api_returns_boxes_of_every_picture(spark, tmp_path, pictures, random_bundle_dir):
+    urls = [str(pictures / f"{n}.png") for n in ("wide", "tall")]
+    result = score_images(spark, urls, str(tmp_path / "run"), model=random_bundle_dir, threshold={"*": 0.34}, keep=0.0,
+                          quiet=True)
+    assert [p["status"] for p in result.pictures] == ["scored", "scored"] and not result.failed
+    boxes = result.boxes()
+    assert set(boxes["picture"]) <= {"wide", "tall"} and len(boxes) == result.manifest["counts"]["boxes"]
+    assert set(boxes.columns) == {"picture", "url", "class", "x0", "y0", "x1", "y1", "score"}
+    windows = result.windows()
+    assert set(windows.column("image").to_pylist()) == {"wide", "tall"}

@@ -1,0 +1,112 @@
+"""What both trainers share: the start of a run, input normalisation, the optimiser and its
+schedule, checkpoints and resuming, accuracy per class,
+and the record of a training run written into the bundle."""
+from __future__ import annotations
+
+import dataclasses
+import glob
+import json
+import os
+import platform
+
+import numpy as np
+
+__all__ = ["start_run", "normaliser", "sgd_trainer", "restore", "learning_rate", "latest_checkpoint",
+           "save_checkpoint", "per_class_accuracy", "balanced_accuracy", "run_record"]
+
+
+def start_run(out: str, seed: int) -> str:
+    """Make the bundle folder and its ``checkpoints/``, seed numpy and MXNet; returns the checkpoint folder."""
+    import mxnet as mx
+
+    ckpt_dir = os.path.join(out, "checkpoints")
+    os.makedirs(ckpt_dir, exist_ok=True)
+    np.random.seed(seed)
+    mx.random.seed(seed)
+    return ckpt_dir
+
+
+def normaliser(train_images: np.ndarray) -> tuple[tuple, tuple]:
+    """Per-channel mean and standard deviation of ``(N, H, W, 3)`` uint8 images, on the 0-1 scale."""
+    mean = train_images.reshape(-1, 3).mean(axis=0) / 255.0
+    std = train_images.reshape(-1, 3).std(axis=0) / 255.0
+    return tuple(float(v) for v in mean), tuple(float(v) for v in std)
+
+
+def sgd_trainer(net, config, steps_per_epoch: int):
+    """SGD with momentum and weight decay from ``config``; with the run's total and warm-up steps."""
+    from mxnet import gluon
+
+    trainer = gluon.Trainer(net.collect_params(), "sgd",
+                            {"learning_rate": config.lr, "momentum": config.momentum, "wd": config.wd})
+    return trainer, steps_per_epoch * config.epochs, int(config.warmup_epochs * steps_per_epoch)
+
+
+def restore(net, trainer, out: str, ckpt_dir: str, *, resume: bool, ctx) -> tuple[int, float]:
+    """``(epochs done, seconds spent)``: from the last checkpoint when resuming and there is
+    one, else ``(0, 0.0)`` with an earlier run's ``metrics.jsonl`` removed."""
+    import logging
+
+    checkpoint = latest_checkpoint(ckpt_dir) if resume else None
+    if checkpoint:
+        net.load_parameters(checkpoint["params"], ctx=ctx)
+        trainer.load_states(checkpoint["states"])
+        logging.getLogger(__name__).info("resuming after epoch %d", checkpoint["epoch"])
+        return checkpoint["epoch"], checkpoint["elapsed_s"]
+    metrics_path = os.path.join(out, "metrics.jsonl")
+    if os.path.exists(metrics_path):
+        os.remove(metrics_path)
+    return 0, 0.0
+
+
+def learning_rate(step: int, total: int, warmup: int, peak: float) -> float:
+    """Linear warm-up over ``warmup`` steps to ``peak``, then cosine decay to 0 at ``total``."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * peak * (1 + np.cos(np.pi * progress))
+
+
+def latest_checkpoint(folder: str) -> dict | None:
+    """The record of the last checkpoint :func:`save_checkpoint` wrote in ``folder``, or ``None``."""
+    states = sorted(glob.glob(os.path.join(folder, "epoch-*.json")))
+    if not states:
+        return None
+    with open(states[-1]) as fh:
+        return json.load(fh)
+
+
+def save_checkpoint(net, trainer, folder: str, epoch: int, elapsed_s: float) -> None:
+    """The network's parameters, the optimiser's state and a record, after ``epoch`` epochs."""
+    prefix = os.path.join(folder, f"epoch-{epoch:04d}")
+    net.save_parameters(prefix + ".params")
+    trainer.save_states(prefix + ".states")
+    with open(prefix + ".json", "w") as fh:
+        json.dump({"epoch": epoch, "params": prefix + ".params", "states": prefix + ".states",
+                   "elapsed_s": elapsed_s}, fh)
+
+
+def per_class_accuracy(pred: np.ndarray, labels: np.ndarray, classes) -> dict:
+    """``{class: share of its samples predicted right}``, ``None`` for a class without samples."""
+    return {name: float((pred[labels == k] == k).mean()) if (labels == k).any() else None
+            for k, name in enumerate(classes)}
+
+
+def balanced_accuracy(per_class: dict) -> float:
+    """The mean of :func:`per_class_accuracy`'s defined values."""
+    values = [v for v in per_class.values() if v is not None]
+    return float(np.mean(values))
+
+
+def run_record(config, *, epochs_completed: int, train_time_s: float | None) -> dict:
+    """What produced a bundle: the config, how long it took, on what, with which MXNet."""
+    import mxnet as mx
+
+    settings = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
+    return {
+        "config": settings,
+        "epochs_completed": epochs_completed,
+        "train_time_s": train_time_s,
+        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count()},
+        "mxnet": mx.__version__,
+    }
