@@ -2,16 +2,19 @@
 
     python -m benchmarks.baseline [--model models/default] [--image PNG] [--quick]
 
-The baseline scores one strip per worker and loads the model again in every task, with
-MXNet at batch 128: a small Spark job of its own, written here from the same public
-pieces (the strip planner, ``score_strip``, the windows table). Our job is
-``scoring.job.score_on_spark``: 4 strips per core, the model loaded once per Python
-worker, ONNX Runtime at score.py's default batch. Both score the same picture on the same
-session, each starting with cold engine caches, and the two alternate when repeated.
+The baseline decodes the picture on the driver, ships one strip per worker, loads the
+model again in every task, with MXNet at batch 128: a small Spark job of its own, written
+here from the same public pieces (the strip planner, ``score_strip``, the windows table).
+Ours is a whole run (``scoring.pipeline.prepare`` and ``run``): executors read their own
+bands, 4 tasks per core, the model loaded once per Python worker, the model's recommended
+engine at score.py's default batch, and the outputs written too. Both score the same
+picture on the same session, each starting with cold engine caches, and the two
+alternate when repeated; the rates compare their Spark jobs.
 """
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 
@@ -35,7 +38,7 @@ def reference_design_task(bundle_broadcast, xs, window: int, batch_size: int, fl
         bundle = bundle_broadcast.value
         engine = create_engine(bundle, BASELINE_ENGINE)  # anew in every task, as the reference design did
         for strip, pixels in partition:
-            scores = score_strip(pixels, strip, xs, window, engine.predict, batch_size=batch_size)
+            scores = score_strip(pixels, strip, xs, window, engine.detect, batch_size=batch_size)
             keep = select_rows(scores.probs, bundle.spec.classes, bundle.spec.background, floor)
             yield windows_table(scores.origins[keep], scores.probs[keep], strip.index, window=window,
                                 classes=bundle.spec.classes).num_rows
@@ -72,18 +75,19 @@ def _baseline(spark, pixels, grid, bundle, floor: float) -> dict:
             "spark_job_s": job_s, "windows_per_s": grid.n_windows / job_s}
 
 
-def _ours(spark, pixels, grid, bundle, floor: float) -> dict:
-    from scoring.job import score_on_spark
-    from tiling.strips import plan_strips
+def _ours(spark, image: str, model: str, out: str) -> dict:
+    from scoring.params import ScoreParams
+    from scoring.pipeline import prepare
+    from scoring.pipeline import run as run_pipeline
 
-    strips = plan_strips(grid, 4 * spark.sparkContext.defaultParallelism)
-    table, timings = score_on_spark(spark, pixels, grid, strips, bundle.subset(("onnx",)), engine="onnxruntime",
-                                    batch_size=JOB_BATCH, floor=floor, quiet=True)
-    return {"engine": "onnxruntime", "batch_size": JOB_BATCH, "strips": len(strips), "rows_kept": table.num_rows,
-            "windows_per_s": grid.n_windows / timings["spark_job_s"], **timings}
+    manifest = run_pipeline(prepare(ScoreParams(image=image, out=out, model=model, overwrite=True, quiet=True)), spark)
+    t = manifest["timings_s"]
+    return {"engine": manifest["parameters"]["engine"], "batch_size": JOB_BATCH, "strips": t["tasks"],
+            "rows_kept": manifest["counts"]["windows_kept"], "spark_job_s": t["spark_job_s"],
+            "windows_per_s": manifest["counts"]["windows_scored"] / t["spark_job_s"]}
 
 
-def run(spark, model: str, image: str, *, repeats: int = 1, floor: float = 0.5) -> dict:
+def run(spark, model: str, image: str, work: str, *, repeats: int = 1, floor: float = 0.5) -> dict:
     """Both designs on ``spark``; each design's fastest of ``repeats`` runs, and our speed-up."""
     from core.bundle import load_bundle
     from pixels import read_image
@@ -95,13 +99,14 @@ def run(spark, model: str, image: str, *, repeats: int = 1, floor: float = 0.5) 
     sc = spark.sparkContext
     slots = sc.defaultParallelism
     sc.parallelize(range(slots), slots).count()  # start the Python workers before either design is timed
-    designs = {"baseline": _baseline, "ours": _ours}
+    designs = {"baseline": lambda: _baseline(spark, pixels, grid, bundle, floor),
+               "ours": lambda: _ours(spark, image, model, os.path.join(work, "baseline", "ours"))}
     results = {}
     for attempt in range(repeats):
         for name, design in designs.items():
             _cold_workers(sc)
             logger.info("baseline: %s, run %d/%d", name, attempt + 1, repeats)
-            row = design(spark, pixels, grid, bundle, floor)
+            row = design()
             if name not in results or row["windows_per_s"] > results[name]["windows_per_s"]:
                 results[name] = row
     return {"image": image, "windows": grid.n_windows, "master": sc.master, "designs": results,
@@ -110,20 +115,11 @@ def run(spark, model: str, image: str, *, repeats: int = 1, floor: float = 0.5) 
 
 def main(argv=None) -> int:
     from benchmarks import report
-    from benchmarks.common import base_parser, configure_logging, inputs_from_args, local_spark
+    from benchmarks.common import bench_main
 
-    p = base_parser(__doc__)
-    p.add_argument("--master", default="local[2]", help="Spark master (default %(default)s)")
-    p.add_argument("--repeats", type=int, default=1)
-    args = p.parse_args(argv)
-    configure_logging()
-    inputs = inputs_from_args(args)
-    spark = local_spark(args.master)
-    try:
-        print(report.baseline_section(run(spark, inputs.model, inputs.image, repeats=args.repeats)))
-    finally:
-        spark.stop()
-    return 0
+    return bench_main(__doc__, lambda spark, inputs, args: report.baseline_section(
+        run(spark, inputs.model, inputs.image, inputs.work, repeats=args.repeats)), argv,
+        arguments=lambda p: p.add_argument("--repeats", type=int, default=1))
 
 
 if __name__ == "__main__":

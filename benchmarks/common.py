@@ -153,13 +153,35 @@ def local_spark(master: str):
     for key, value in spark_env().items():
         if key in ("SPARK_LOCAL_IP", "PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON", "SPARK_CONF_DIR"):
             os.environ.setdefault(key, value)
-    # As much driver memory as end_to_end gives spark-submit (the JVM holds the pixel bands).
+    # As much driver memory as end_to_end gives spark-submit: in local mode that JVM is the
+    # executor too (the shuffle of kept rows between the job's two stages).
     os.environ.setdefault("PYSPARK_SUBMIT_ARGS", "--driver-memory 4g pyspark-shell")
     spark = spark_session(master)
     if spark.sparkContext.master != master:
         raise RuntimeError(f"a SparkSession on {spark.sparkContext.master} is already running; wanted {master}")
     ship_benchmarks(spark)
     return spark
+
+
+def bench_main(description: str, measure, argv=None, *, spark: bool = True, arguments=None) -> int:
+    """The command line of one benchmark: ``measure(spark, inputs, args)`` returns its section of
+    BENCHMARKS.md, printed. With ``spark`` it gets a local SparkSession (``--master``), else
+    ``None``; ``arguments(parser)`` adds options."""
+    p = base_parser(description)
+    if spark:
+        p.add_argument("--master", default="local[2]", help="Spark master (default %(default)s)")
+    if arguments is not None:
+        arguments(p)
+    args = p.parse_args(argv)
+    configure_logging()
+    inputs = inputs_from_args(args)
+    session = local_spark(args.master) if spark else None
+    try:
+        print(measure(session, inputs, args))
+    finally:
+        if session is not None:
+            session.stop()
+    return 0
 
 
 def ship_benchmarks(spark) -> None:

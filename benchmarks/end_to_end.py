@@ -30,14 +30,16 @@ __all__ = ["run_score", "gap", "run", "main"]
 logger = logging.getLogger(__name__)
 
 
-def run_score(model: str, image: str, out: str, *, cores: int, engine: str = "onnxruntime",
+def run_score(model: str, image: str, out: str, *, cores: int, engine: str | None = "onnxruntime",
               batch_size: int = JOB_BATCH, extra=()) -> dict:
-    """Run ``spark-submit --master local[cores] app/score.py``; its manifest plus the command's wall time."""
+    """Run ``spark-submit --master local[cores] app/score.py --image IMAGE`` (a picture, a glob or a
+    folder); its manifest, the command's wall time and its log. ``engine=None``: the model's choice."""
     from scoring.job import spark_submit_executable
 
     command = [spark_submit_executable(), "--master", f"local[{cores}]", "--driver-memory", "4g",
-               os.path.join(ROOT, "app", "score.py"), "--image", image, "--out", out, "--model", model,
-               "--engine", engine, "--batch-size", str(batch_size), "--overwrite", "--quiet", *extra]
+               "--conf", "spark.ui.enabled=false", os.path.join(ROOT, "app", "score.py"), "--image", image,
+               "--out", out, "--model", model, *(["--engine", engine] if engine else []),
+               "--batch-size", str(batch_size), "--overwrite", "--quiet", *extra]
     log = out.rstrip("/") + ".log"
     os.makedirs(os.path.dirname(log), exist_ok=True)
     started = time.time()
@@ -95,7 +97,7 @@ def summarise(result: dict, cores: int, engine_section: dict | None, batch: int 
     many = rate(engine_section, "onnxruntime", cores, batch) if engine_section else None
     separate = (one if cores == 1 else processes(engine_section, cores, batch)) if engine_section else None
     return {
-        "cores": cores, "batch_size": batch, "windows": windows, "strips": manifest["parameters"]["strips"],
+        "cores": cores, "batch_size": batch, "windows": windows, "tasks": manifest["parameters"]["tasks"],
         "first_to_last_task_s": timings["first_to_last_task_s"], "windows_per_s": per_s,
         "spark_job_s": timings["spark_job_s"], "spark_job_windows_per_s": windows / timings["spark_job_s"],
         "command_s": result["command_s"],

@@ -14,7 +14,8 @@ import os
 import sys
 
 __all__ = ["render", "write", "machine_section", "engine_section", "end_to_end_section", "breakdown_section",
-           "baseline_section", "quantize_section", "memory_section", "main"]
+           "baseline_section", "quantize_section", "collection_section", "memory_section", "dense_section",
+           "merge_section", "main"]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOT_RUN = "_Not measured yet: run `make bench`._"
@@ -123,13 +124,13 @@ def end_to_end_section(e: dict | None) -> str:
             "merging, writing) beside it.\n\n")
     rows = []
     for r in e["runs"]:
-        rows.append([r["cores"], r.get("batch_size", e["batch_size"]), _n(r["windows"]), r["strips"],
+        rows.append([r["cores"], r.get("batch_size", e["batch_size"]), _n(r["windows"]), r["tasks"],
                      _n(r["first_to_last_task_s"], 1), _n(r["windows_per_s"]),
                      _n(r["engine_1_thread_x_n_per_s"]), _n(r["ratio_to_engine_1_thread_x_n"], 2),
                      _n(r.get("engine_n_processes_per_s")), _n(r.get("ratio_to_engine_n_processes"), 2),
                      _n(r["engine_n_threads_per_s"]), _n(r["ratio_to_engine_n_threads"], 2),
                      f"{_n(r['spark_job_s'], 1)} ({_n(r['spark_job_windows_per_s'])}/s)", _n(r["command_s"], 1)])
-    text += _table(["N", "batch", "windows", "strips", "first→last task s", "windows/s", "engine 1 thread × N",
+    text += _table(["N", "batch", "windows", "tasks", "first→last task s", "windows/s", "engine 1 thread × N",
                     "ratio", "engine N processes", "ratio",
                     "engine N threads", "ratio", "Spark job s", "command s"], rows)
     verdicts = []
@@ -156,7 +157,7 @@ def scaling_section(s: dict | None) -> str:
     if not s:
         return "## Scaling on a standalone cluster\n\n_Not measured in this run._"
     rows = [[r["workers"], _n(r["command_s"], 1), _n(r["spark_job_s"], 1), _n(r["first_to_last_task_s"], 1),
-             _n(r["windows_per_s"]), r["strips"], _n(r["strip_balance"], 3)] for r in s["runs"]]
+             _n(r["windows_per_s"]), r["strips"], _n(r["strip_balance"], 3)] for r in s["runs"]]  # strips: bands
     return ("## Scaling on a standalone cluster\n\n"
             "`cluster_scripts/local_cluster.sh up 2 --cores 1`, then `spark-submit --total-executor-cores N`. "
             "Strip balance: the largest strip's windows over the mean. On a two-core machine the driver and the "
@@ -172,35 +173,33 @@ def breakdown_section(b: dict | None) -> str:
         return head + NOT_RUN
     d, x = b["driver_s"], b["executor_core_s"]
     text = (f"One run in process on {b['master']} ({b['size'][0]}×{b['size'][1]} px, {_n(b['windows'])} windows, "
-            f"{b['strips']} strips, {b['python_workers']} Python workers), from the manifest's `timings_s`.\n\n"
-            "Driver (wall seconds):\n\n")
+            f"{b['tasks']} tasks, {b['python_workers']} Python workers, engine {b['engine']}), from the manifest's "
+            "`timings_s`.\n\nDriver (wall seconds):\n\n")
     labels = {
-        "read_decode_image": "read + decode the picture", "load_verify_model": "load + verify the bundle",
-        "before_and_after_job": "around the job: ship code, broadcast, cut bands, decode + sort results",
-        "of_which_parallelize_pixels": "  of which: pixel bands to Spark (`parallelize`, timed alone)",
-        "spark_job": "Spark job",
-        "of_which_job_start_and_collect": "  of which: before the first task / after the last (worker start, "
-                                          "result collection)",
-        "of_which_first_to_last_task": "  of which: first task start → last task end",
-        "merge": "merge hits into boxes", "outputs_encode": "encode outputs (Parquet, COCO, overlay PNG)",
-        "of_which_overlay": "  of which: overlay (redrawn alone)", "write_commit": "write + commit", "total": "total",
+        "check_destination": "check + probe the destination", "load_verify_model": "load + verify the bundle, "
+        "load the engine once", "read_header": "read the picture's header", "plan": "plan the tasks",
+        "spark_job": "Spark job (both stages: scoring, then finishing the picture)",
+        "of_which_first_to_last_task": "  of which: first scoring task's start → last one's end",
+        "commit": "commit (manifest, moves, `_SUCCESS`)", "other": "other (shipping code, broadcast, gaps)",
+        "total": "total",
     }
     total = d["total"]
     rows = [[labels[k], _n(v, 2), _pct(v / total if v is not None and not k.startswith("of_which") and k != "total"
                                       else None)] for k, v in d.items()]
     text += _table(["stage", "s", "share"], rows)
-    text += "\n\nExecutors (core-seconds, summed over tasks; capacity = cores × first→last task):\n\n"
-    labels = {"model_load": "model load", "inference_predict": "inference (`predict_s`, normalisation included)",
-              "cutting_and_rows": "strip cutting + row selection (`score_s − predict_s`)",
-              "of_which_first_arrow_conversion": "  of which: pyarrow's first conversion imports pandas "
-                                                 "(once per worker, timed alone)",
-              "outside_scoring": "outside scoring (worker start, (de)serialisation, transfer, gaps)",
+    text += "\n\nExecutors (core-seconds, summed over tasks; capacity = cores × first→last scoring task):\n\n"
+    labels = {"model_load": "model load", "band_reads": "band reads (decode from storage)",
+              "inference_predict": "inference (`predict_s`, normalisation included)",
+              "cutting_and_rows": "window cutting + row selection (`score_s − predict_s`)",
+              "finish_picture": "finishing the picture (second stage)", "of_which_merge": "  of which: merge",
+              "of_which_outputs": "  of which: outputs (Parquet, COCO, overlay)",
+              "of_which_write": "  of which: writes", "outside": "outside (worker start, transfer, gaps)",
               "capacity": "capacity"}
     rows = [[labels[k], _n(v, 2), "—" if k.startswith("of_which") else _pct(v / x["capacity"])]
             for k, v in x.items() if k in labels]
     text += _table(["stage", "core-s", "share"], rows)
     p = b["profile"]
-    text += (f"\n\nProfile of `score_strip` on strip {p['strip']} ({_n(p['windows'])} windows, {p['engine']}, "
+    text += (f"\n\nProfile of `score_strip` on band {p['strip']} ({_n(p['windows'])} windows, {p['engine']}, "
              f"{p['threads']} thread, batch {p['batch_size']}; {_n(p['wall_s'], 2)} s under cProfile), "
              "top 10 by cumulative time:\n\n")
     rows = [[f"`{r['function']}`", r["calls"], _n(r["tottime_s"], 3), _n(r["cumtime_s"], 3), _pct(r["cum_share"])]
@@ -214,13 +213,13 @@ def baseline_section(b: dict | None) -> str:
     if not b:
         return head + NOT_RUN
     text = (f"Same picture ({_n(b['windows'])} windows), same SparkSession ({b['master']}), engine caches "
-            "emptied before each; the baseline is a small job of its own (`benchmarks/baseline.py`), ours is "
-            "`score_on_spark`.\n\n")
-    names = {"baseline": "baseline: 1 strip per worker, model loaded every task",
-             "ours": "ours: 4 strips per core, model loaded once per worker"}
+            "emptied before each; the baseline is a small job of its own (`benchmarks/baseline.py`), ours a "
+            "whole run (which also writes its outputs in its job).\n\n")
+    names = {"baseline": "baseline: pixels from the driver, 1 strip per worker, model loaded every task",
+             "ours": "ours: executors read their bands, 4 tasks per core, model loaded once per worker"}
     rows = [[names[k], r["engine"], r["batch_size"], r["strips"], _n(r["spark_job_s"], 1), _n(r["windows_per_s"])]
             for k, r in b["designs"].items()]
-    text += _table(["design", "engine", "batch", "strips", "Spark job s", "windows/s"], rows)
+    text += _table(["design", "engine", "batch", "tasks", "Spark job s", "windows/s"], rows)
     text += f"\n\nOurs is **{b['speedup']:.2f}×** the baseline's rate (Spark job windows/s)."
     return head + text
 
@@ -233,7 +232,8 @@ def quantize_section(q: dict | None) -> str:
     text = (f"Int8: static quantisation (`onnxruntime.quantization.quantize_static`, batch norms folded first, "
             f"min/max calibration on {c['images']} images: {c['source']}; weights int8 per channel, activations "
             "uint8; the softmax head stays float). Engine `onnxruntime-int8` on a bundle's `onnx-int8` file; "
-            "optional, never the default.\n\n")
+            "the default engine only for a bundle whose int8 file held AP50 on its validation collages "
+            "(`recommended.engine` in `model.json`).\n\n")
     base = {r["threads"]: r["per_s"] for r in q["speed"] if r["variant"] == "fp32 all"}
     rows = [[r["variant"], r["threads"], _n(r["per_s"]), _n(r["median_per_s"]), _n(r["cpu_per_wall"], 2),
              _n(r["per_s"] / base[r["threads"]], 2) if base.get(r["threads"]) else "—"]
@@ -260,24 +260,90 @@ def quantize_section(q: dict | None) -> str:
     return head + text
 
 
+def collection_section(c: dict | None) -> str:
+    head = "## 6. A collection in one run\n\n"
+    if not c:
+        return head + NOT_RUN
+    o, sep, e = c["one_run"], c["separate"], c["engine"]
+    text = (f"{c['pictures']} pictures of {c['size'][0]}×{c['size'][1]} ({_n(c['windows'])} windows), "
+            f"local[{c['cores']}], engine {e['name']}: one `spark-submit app/score.py --image FOLDER`, against one "
+            f"`spark-submit` per picture (a sample of {sep['sample']}, their mean times {c['pictures']}).\n\n")
+    rows = [["one run", _n(o["command_s"], 1), _n(o["spark_job_s"], 1), o["tasks"], _n(o["windows_per_s_command"])],
+            [f"separate runs (mean of {sep['sample']}: {_n(sep['mean_s'], 1)} s, "
+             f"{_n(sep['spread_s'][0], 1)}–{_n(sep['spread_s'][1], 1)} s)", _n(sep["projected_total_s"], 0), "—",
+             "—", _n(c["windows"] / sep["projected_total_s"])]]
+    text += _table(["", "command s", "Spark job s", "tasks", "windows/s (whole command)"], rows)
+    text += (f"\n\nOne run is **{c['speedup']:.1f}×** faster than the loop. Over its tasks' span it scores "
+             f"{_n(o['windows_per_s_over_tasks'])} windows/s: **{c['ratio_to_engine']:.2f}** of the engine's own "
+             f"rate on the same cores ({_n(e['per_s'])} windows/s: {e['processes']} separate 1-thread engine "
+             "processes timed together).")
+    return head + text
+
+
 def memory_section(m: dict | None) -> str:
-    head = "## 6. Memory\n\n"
+    head = "## 7. Memory on big pictures\n\n"
     if not m:
         return head + NOT_RUN
-    text = (f"Synthetic pictures scored by `app/score.py`'s main in a fresh process each ({m['master']}); driver: "
-            "peak RSS of that Python process (VmHWM: `getrusage` would carry over the benchmark's own size "
-            "through fork and exec; the JVM not included); worker: the largest Python worker's `getrusage` "
-            "peak, from the manifest.\n\n")
-    rows = [[f"{r['width']}×{r['height']}", _n(r["megapixels"], 1), _n(r["image_mb"], 1), _n(r["windows"]),
-             _n(r["driver_max_rss_mb"]), _n(r["worker_max_rss_mb"]), _n(r["timings_s"]["spark_job_s"], 1)]
-            for r in m["rows"]]
-    text += _table(["size", "Mpx", "decoded MB", "windows", "driver peak MB", "worker peak MB", "Spark job s"], rows)
-    g = m.get("growth")
-    if g:
-        text += (f"\n\nGrowth: driver {g['driver']['mb_per_megapixel']:.1f} MB per megapixel over "
-                 f"{g['driver']['intercept_mb']:.0f} MB, worker {g['worker']['mb_per_megapixel']:.1f} MB per "
-                 f"megapixel over {g['worker']['intercept_mb']:.0f} MB (the decoded picture is "
-                 f"{g['decoded_image_mb_per_megapixel']:.2f} MB per megapixel).")
+    t = m["targets_mb"]
+    text = (f"`python app/score.py --master local[2] --stride {m['stride']} --keep 0` in a fresh process, "
+            "resident memory sampled from /proc every 0.2 s: the driver's Python (the process itself), the "
+            "driver's JVM (its `java` child) and every executor Python worker (the JVM's Python children); "
+            f"targets {t['driver_python']}, {t['driver_jvm']} and {t['executor_python']} MB.\n\n")
+    rows = []
+    for key, label in (("local", "tiled TIFF, local disk"), ("lake", "tiled BigTIFF, from and to Azurite")):
+        r = m.get(key)
+        if r:
+            p = r["peaks_mb"]
+            rows.append([f"{_n(r['side'])}×{_n(r['side'])} {label}", _n(r["side"] ** 2 / 1e6, 0),
+                         _n(p["driver_python"]), _n(p["driver_jvm"]), _n(p["executor_python"]), _n(r["command_s"], 1),
+                         "yes" if all(r["within_targets"].values()) else "**no**"])
+    text += _table(["picture", "Mpx", "driver Python MB", "driver JVM MB", "executor worker MB", "command s",
+                    "within targets"], rows)
+    lake = m.get("lake")
+    if lake:
+        ref = lake["reference"]
+        text += (f"\n\nThe BigTIFF ({_n(lake['bytes'] / 2**20)} MiB on disk, uploaded in "
+                 f"{_n(lake['upload_s'], 1)} s): {_n(lake['windows'])} windows; on window rows {ref['rows']} "
+                 f"({_n(ref['windows'])} windows) the run's probabilities differ from a single-process reference "
+                 f"(the same engine on the same windows read with tifffile) by at most {ref['max_abs_diff']:.1e}.")
+    return head + text
+
+
+def dense_section(d: dict | None) -> str:
+    head = "## 8. The whole run on a picture dense with hits\n\n"
+    if not d:
+        return head + NOT_RUN
+    text = (f"{d['side']}×{d['side']} px of cars and boats only ({_n(d['windows'])} windows, {_n(d['hits'])} hits, "
+            f"{_n(d['boxes'])} boxes), local[{d['cores']}], in process on a warm SparkSession: everything from the "
+            "checks to the commit, JVM and worker start-up excluded. Engine alone: "
+            f"{d['cores']} separate 1-thread processes on the same windows. Seconds of the executors' work are "
+            "core-seconds summed over tasks.\n\n")
+    rows = []
+    for r in d["runs"]:
+        t = r["timings_s"]
+        rows.append([r["engine"], _n(r["command_s"], 2), _n(r["windows_per_s"]), _n(r["engine_rate"]["per_s"]),
+                     f"**{r['ratio_to_engine']:.2f}**", _n(t["spark_job_s"], 2), _n(t["first_to_last_task_s"], 2),
+                     _n(t["task_inference_s"], 2), _n(t["task_read_s"], 2), _n(t["finish_s"], 2)])
+    text += _table(["engine", "whole run s", "windows/s", "engine alone windows/s", "ratio", "Spark job s",
+                    "first→last task s", "inference core-s", "band reads core-s", "finishing s (merge, outputs, "
+                    "writes)"], rows)
+    return head + text
+
+
+def merge_section(m: dict | None) -> str:
+    head = "## 9. Merging at scale\n\n"
+    if not m:
+        return head + NOT_RUN
+    rows = [[method, _n(r["seconds"], 2), _n(r["boxes"])] for method, r in m["merge"].items()]
+    text = (f"`merge_hits` on {_n(m['hits'])} hits (32-pixel windows every 16 pixels, random scores, three classes), "
+            "merge IoU 0.3:\n\n" + _table(["method", "seconds", "boxes"], rows))
+    n = m["noise"]
+    rows = [[os.path.basename(r["model"]), r["engine"], _n(r["windows"]), _n(r["hits"]), _n(r["boxes"]),
+             _n(r["total_s"], 1), _n(r["spark_job_s"], 1), _n(r["merge_s"], 2), _pct(r["merge_share"])]
+            for r in n["runs"]]
+    text += (f"\n\nA {_n(n['side'])}×{_n(n['side'])} picture of uniform noise, a whole run each (stride 16):\n\n"
+             + _table(["model", "engine", "windows", "hits", "boxes", "run s", "Spark job s", "merge s",
+                       "merge share"], rows))
     return head + text
 
 
@@ -321,11 +387,26 @@ def _summary(results: dict) -> str:
                 if fap.get(cls, {}).get("ap50") is not None and iap[cls].get("ap50") is not None:
                     text += f"; AP50 {cls} {fap[cls]['ap50']:.3f} → {iap[cls]['ap50']:.3f}"
             bullets.append(text)
+    c = results.get("collection")
+    if c:
+        bullets.append(f"{c['pictures']} pictures in one run: **{c['speedup']:.1f}×** faster than one spark-submit "
+                       f"each; **{c['ratio_to_engine']:.2f}** of the engine's rate over the tasks")
     m = results.get("memory")
-    if m and m.get("growth"):
-        g = m["growth"]
-        bullets.append(f"memory: driver {g['driver']['mb_per_megapixel']:+.1f} MB, worker "
-                       f"{g['worker']['mb_per_megapixel']:+.1f} MB per megapixel of picture")
+    for key in ("local", "lake"):
+        r = (m or {}).get(key)
+        if r:
+            p = r["peaks_mb"]
+            bullets.append(f"{r['side']}² {'BigTIFF from Azurite' if key == 'lake' else 'tiled TIFF'}: driver Python "
+                           f"{_n(p['driver_python'])} MB, JVM {_n(p['driver_jvm'])} MB, executor worker "
+                           f"{_n(p['executor_python'])} MB")
+    d = results.get("dense")
+    if d:
+        bullets.append(f"whole run on {d['side']}² dense with hits: " + ", ".join(
+            f"**{r['ratio_to_engine']:.2f}** of the engine's rate with {r['engine']}" for r in d["runs"]))
+    g = results.get("merge")
+    if g:
+        fuse = g["merge"]["fuse"]["seconds"]
+        bullets.append(f"merge of {_n(g['hits'])} hits: {fuse:.1f} s (fuse)")
     return "## Summary\n\n" + "\n".join(f"- {b}" for b in bullets) if bullets else ""
 
 
@@ -334,7 +415,8 @@ METHOD = """## How these are measured
 - `make bench` runs `python -m benchmarks.run_all` (about 15 minutes on 2 cores) and rewrites this
   file and `benchmarks/results.json`; `--quick` is a smoke run with tiny sizes that writes under
   `work/bench/quick/` instead. Each section also runs alone: `python -m benchmarks.engine`,
-  `end_to_end`, `breakdown`, `baseline`, `quantize`, `memory`, `machine` (all take `--model`,
+  `end_to_end`, `breakdown`, `baseline`, `quantize`, `collection`, `memory`, `dense`, `merge`,
+  `machine` (all take `--model`,
   `--image`, `--quick`). Without `models/default`, a random-weights ResNet-20 (width 16, the same
   architecture) stands in, with a warning: speed figures hold, accuracy figures do not.
 - Engine rates are timed in interleaved rounds (every configuration once per round), and the best
@@ -353,11 +435,18 @@ METHOD = """## How these are measured
   (de)serialisation and transfer, gaps, uneven strips).
 - The baseline and ours run in one process on one SparkSession, engine caches emptied before
   each, alternating when repeated; the baseline is its own small job built from the same public
-  pieces, ours is `score_on_spark`.
+  pieces, ours a whole run (`scoring.pipeline.prepare` and `run`).
 - Int8 models are built on copies of the bundle under `work/bench/`; the bundle itself is left
   alone. To ship one: `add_int8_model(bundle_dir, calibration_images)` from
-  `training.quantize` (or `make quantize-default`), then `score.py --engine onnxruntime-int8`.
-- Memory: one fresh process per picture size, so each driver figure is that run's alone."""
+  `training.quantize` (or `python -m app.quantize --model BUNDLE`), then `score.py --engine
+  onnxruntime-int8`; `make train-default` does it for the default detector and validates it.
+- Collections: the separate runs are a sample (an hour's loop otherwise); their mean times the
+  number of pictures is the loop's projected time, with the sample's spread beside it.
+- Memory: `python app/score.py` in a fresh process per picture, every process of its tree
+  sampled from /proc (`benchmarks/procmem.py`); the BigTIFF goes through a fresh Azurite.
+- "The engine's own rate on the same cores" is N separate 1-thread engine processes timed
+  together on the picture's windows (Spark's layout without Spark), with the engine the run
+  used."""
 
 
 def render(results: dict | None) -> str:
@@ -387,7 +476,8 @@ def render(results: dict | None) -> str:
                 end_to_end_section(results.get("end_to_end")), scaling_section(results.get("scaling")),
                 breakdown_section(results.get("breakdown")),
                 baseline_section(results.get("baseline")), quantize_section(results.get("quantize")),
-                memory_section(results.get("memory"))]
+                collection_section(results.get("collection")), memory_section(results.get("memory")),
+                dense_section(results.get("dense")), merge_section(results.get("merge"))]
     errors = results.get("errors")
     sections.append(METHOD)
     if errors:

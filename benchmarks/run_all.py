@@ -1,13 +1,14 @@
 """Every benchmark in one run; writes BENCHMARKS.md and benchmarks/results.json.
 
-    python -m benchmarks.run_all             # make bench: about 15 minutes on 2 cores
+    python -m benchmarks.run_all             # make bench: about an hour on 2 cores
     python -m benchmarks.run_all --quick     # smoke run, tiny sizes; writes under work/bench/quick/
     python -m benchmarks.run_all --only engine,end_to_end
 
 Order: the machine, the engines, end to end (spark-submit, each its own JVM) back to back
-so that their ratio holds; then the in-process runs on one local SparkSession (breakdown,
-baseline, int8 and its AP runs); memory last (a fresh process per size). A section that
-fails is recorded under ``errors`` and the others still run.
+so that their ratio holds; the collection (spark-submits too); then the in-process runs on
+one local SparkSession (breakdown, baseline, int8 and its AP runs, the dense picture,
+merging); memory last (a fresh process per picture, and Azurite). A section that fails is
+recorded under ``errors`` and the others still run.
 """
 from __future__ import annotations
 
@@ -18,15 +19,29 @@ import time
 import traceback
 from datetime import datetime, timezone
 
-from benchmarks import baseline, breakdown, end_to_end, engine, machine, memory, quantize, report, scaling
+from benchmarks import (
+    baseline,
+    breakdown,
+    collection,
+    dense,
+    end_to_end,
+    engine,
+    machine,
+    memory,
+    merge,
+    quantize,
+    report,
+    scaling,
+)
 from benchmarks.common import ROOT, base_parser, configure_logging, core_counts, inputs_from_args, local_spark
 
 __all__ = ["SECTIONS", "main"]
 
 logger = logging.getLogger("benchmarks")
 
-SECTIONS = ("engine", "end_to_end", "scaling", "breakdown", "baseline", "quantize", "memory")
-SPARK_SECTIONS = ("breakdown", "baseline", "quantize")
+SECTIONS = ("engine", "end_to_end", "scaling", "collection", "breakdown", "baseline", "quantize", "dense", "merge",
+            "memory")
+SPARK_SECTIONS = ("breakdown", "baseline", "quantize", "dense", "merge")
 
 
 def _attempt(results: dict, name: str, call):
@@ -86,23 +101,28 @@ def main(argv=None) -> int:
             extra_batch=engine.best_batch(results["engine"]) if "engine" in results and not quick else None))
     if "scaling" in only:
         _attempt(results, "scaling", lambda: scaling.run(inputs.model, inputs.image, inputs.work))
+    if "collection" in only:
+        _attempt(results, "collection", lambda: collection.run(inputs.model, inputs.work, quick=quick))
     if any(s in only for s in SPARK_SECTIONS):
         spark = local_spark(args.master)
         try:
             if "breakdown" in only:
                 _attempt(results, "breakdown", lambda: breakdown.run(spark, inputs.model, inputs.image, inputs.work))
             if "baseline" in only:
-                _attempt(results, "baseline", lambda: baseline.run(spark, inputs.model, inputs.image,
+                _attempt(results, "baseline", lambda: baseline.run(spark, inputs.model, inputs.image, inputs.work,
                                                                    repeats=1 if quick else 2))
             if "quantize" in only:
                 _attempt(results, "quantize", lambda: quantize.run(
                     inputs.model, inputs.image, inputs.work, threads_list=cores, spark=spark, truth=inputs.truth,
                     quick=quick))
+            if "dense" in only:
+                _attempt(results, "dense", lambda: dense.run(spark, inputs.model, inputs.work, quick=quick))
+            if "merge" in only:
+                _attempt(results, "merge", lambda: merge.run(spark, inputs.model, inputs.work, quick=quick))
         finally:
             spark.stop()
     if "memory" in only:
-        _attempt(results, "memory", lambda: memory.run(inputs.model, inputs.work, master=args.master,
-                                                       sizes=memory.QUICK_SIZES if quick else memory.SIZES))
+        _attempt(results, "memory", lambda: memory.run(inputs.model, inputs.work, quick=quick))
     results["meta"]["total_s"] = time.time() - started
     results["meta"]["load_average_end"] = os.getloadavg()
     report.write(results, md, out_json)
