@@ -61,11 +61,16 @@ def synthetic_tiff(path: str, side: int, *, bigtiff: bool = False, seed: int = 0
     return path
 
 
-def measure(image: str, out: str, model: str, log: str, *, env: dict | None = None,
+def measure(image: str, out: str, model: str, log: str, *, side: int, env: dict | None = None,
             master: str = "local[2]") -> dict:
-    """Score ``image`` with ``python app/score.py`` in a fresh process while sampling its memory."""
+    """Score the ``side``-square ``image`` with ``python app/score.py`` in a fresh process while sampling its memory.
+
+    ``--max-pixels`` is raised to the picture's size: the default cap (400 megapixels) would
+    refuse the gigapixel one.
+    """
     command = [sys.executable, os.path.join(ROOT, "app", "score.py"), "--image", image, "--out", out, "--model",
-               model, "--master", master, "--stride", str(STRIDE), "--keep", "0", "--overwrite", "--quiet"]
+               model, "--master", master, "--stride", str(STRIDE), "--keep", "0", "--max-pixels", str(side * side),
+               "--overwrite", "--quiet"]
     started = time.time()
     with open(log, "w") as fh:
         process = subprocess.Popen(command, env=env or spark_env(), stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT)
@@ -119,7 +124,7 @@ def run(model: str, work: str, *, quick: bool = False) -> dict:
     logger.info("memory: %dx%d tiled TIFF on local disk", local_side, local_side)
     results = {"stride": STRIDE, "targets_mb": TARGETS_MB,
                "local": {"side": local_side, **measure(local, os.path.join(folder, "run-local"), model,
-                                                        os.path.join(folder, "run-local.log"))}}
+                                                        os.path.join(folder, "run-local.log"), side=local_side)}}
 
     big = synthetic_tiff(os.path.join(folder, f"bigtiff-{lake_side}.tif"), lake_side, bigtiff=True, seed=1)
     os.makedirs(os.path.join(folder, "azurite"), exist_ok=True)
@@ -136,7 +141,8 @@ def run(model: str, work: str, *, quick: bool = False) -> dict:
         env["AZURE_STORAGE_CONNECTION_STRING"] = azurite.connection_string()
         out = f"az://{container}/run"
         logger.info("memory: %dx%d tiled BigTIFF on Azurite", lake_side, lake_side)
-        lake = measure(f"az://{container}/in/big.tif", out, model, os.path.join(folder, "run-lake.log"), env=env)
+        lake = measure(f"az://{container}/in/big.tif", out, model, os.path.join(folder, "run-lake.log"),
+                       side=lake_side, env=env)
         import fsspec
 
         fs = fsspec.filesystem("az", connection_string=azurite.connection_string())

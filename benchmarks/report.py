@@ -412,7 +412,7 @@ def _summary(results: dict) -> str:
 
 METHOD = """## How these are measured
 
-- `make bench` runs `python -m benchmarks.run_all` (about 15 minutes on 2 cores) and rewrites this
+- `make bench` runs `python -m benchmarks.run_all` (about half an hour on 2 cores) and rewrites this
   file and `benchmarks/results.json`; `--quick` is a smoke run with tiny sizes that writes under
   `work/bench/quick/` instead. Each section also runs alone: `python -m benchmarks.engine`,
   `end_to_end`, `breakdown`, `baseline`, `quantize`, `collection`, `memory`, `dense`, `merge`,

@@ -1,6 +1,6 @@
 """Every benchmark in one run; writes BENCHMARKS.md and benchmarks/results.json.
 
-    python -m benchmarks.run_all             # make bench: about an hour on 2 cores
+    python -m benchmarks.run_all             # make bench: about half an hour on 2 cores
     python -m benchmarks.run_all --quick     # smoke run, tiny sizes; writes under work/bench/quick/
     python -m benchmarks.run_all --only engine,end_to_end
 
