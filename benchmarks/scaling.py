@@ -13,28 +13,17 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 
 from benchmarks.common import JOB_BATCH, ROOT, base_parser, configure_logging, inputs_from_args, spark_env
+from tests.ports import free_ports
 
 __all__ = ["run", "main"]
 
 
 LOCAL_CLUSTER = os.path.join(ROOT, "cluster_scripts", "local_cluster.sh")
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def _cluster(*args, run_dir: str) -> None:
@@ -64,7 +53,7 @@ def _submit(master: str, cores: int, model: str, image: str, out: str) -> dict:
 
 def run(model: str, image: str, work: str) -> dict:
     run_dir = os.path.join(work, "scaling-cluster")
-    port, webui = _free_ports(2)
+    port, webui = free_ports(2)
     _cluster("up", 2, "--cores", 1, "--memory", "2g", "--port", port, "--webui-port", webui, run_dir=run_dir)
     try:
         master = f"spark://127.0.0.1:{port}"

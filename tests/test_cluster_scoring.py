@@ -17,8 +17,9 @@ import pytest
 from scoring.params import ScoreParams
 from scoring.pipeline import prepare, run
 from tests.conftest import ROOT, write_noise_png
+from tests.ports import free_ports
 from tests.reference import assert_same_scores, table_scores
-from tests.test_cluster_scripts import cluster, free_ports, pids, up_args
+from tests.test_cluster_scripts import cluster, pids, up_args
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster, pytest.mark.spark]
 

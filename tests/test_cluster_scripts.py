@@ -25,6 +25,7 @@ from types import SimpleNamespace
 import pytest
 
 from tests.conftest import write_noise_png
+from tests.ports import free_ports
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "cluster_scripts"
@@ -181,10 +182,8 @@ def installed(tmp_path_factory):
     def install(*extra, name):
         """Runs install.sh with ``extra`` after the fixture's arguments (later ones win)."""
         log = root / f"{name}.log"
-        started = time.monotonic()
         result = run([*args, *extra], env=script_env(TILESCAN_LOG=log), cwd=root, timeout=900)
-        return SimpleNamespace(result=result, seconds=time.monotonic() - started,
-                               log=log.read_text() if log.exists() else "")
+        return SimpleNamespace(result=result, log=log.read_text() if log.exists() else "")
 
     ns.install = install
     try:
@@ -303,17 +302,6 @@ def test_installed_environment_scores_a_tiny_image(installed, random_bundle_dir,
 
 # ---------------------------------------------------------------------------------------------
 # local_cluster.sh
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def cluster(*args, run_dir) -> subprocess.CompletedProcess:
