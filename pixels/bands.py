@@ -26,7 +26,7 @@ from core import storage
 from core.errors import InputError, StorageError, TilescanError
 from core.redaction import redact
 from pixels.convert import samples_to_rgb8
-from pixels.read import DEFAULT_MAX_PIXELS, ImageInfo, read_image
+from pixels.read import ImageInfo, decode_image
 
 __all__ = ["read_band", "read_reduced", "WHOLE_PIXELS"]
 
@@ -137,14 +137,14 @@ def _stream_band(info: ImageInfo, y0: int, y1: int, storage_options) -> np.ndarr
     return samples
 
 
-def _whole(info: ImageInfo, max_pixels: int, storage_options) -> np.ndarray:
+def _whole(info: ImageInfo, storage_options) -> np.ndarray:
     """The whole picture, decoded once per process while it stays among the kept ones."""
     key = _key(info)
     if key in _kept:
         _kept.move_to_end(key)
         return _kept[key]
     if info.reader == "pillow":
-        pixels, _ = read_image(info.url, max_pixels=max_pixels, storage_options=storage_options)
+        pixels = decode_image(info, storage_options=storage_options)
     else:
         with _decoding(info):
             stream = _RowStream(info, storage_options)
@@ -159,8 +159,7 @@ def _whole(info: ImageInfo, max_pixels: int, storage_options) -> np.ndarray:
     return pixels
 
 
-def read_band(info: ImageInfo, y0: int, y1: int, *, max_pixels: int = DEFAULT_MAX_PIXELS,
-              storage_options: dict | None = None) -> np.ndarray:
+def read_band(info: ImageInfo, y0: int, y1: int, *, storage_options: dict | None = None) -> np.ndarray:
     """Rows ``y0:y1`` of the picture ``info`` describes, as ``(y1 - y0, width, 3)`` uint8 RGB.
 
     Raises
@@ -176,10 +175,9 @@ def read_band(info: ImageInfo, y0: int, y1: int, *, max_pixels: int = DEFAULT_MA
     if not 0 <= y0 < y1 <= info.height:
         raise InputError(f"rows {y0}:{y1} are outside the {info.width}x{info.height} picture {info.url}")
     if info.reader != "tiff" and info.width * info.height <= WHOLE_PIXELS:
-        return _whole(info, max_pixels, storage_options)[y0:y1]
+        return _whole(info, storage_options)[y0:y1]
     if info.reader == "pillow":
-        pixels, _ = read_image(info.url, max_pixels=max_pixels, storage_options=storage_options)
-        return np.ascontiguousarray(pixels[y0:y1])
+        return np.ascontiguousarray(decode_image(info, storage_options=storage_options)[y0:y1])
     with _decoding(info):
         if info.reader == "tiff":
             with _open(info, storage_options) as fh:
@@ -199,8 +197,7 @@ def read_band(info: ImageInfo, y0: int, y1: int, *, max_pixels: int = DEFAULT_MA
     return band
 
 
-def read_reduced(info: ImageInfo, factor: int, *, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 storage_options: dict | None = None) -> np.ndarray:
+def read_reduced(info: ImageInfo, factor: int, *, storage_options: dict | None = None) -> np.ndarray:
     """The picture ``info`` describes, reduced by the whole ``factor`` (a box filter, as
     Pillow's ``Image.reduce``), as ``(ceil(H / factor), ceil(W / factor), 3)`` uint8 RGB.
 
@@ -210,7 +207,7 @@ def read_reduced(info: ImageInfo, factor: int, *, max_pixels: int = DEFAULT_MAX_
     if not isinstance(factor, int) or factor < 1:
         raise ValueError(f"`factor` must be an int >= 1, got {factor!r}")
     if info.reader == "pillow" or info.width * info.height <= WHOLE_PIXELS:
-        whole = read_band(info, 0, info.height, max_pixels=max_pixels, storage_options=storage_options)
+        whole = read_band(info, 0, info.height, storage_options=storage_options)
         return np.asarray(Image.fromarray(whole).reduce(factor))
     rows = max(factor, _REDUCE_BAND_PIXELS // info.width // factor * factor)
     parts = []

@@ -20,7 +20,7 @@ from core import storage
 from core.errors import InputError
 from pixels.convert import conversion_note, pil_to_rgb8
 
-__all__ = ["ImageInfo", "probe_image", "read_image", "DEFAULT_MAX_PIXELS", "READERS"]
+__all__ = ["ImageInfo", "probe_image", "read_image", "decode_image", "DEFAULT_MAX_PIXELS", "READERS"]
 
 DEFAULT_MAX_PIXELS = 400_000_000
 #: How bands of a picture are read: ``tiff`` windowed reads of strips or tiles (tifffile),
@@ -244,6 +244,19 @@ def read_image(url: str, *, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int 
         As :func:`probe_image`, checked before decoding, and for truncated or corrupt data.
     """
     info = probe_image(url, max_pixels=max_pixels, min_side=min_side, storage_options=storage_options)
+    return decode_image(info, storage_options=storage_options), info
+
+
+def decode_image(info: ImageInfo, *, storage_options: dict | None = None) -> np.ndarray:
+    """The whole picture ``info`` describes (its header already checked by :func:`probe_image`),
+    as ``(H, W, 3)`` uint8 RGB, as shown.
+
+    Raises
+    ------
+    InputError
+        For a missing file, truncated or corrupt data, or pixels that disagree with the header.
+    """
+    url = info.url
     fs, path = storage.filesystem(url, storage_options)
     try:
         data = storage.read_bytes(fs, path, url=url)
@@ -261,4 +274,4 @@ def read_image(url: str, *, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int 
     if pixels.shape[:2] != (info.height, info.width):
         raise InputError(f"image decoded to {pixels.shape[1]}x{pixels.shape[0]}, its header says "
                          f"{info.width}x{info.height}: {url}")
-    return np.ascontiguousarray(pixels, dtype=np.uint8), info
+    return np.ascontiguousarray(pixels, dtype=np.uint8)

@@ -7,7 +7,7 @@ import pyarrow as pa
 from scoring.merge import merge_hits
 from scoring.results import BOX_COLUMNS, probability_column
 
-__all__ = ["hits_from_table", "boxes_from_table", "coco_detections"]
+__all__ = ["hits_from_table", "boxes_from_table", "coco_detections", "coco_categories", "coco_annotations"]
 
 
 def hits_from_table(table: pa.Table, thresholds: dict, classes) -> np.ndarray:
@@ -39,27 +39,37 @@ def coco_detections(boxes: np.ndarray, classes, background: str, *, file_name: s
     are the 1-based positions of the non-background classes, so ``car`` is 1 and ``boat``
     2 for the default model. ``annotations`` alone is a valid COCO results list.
     """
+    return {
+        "info": {"description": "tilescan detections"},
+        "images": [{"id": 1, "file_name": file_name, "width": int(width), "height": int(height)}],
+        "categories": coco_categories(classes, background),
+        "annotations": coco_annotations(boxes, classes, background),
+    }
+
+
+def coco_categories(classes, background: str) -> list:
+    """COCO ``categories``: the non-background classes, numbered from 1 in the model's order."""
+    foreground = [c for c in classes if c != background]
+    return [{"id": i + 1, "name": name, "supercategory": "object"} for i, name in enumerate(foreground)]
+
+
+def coco_annotations(boxes, classes, background: str, *, image_id: int = 1, first_id: int = 1) -> list:
+    """COCO ``annotations`` of ``(N, 6)`` boxes on picture ``image_id``, numbered from ``first_id``."""
     foreground = [c for c in classes if c != background]
     category_id = {k: foreground.index(c) + 1 for k, c in enumerate(classes) if c != background}
-    categories = [{"id": i + 1, "name": name, "supercategory": "object"} for i, name in enumerate(foreground)]
     annotations = []
-    for n, (x0, y0, x1, y1, score, cat) in enumerate(boxes, start=1):
+    for n, (x0, y0, x1, y1, score, cat) in enumerate(boxes, start=first_id):
         w, h = x1 - x0, y1 - y0
         annotations.append({
             "id": n,
-            "image_id": 1,
+            "image_id": image_id,
             "category_id": category_id[int(cat)],
             "bbox": [round(float(x0), 2), round(float(y0), 2), round(float(w), 2), round(float(h), 2)],
             "area": round(float(w * h), 2),
             "score": round(float(score), 6),
             "iscrowd": 0,
         })
-    return {
-        "info": {"description": "tilescan detections"},
-        "images": [{"id": 1, "file_name": file_name, "width": int(width), "height": int(height)}],
-        "categories": categories,
-        "annotations": annotations,
-    }
+    return annotations
 
 
 def boxes_from_table(table: pa.Table, classes, thresholds: dict, *, merge: str, iou: float):

@@ -41,7 +41,7 @@ class BandScorer:
     """
 
     def __init__(self, bundle_broadcast, bundle_sha256: str, *, engine: str, threads: int, pictures: dict,
-                 window: int, stride: int, edge: str, batch_size: int, floor: float, max_pixels: int,
+                 window: int, stride: int, edge: str, batch_size: int, floor: float,
                  storage_options: dict | None, counter):
         self.bundle_broadcast = bundle_broadcast
         self.bundle_sha256 = bundle_sha256
@@ -51,7 +51,6 @@ class BandScorer:
         self.window, self.stride, self.edge = window, stride, edge
         self.batch_size = batch_size
         self.floor = floor
-        self.max_pixels = max_pixels
         self.storage_options = storage_options
         self.counter = counter
 
@@ -74,8 +73,7 @@ class BandScorer:
                 info, strip = self.pictures[piece.image], piece.strip
                 piece_start = time.time()
                 try:
-                    pixels = read_band(info, strip.y0, strip.y1, max_pixels=self.max_pixels,
-                                       storage_options=self.storage_options)
+                    pixels = read_band(info, strip.y0, strip.y1, storage_options=self.storage_options)
                 except TilescanError as exc:
                     self.counter.add(strip.n_windows)
                     yield piece.image, piece_error(redact(exc))

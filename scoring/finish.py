@@ -52,7 +52,6 @@ class RunContext:
     colors: dict
     window: int
     overwrite: bool
-    max_pixels: int
     run_id: str
     manifest: dict
     storage_options: dict | None = field(default=None, repr=False)
@@ -125,7 +124,7 @@ def _json_default(value):
 def finish_picture(job: PictureJob, payloads, ctx: RunContext) -> dict:
     """Turn one picture's scored bands into its committed outputs; returns its summary.
 
-    The summary has ``index``, ``name``, ``status`` (``scored`` or ``failed``), ``error``,
+    The summary has ``index``, ``name``, ``status`` (``scored``, ``staged`` or ``failed``), ``error``,
     ``counts``, ``timings_s``, the piece timings (``tasks``) and its ``boxes`` (``(N, 6)``
     as lists), which the driver gathers into the run's manifest and detections.
     """
@@ -149,7 +148,7 @@ def finish_picture(job: PictureJob, payloads, ctx: RunContext) -> dict:
         # The overlay (a decode, boxes drawn, a PNG encoded: mostly outside the GIL) is made on
         # a second thread while the windows and the detections are encoded and written.
         with ThreadPoolExecutor(1) as pool:
-            overlay = pool.submit(overlay_png, job.info, boxes, ctx.colors, ctx.classes, max_pixels=ctx.max_pixels,
+            overlay = pool.submit(overlay_png, job.info, boxes, ctx.colors, ctx.classes,
                                   storage_options=ctx.storage_options)
             probs = np.stack([table.column(probability_column(c)).to_numpy() for c in ctx.classes], axis=1)
             kept = table.take(pa.array(select_rows(probs, ctx.classes, ctx.background, ctx.keep)))

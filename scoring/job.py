@@ -195,7 +195,7 @@ class _Progress(threading.Thread):
 
 
 def run_job(spark, tasks: list, jobs: dict, bundle, context, *, engine: str, pictures: dict, window: int,
-            stride: int, edge: str, batch_size: int, floor: float, max_pixels: int, storage_options,
+            stride: int, edge: str, batch_size: int, floor: float, storage_options,
             quiet: bool = False) -> tuple[list[dict], dict]:
     """Score ``tasks`` and finish the pictures of ``jobs`` on Spark; their summaries and the job's timings.
 
@@ -210,7 +210,7 @@ def run_job(spark, tasks: list, jobs: dict, bundle, context, *, engine: str, pic
     broadcast = sc.broadcast(bundle)
     scorer = BandScorer(broadcast, bundle.sha256, engine=engine, threads=engine_threads(spark), pictures=pictures,
                         window=window, stride=stride, edge=edge, batch_size=batch_size, floor=floor,
-                        max_pixels=max_pixels, storage_options=storage_options, counter=windows)
+                        storage_options=storage_options, counter=windows)
     finisher = PictureFinisher(jobs, context, finished)
     total = sum(t.n_windows for t in tasks)
     finishing = max(1, min(len(jobs), 2 * sc.defaultParallelism))

@@ -78,6 +78,7 @@ class RunWriter:
 
     def _stage_in(self, name: str) -> None:
         self.staging_name = name
+        self._begun = False
         self.staging, self._staging_url = storage.join(self.root, name), storage.join(self.url, name)
 
     @property
@@ -166,11 +167,15 @@ class RunWriter:
     # --- writing and committing -----------------------------------------------------------
 
     def _begin(self) -> None:
+        # Once per staging folder: on blob storage each check and makedirs is a request.
+        if self._begun:
+            return
         with storage.errors("write", self.url):
             self.fs.invalidate_cache()
             if not self._created_root:
                 self._created_root = not self.fs.exists(self.root)
         storage.make_folder(self.fs, self.staging, url=self._staging_url)
+        self._begun = True
 
     def write(self, name: str, data: bytes) -> None:
         self._begin()
@@ -256,6 +261,7 @@ class RunWriter:
 
     def abort(self) -> None:
         """Remove what this run began; never raises (it runs while another error is reported)."""
+        self._begun = False
         try:
             self.fs.invalidate_cache()
             self._remove(self.staging)

@@ -13,7 +13,7 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw
 
-from pixels import ImageInfo, read_band, read_image, read_reduced
+from pixels import ImageInfo, read_band, read_reduced
 
 __all__ = ["draw_overlay", "overlay_png", "encode_png", "FULL_OVERLAY_PIXELS", "PREVIEW_PIXELS"]
 
@@ -41,18 +41,15 @@ def draw_overlay(pixels: np.ndarray, boxes: np.ndarray, colors: dict, classes, *
     return image
 
 
-def overlay_png(info: ImageInfo, boxes: np.ndarray, colors: dict, classes, *, max_pixels: int,
+def overlay_png(info: ImageInfo, boxes: np.ndarray, colors: dict, classes, *,
                 storage_options: dict | None = None) -> tuple[bytes, int]:
     """The overlay of the picture ``info`` describes, as PNG bytes, and the reduction factor (1: full size)."""
     area = info.width * info.height
     factor = 1 if area <= FULL_OVERLAY_PIXELS else math.ceil(math.sqrt(area / PREVIEW_PIXELS))
-    if factor == 1:
-        if info.reader == "pillow":
-            pixels, _ = read_image(info.url, max_pixels=max_pixels, storage_options=storage_options)
-        else:
-            pixels = read_band(info, 0, info.height, storage_options=storage_options)
+    if factor == 1:  # read_band keeps a picture the tasks just decoded, whatever its reader
+        pixels = read_band(info, 0, info.height, storage_options=storage_options)
     else:
-        pixels = read_reduced(info, factor, max_pixels=max_pixels, storage_options=storage_options)
+        pixels = read_reduced(info, factor, storage_options=storage_options)
     return encode_png(np.asarray(draw_overlay(pixels, boxes, colors, classes, scale=1 / factor))), factor
 
 

@@ -26,6 +26,8 @@ from core.errors import BundleError, InputError, OutputExistsError, TilescanErro
 from core.redaction import redact
 from engines import create_engine, engine_class
 from pixels import ImageInfo, probe_image
+from scoring.boxes import coco_annotations, coco_categories
+from scoring.executor import probe_picture
 from scoring.finish import PictureJob, RunContext, manifest_bytes
 from scoring.inputs import Inputs, output_names, resolve_inputs
 from scoring.outputs import SUCCESS, Destination, RunWriter
@@ -59,6 +61,13 @@ class Picture:
     error: str | None = None
     seen: Destination | None = None
     skipped: bool = False
+
+    def take_header(self, header: ImageInfo | str) -> None:
+        """Keep what :func:`scoring.executor.probe_picture` found: the header, or why there is none."""
+        if isinstance(header, ImageInfo):
+            self.info = header
+        else:
+            self.error = header
 
 
 @dataclass
@@ -129,11 +138,8 @@ def _finished_pictures(writer: RunWriter) -> set[str]:
 
 def _probe_all(pictures: list, params: ScoreParams, storage_options) -> None:
     def probe(picture: Picture) -> None:
-        try:
-            picture.info = probe_image(picture.url, max_pixels=params.max_pixels, min_side=params.window,
-                                       storage_options=storage_options)
-        except TilescanError as exc:
-            picture.error = redact(exc)
+        picture.take_header(probe_picture(picture.url, window=params.window, max_pixels=params.max_pixels,
+                                          storage_options=storage_options))
 
     with concurrent.futures.ThreadPoolExecutor(_PROBE_THREADS, thread_name_prefix="probe") as pool:
         list(pool.map(probe, pictures))
@@ -283,10 +289,7 @@ def run(prepared: PreparedRun, spark) -> dict:
         for picture, header in zip(unprobed, probe_on_executors(spark, [pic.url for pic in unprobed],
                                                                 window=p.window, max_pixels=p.max_pixels,
                                                                 storage_options=prepared.executor_options)):
-            if isinstance(header, ImageInfo):
-                picture.info = header
-            else:
-                picture.error = header
+            picture.take_header(header)
     timings["probe_s"] = time.time() - started
 
     started = time.time()
@@ -311,7 +314,7 @@ def run(prepared: PreparedRun, spark) -> dict:
     s = prepared.settings
     context = RunContext(classes=spec.classes, background=spec.background, thresholds=s.thresholds, merge=s.merge,
                          merge_iou=s.merge_iou, keep=p.keep, colors=prepared.colors, window=p.window,
-                         overwrite=p.overwrite or p.resume, max_pixels=p.max_pixels, run_id=prepared.run_id,
+                         overwrite=p.overwrite or p.resume, run_id=prepared.run_id,
                          manifest=base, storage_options=prepared.executor_options)
     dataset = None if prepared.single else storage.join(prepared.writer.url, "windows")
     jobs = {pic.index: PictureJob(pic.index, pic.name, pic.info, pic.root, grids[k].n_windows,
@@ -323,7 +326,7 @@ def run(prepared: PreparedRun, spark) -> dict:
     summaries, job_timings = ([], {"spark_job_s": 0.0}) if not tasks else run_job(
         spark, tasks, jobs, prepared.bundle, context, engine=s.engine,
         pictures={pic.index: pic.info for pic in ready}, window=p.window, stride=p.stride, edge=p.edge,
-        batch_size=p.batch_size, floor=min([p.keep, *s.thresholds.values()]), max_pixels=p.max_pixels,
+        batch_size=p.batch_size, floor=min([p.keep, *s.thresholds.values()]),
         storage_options=prepared.executor_options, quiet=p.quiet)
     timings.update(job_timings)
     by_index = {summary["index"]: summary for summary in summaries}
@@ -374,12 +377,8 @@ def _commit_run(prepared: PreparedRun, base: dict, summaries: dict, timings: dic
             entry.update(counts=summary["counts"], timings_s=summary["timings_s"])
             images.append({"id": picture.index + 1, "file_name": picture.url, "name": picture.name,
                            "width": picture.info.width, "height": picture.info.height})
-            for x0, y0, x1, y1, score, cls in summary["boxes"]:
-                w, h = x1 - x0, y1 - y0
-                annotations.append({"id": len(annotations) + 1, "image_id": picture.index + 1,
-                                    "category_id": foreground.index(spec.classes[int(cls)]) + 1,
-                                    "bbox": [round(x0, 2), round(y0, 2), round(w, 2), round(h, 2)],
-                                    "area": round(w * h, 2), "score": round(score, 6), "iscrowd": 0})
+            annotations += coco_annotations(summary["boxes"], spec.classes, spec.background,
+                                            image_id=picture.index + 1, first_id=len(annotations) + 1)
         entries.append(entry)
     scored = [e for e in entries if e["status"] == "scored"]
     counts = {
@@ -392,7 +391,7 @@ def _commit_run(prepared: PreparedRun, base: dict, summaries: dict, timings: dic
         "boxes_per_class": {c: sum(e["counts"]["boxes_per_class"][c] for e in scored) for c in foreground},
     }
     detections = {"info": {"description": "tilescan detections"}, "images": images,
-                  "categories": [{"id": i + 1, "name": c, "supercategory": "object"} for i, c in enumerate(foreground)],
+                  "categories": coco_categories(spec.classes, spec.background),
                   "annotations": annotations}
     writer = prepared.writer
     started = time.time()
@@ -402,7 +401,7 @@ def _commit_run(prepared: PreparedRun, base: dict, summaries: dict, timings: dic
     try:
         writer.write("detections.json", json.dumps(detections, indent=1).encode())
         manifest["timings_s"]["write_s"] = time.time() - started
-        writer.write("manifest.json", redact(json.dumps(manifest, indent=2), one_line=False).encode())
+        writer.write("manifest.json", manifest_bytes(manifest))
         writer.commit()
     except BaseException:
         writer.abort()

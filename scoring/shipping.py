@@ -2,9 +2,10 @@
 
 Cluster nodes lack the project's packages, so the driver ships them. The zip holds the
 closure of project modules that :mod:`scoring.executor` and the chosen engine import
-(found by reading their ``import`` statements, those inside functions included), so the
-driver-only modules (the pipeline, the job, merging, outputs) and the other packages
-(training, evaluation, collages, entry points) stay behind.
+(found by reading their ``import`` statements, those inside functions included): scoring
+the bands and finishing each picture (merging, the overlay, its outputs). The driver-only
+modules (the pipeline, the job, inputs, parameters) and the other packages (training,
+evaluation, collages, entry points) stay behind.
 """
 from __future__ import annotations
 

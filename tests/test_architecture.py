@@ -153,13 +153,13 @@ info = probe_picture(image, window=32, max_pixels=10**8, storage_options=None)
 grid = WindowGrid(info.height, info.width, 32, 16)
 tasks = plan_tasks([grid], 3)
 scorer = BandScorer(Broadcast(), bundle.sha256, engine="onnxruntime", threads=1, pictures={0: info}, window=32,
-                    stride=16, edge="align", batch_size=16, floor=0.0, max_pixels=10**8, storage_options=None,
+                    stride=16, edge="align", batch_size=16, floor=0.0, storage_options=None,
                     counter=Counter())
 payloads = list(scorer(tasks))
 classes = bundle.spec.classes
 context = RunContext(classes=classes, background=bundle.spec.background, thresholds={c: 0.5 for c in classes},
                      merge="nms", merge_iou=0.3, keep=0.0, colors={}, window=32, overwrite=False,
-                     max_pixels=10**8, run_id="zip", manifest={})
+                     run_id="zip", manifest={})
 job = PictureJob(0, "small", info, out, grid.n_windows, len(payloads))
 [summary] = PictureFinisher({0: job}, context, Counter())([(0, [p for _, p in payloads])])
 assert summary["status"] == "scored", summary
