@@ -133,7 +133,6 @@ def _train(args: argparse.Namespace) -> int:
 def main(argv=None) -> int:
     args = parse_args(argv)
     cli.configure_logging()
-    logging.getLogger("collage.generator").setLevel(logging.WARNING)
     return cli.run_command(lambda: _train(args), ValueError, FileNotFoundError)
 
 

@@ -2,8 +2,9 @@
 
 As in metapixel's collage mode, ``T x T`` tiles are laid on a jittered grid whose step is
 smaller than ``T`` and painted in random order, so later tiles cover parts of earlier
-ones. Each tile is chosen by colour: among the library's tiles still under their use
-limit, the nearest neighbour of the target's mean colours under it.
+ones. Each tile is chosen by colour (among the library's tiles still under their use
+limit, the nearest neighbour of the target's mean colours under it) or, with
+``match="random"``, at random.
 
 Coordinates follow :mod:`tiling.box`: pixels, ``x`` to the right, ``y`` down, boxes
 half-open. Placements are numbered in paint order ("z-order"): placement ``i`` covers
@@ -369,7 +370,7 @@ def build_collage(target: np.ndarray, images: np.ndarray, labels, params: Collag
                                      grid=params.grid)
         chosen, batches = _assign_tiles(queries, tile_descriptors(images, params.grid), max_uses=params.max_uses,
                                         k=params.candidates)
-        logger.info("collage %dx%d: %d placements matched in %d batches", params.width, params.height,
+        logger.debug("collage %dx%d: %d placements matched in %d batches", params.width, params.height,
                     len(chosen), batches)
 
     placements = Placements(x=corners[:, 0].copy(), y=corners[:, 1].copy(), tile=chosen,

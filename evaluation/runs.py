@@ -160,7 +160,7 @@ def load_run(url: str, *, storage_options: dict | None = None) -> RunData:
 
 
 def load_truth(url: str, *, storage_options: dict | None = None) -> dict:
-    """A collage's ground truth (:func:`tiling.collage.ground_truth`) from a path or URL."""
+    """A collage's ground truth (:func:`collage.truth.ground_truth`) from a path or URL."""
     fs, path = storage.filesystem(url, storage_options)
     return read_json(fs, path, "ground truth")
 
@@ -248,8 +248,7 @@ def evaluate_run(run: str, truth: str, *, storage_options: dict | None = None) -
         When either is malformed or they do not describe the same picture and classes.
     """
     fs, root = storage.filesystem(run, storage_options)
-    truth_fs, truth_path = storage.filesystem(truth, storage_options)
-    truth_doc = read_json(truth_fs, truth_path, "ground truth")
+    truth_doc = load_truth(truth, storage_options=storage_options)
     detections = read_json(fs, storage.join(root, "detections.json"), "detections")
     windows = _read_windows(fs, root)
     if isinstance(windows, str):

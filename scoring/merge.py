@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from tiling.box import iou_rows
+
 __all__ = ["MERGE_METHODS", "iou_one_to_many", "cluster_hits", "merge_hits"]
 
 MERGE_METHODS = ("fuse", "nms", "none")
@@ -21,15 +23,7 @@ _PAIRS_PER_CHUNK = 4_000_000
 
 def iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """IoU of one ``(4,)`` box ``x0, y0, x1, y1`` with each row of ``(N, 4)`` boxes."""
-    return _iou(np.broadcast_to(box, boxes.shape), boxes)
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise IoU of two ``(N, 4)`` arrays; 0 where the union is empty."""
-    inter = (np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
-             * np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None))
-    union = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1]) + (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) - inter
-    return np.divide(inter, union, out=np.zeros_like(inter, dtype=np.float64), where=union > 0)
+    return iou_rows(np.broadcast_to(box, boxes.shape), boxes)
 
 
 def _score_order(hits: np.ndarray) -> np.ndarray:
@@ -71,7 +65,7 @@ def _overlapping_pairs(boxes: np.ndarray, iou: float) -> tuple[np.ndarray, np.nd
             if dx == dy == 0:
                 keep = owners < others
                 owners, others = owners[keep], others[keep]
-            close = _iou(boxes[owners], boxes[others]) >= iou
+            close = iou_rows(boxes[owners], boxes[others]) >= iou
             first, second = owners[close], others[close]
             firsts.append(np.minimum(first, second))
             seconds.append(np.maximum(first, second))

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Box", "BOX_ENCODING", "box_deltas", "apply_deltas"]
+__all__ = ["Box", "BOX_ENCODING", "box_deltas", "apply_deltas", "iou_rows"]
 
 #: How a box is given relative to the window that saw it: ``(x0 - wx0) / S, (y0 - wy0) / S,
 #: log(width / S), log(height / S)``, ``S`` the window side.
@@ -121,3 +121,15 @@ def apply_deltas(windows, deltas) -> np.ndarray:
     x0y0 = windows[:, :2] + deltas[:, :2] * side
     size = np.exp(np.clip(deltas[:, 2:], -np.log(8), np.log(8))) * side
     return np.concatenate([x0y0, x0y0 + size], axis=1)
+
+
+def iou_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise IoU of two ``(N, 4)`` ``x0, y0, x1, y1`` arrays, as ``(N,)`` float64; 0 where the union is empty.
+
+    >>> iou_rows(np.array([[0, 0, 2, 2]]), np.array([[1, 0, 3, 2]])).tolist()
+    [0.3333333333333333]
+    """
+    inter = (np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
+             * np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None))
+    union = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1]) + (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) - inter
+    return np.divide(inter, union, out=np.zeros_like(inter, dtype=np.float64), where=union > 0)

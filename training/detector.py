@@ -20,7 +20,7 @@ import numpy as np
 
 from core.bundle import ModelSpec, load_bundle
 from tilesets import BACKGROUND, MODEL_CLASSES, LabelledImages, load_cifar, load_image_folder
-from tiling.box import BOX_ENCODING, apply_deltas
+from tiling.box import BOX_ENCODING, apply_deltas, iou_rows
 from training.collage_windows import (
     IGNORE,
     LabelledWindows,
@@ -33,6 +33,7 @@ from training.collage_windows import (
 )
 from training.loop import (
     balanced_accuracy,
+    check_config,
     learning_rate,
     normaliser,
     per_class_accuracy,
@@ -89,16 +90,10 @@ class DetectorConfig:
     rule: LabelRule = field(default_factory=LabelRule)
 
     def validate(self) -> None:
-        if (self.depth - 2) % 6 or self.depth < 8:
-            raise ValueError(f"`depth` must be 6n + 2, got {self.depth}")
-        for name in ("epochs", "windows_per_epoch", "collage_size", "windows_per_collage", "batch_size",
-                     "val_collages", "val_windows_per_collage"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}")
+        check_config(self, positive=("epochs", "windows_per_epoch", "collage_size", "windows_per_collage",
+                                     "batch_size", "val_collages", "val_windows_per_collage"))
         if self.collage_size < 4 * WINDOW:
             raise ValueError(f"`collage_size` must be >= {4 * WINDOW}, got {self.collage_size}")
-        if len(self.class_mix) != len(MODEL_CLASSES) or abs(sum(self.class_mix) - 1) > 1e-6:
-            raise ValueError(f"`class_mix` needs {len(MODEL_CLASSES)} fractions summing to 1, got {self.class_mix}")
         for name in ("ignored_fraction", "negative_fraction", "hard_negative_fraction"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be in [0, 1), got {getattr(self, name)}")
@@ -157,15 +152,6 @@ def _epoch_draw(pool: LabelledWindows, config: DetectorConfig, rng: np.random.Ge
     return flip_horizontally(drawn, rng.random(len(drawn)) < 0.5)
 
 
-def _box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise IoU of two ``(N, 4)`` ``x0, y0, x1, y1`` arrays."""
-    w = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
-    h = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None)
-    inter = w * h
-    union = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1]) + (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) - inter
-    return inter / np.maximum(union, 1e-9)
-
-
 def _evaluate(net, windows: LabelledWindows, spec: ModelSpec, ctx, batch: int = 512) -> dict:
     """Class accuracy on the labelled windows and box quality on the windows with a box target."""
     import mxnet as mx
@@ -180,8 +166,8 @@ def _evaluate(net, windows: LabelledWindows, spec: ModelSpec, ctx, batch: int = 
     labelled = windows.labels != IGNORE
     accuracy = per_class_accuracy(pred[labelled], windows.labels[labelled], MODEL_CLASSES)
     frame = np.tile([0.0, 0.0, WINDOW, WINDOW], (int(windows.has_box.sum()), 1))
-    iou = _box_iou(apply_deltas(frame, deltas[windows.has_box]), apply_deltas(frame, windows.deltas[windows.has_box]))
-    before = _box_iou(frame, apply_deltas(frame, windows.deltas[windows.has_box]))
+    iou = iou_rows(apply_deltas(frame, deltas[windows.has_box]), apply_deltas(frame, windows.deltas[windows.has_box]))
+    before = iou_rows(frame, apply_deltas(frame, windows.deltas[windows.has_box]))
     return {"accuracy": accuracy, "balanced_accuracy": balanced_accuracy(accuracy),
             "box_iou_mean": float(iou.mean()), "box_iou_at_least_0.5": float((iou >= 0.5).mean()),
             "window_iou_at_least_0.5": float((before >= 0.5).mean()), "windows": int(len(windows))}

@@ -11,8 +11,22 @@ import platform
 
 import numpy as np
 
-__all__ = ["start_run", "normaliser", "sgd_trainer", "restore", "learning_rate", "latest_checkpoint",
+from tilesets import MODEL_CLASSES
+
+__all__ = ["check_config", "start_run", "normaliser", "sgd_trainer", "restore", "learning_rate", "latest_checkpoint",
            "save_checkpoint", "per_class_accuracy", "balanced_accuracy", "run_record"]
+
+
+def check_config(config, *, positive: tuple) -> None:
+    """The checks both trainers' configurations share: ``depth`` is 6n + 2, each field named in
+    ``positive`` is >= 1, and ``class_mix`` has one fraction per class, summing to 1."""
+    if (config.depth - 2) % 6 or config.depth < 8:
+        raise ValueError(f"`depth` must be 6n + 2, got {config.depth}")
+    for name in positive:
+        if getattr(config, name) < 1:
+            raise ValueError(f"`{name}` must be >= 1, got {getattr(config, name)}")
+    if len(config.class_mix) != len(MODEL_CLASSES) or abs(sum(config.class_mix) - 1) > 1e-6:
+        raise ValueError(f"`class_mix` needs {len(MODEL_CLASSES)} fractions summing to 1, got {config.class_mix}")
 
 
 def start_run(out: str, seed: int) -> str:

@@ -21,6 +21,7 @@ from tilesets import MODEL_CLASSES, LabelledImages, load_cifar
 from training.canvas import canvas_tiles, make_canvases, sample_canvas_tiles
 from training.loop import (
     balanced_accuracy,
+    check_config,
     learning_rate,
     normaliser,
     per_class_accuracy,
@@ -67,13 +68,7 @@ class TrainConfig:
     gpus: tuple = ()
 
     def validate(self) -> None:
-        if (self.depth - 2) % 6 or self.depth < 8:
-            raise ValueError(f"`depth` must be 6n + 2, got {self.depth}")
-        for name in ("epochs", "tiles_per_epoch", "batch_size", "canvas_size", "canvases_per_class"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}")
-        if len(self.class_mix) != len(MODEL_CLASSES) or abs(sum(self.class_mix) - 1) > 1e-6:
-            raise ValueError(f"`class_mix` needs {len(MODEL_CLASSES)} fractions summing to 1, got {self.class_mix}")
+        check_config(self, positive=("epochs", "tiles_per_epoch", "batch_size", "canvas_size", "canvases_per_class"))
         if not 0 <= self.plain_fraction <= 1:
             raise ValueError(f"`plain_fraction` must be in [0, 1], got {self.plain_fraction}")
 
