@@ -22,7 +22,7 @@ from scoring.params import defaults
 __all__ = [
     "ROOT", "Inputs", "base_parser", "inputs_from_args", "resolve_model", "demo_image", "synthetic_png",
     "core_counts", "spark_env", "local_spark", "ship_benchmarks", "measure_rate", "best_of", "configure_logging",
-    "write_json", "JOB_BATCH",
+    "write_json", "bench_main", "JOB_BATCH",
 ]
 
 logger = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ synthetic noise without it), scored in this process on a warm local SparkSession
 the other outputs, the commit: everything but starting the JVM and the Python workers,
 which a warm-up run does first). Its windows per second are compared with the engine's
 own rate: N separate 1-thread engine processes on the same windows, timed together; with
-the model's own engine and, where that is int8, with fp32 ONNX Runtime too.
+the model's own engine and, when that is another, with fp32 ONNX Runtime too.
 """
 from __future__ import annotations
 
@@ -63,7 +63,8 @@ def run(spark, model: str, work: str, *, quick: bool = False) -> dict:
     picture = dense_collage(work, side)
     bundle = load_bundle(model)
     engines = [resolve_settings(bundle.spec, bundle.recommended, bundle.files).engine]
-    engines += [e for e in ("onnxruntime",) if e not in engines]
+    if engines[0] != "onnxruntime":
+        engines.append("onnxruntime")
     cores = spark.sparkContext.defaultParallelism
     warm = synthetic_png(os.path.join(work, "dense", "warm-up.png"), 256, 256)
     runs, manifest = [], {}

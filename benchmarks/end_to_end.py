@@ -31,15 +31,20 @@ logger = logging.getLogger(__name__)
 
 
 def run_score(model: str, image: str, out: str, *, cores: int, engine: str | None = "onnxruntime",
-              batch_size: int = JOB_BATCH, extra=()) -> dict:
-    """Run ``spark-submit --master local[cores] app/score.py --image IMAGE`` (a picture, a glob or a
-    folder); its manifest, the command's wall time and its log. ``engine=None``: the model's choice."""
+              batch_size: int = JOB_BATCH, master: str | None = None, submit_args=()) -> dict:
+    """Run ``spark-submit --master MASTER app/score.py --image IMAGE`` (a picture, a glob or a
+    folder); its manifest, the command's wall time and its log.
+
+    ``master`` defaults to ``local[cores]``; ``submit_args`` are more spark-submit options;
+    ``engine=None``: the model's choice.
+    """
     from scoring.job import spark_submit_executable
 
-    command = [spark_submit_executable(), "--master", f"local[{cores}]", "--driver-memory", "4g",
+    master = master or f"local[{cores}]"
+    command = [spark_submit_executable(), "--master", master, *submit_args, "--driver-memory", "4g",
                "--conf", "spark.ui.enabled=false", os.path.join(ROOT, "app", "score.py"), "--image", image,
                "--out", out, "--model", model, *(["--engine", engine] if engine else []),
-               "--batch-size", str(batch_size), "--overwrite", "--quiet", *extra]
+               "--batch-size", str(batch_size), "--overwrite", "--quiet"]
     log = out.rstrip("/") + ".log"
     os.makedirs(os.path.dirname(log), exist_ok=True)
     started = time.time()
@@ -49,7 +54,7 @@ def run_score(model: str, image: str, out: str, *, cores: int, engine: str | Non
     if done.returncode:
         with open(log) as fh:
             tail = fh.read()[-2000:]
-        raise RuntimeError(f"score.py at local[{cores}] exited {done.returncode}; log {log}:\n{tail}")
+        raise RuntimeError(f"score.py on {master} exited {done.returncode}; log {log}:\n{tail}")
     with open(os.path.join(out, "manifest.json")) as fh:
         manifest = json.load(fh)
     return {"manifest": manifest, "command_s": wall, "log": log}

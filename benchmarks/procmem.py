@@ -57,7 +57,6 @@ class TreeSampler(threading.Thread):
         super().__init__(daemon=True)
         self.root, self.interval = root, interval
         self.peaks_mb = {"driver_python": 0.0, "driver_jvm": 0.0, "executor_python": 0.0}
-        self.samples = 0
         self._done = threading.Event()
 
     def _sample(self) -> None:
@@ -71,11 +70,10 @@ class TreeSampler(threading.Thread):
                 line = _cmdline(child)
                 if "java" in line.split(" ")[0]:
                     todo.append((child, "driver_jvm"))
-                elif role == "driver_jvm" or role == "executor_python":
+                elif role in ("driver_jvm", "executor_python"):
                     todo.append((child, "executor_python"))
                 else:
                     todo.append((child, role))
-        self.samples += 1
 
     def run(self) -> None:
         while not self._done.is_set():

@@ -11,13 +11,12 @@ speed-up here is a floor for what separate nodes give.
 """
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-import time
 
-from benchmarks.common import JOB_BATCH, ROOT, base_parser, configure_logging, inputs_from_args, spark_env
+from benchmarks.common import ROOT, base_parser, configure_logging, inputs_from_args, spark_env
+from benchmarks.end_to_end import run_score
 from tests.ports import free_ports
 
 __all__ = ["run", "main"]
@@ -33,17 +32,9 @@ def _cluster(*args, run_dir: str) -> None:
 
 
 def _submit(master: str, cores: int, model: str, image: str, out: str) -> dict:
-    from scoring.job import spark_submit_executable
-
-    command = [spark_submit_executable(), "--master", master, "--total-executor-cores", str(cores),
-               "--executor-memory", "2g",
-               "--driver-memory", "4g", "--conf", "spark.ui.enabled=false", os.path.join(ROOT, "app", "score.py"),
-               "--image", image, "--out", out, "--model", model, "--batch-size", str(JOB_BATCH), "--overwrite",
-               "--quiet"]
-    started = time.time()
-    subprocess.run(command, env=spark_env(), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    wall = time.time() - started
-    manifest = json.load(open(os.path.join(out, "manifest.json")))
+    result = run_score(model, image, out, cores=cores, engine=None, master=master,
+                       submit_args=("--total-executor-cores", str(cores), "--executor-memory", "2g"))
+    manifest, wall = result["manifest"], result["command_s"]
     t, c = manifest["timings_s"], manifest["counts"]
     return {"workers": cores, "command_s": wall, "spark_job_s": t["spark_job_s"],
             "first_to_last_task_s": t["first_to_last_task_s"], "python_workers": t["python_workers"],

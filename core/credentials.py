@@ -50,11 +50,6 @@ _REFUSED = {
 }
 _REFUSED["wasbs"] = _REFUSED["wasb"]
 
-# Secret values seen while resolving options in this process, scrubbed from any text
-# passed to redact() whatever form an SDK prints them in.
-_known_secrets: set[str] = set()
-
-
 def is_local(url: str) -> bool:
     return "://" not in url or url.startswith("file://")
 
