@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="align: add windows flush with the right/bottom edges so no pixel is missed; "
                         "drop: plain grid (default %(default)s)")
     p.add_argument("--strips", type=int, default=d["strips"],
-                   help="strips (Spark tasks); 0 = 4 x the cluster's parallelism (default)")
+                   help="Spark tasks; 0 = 4 x the cluster's parallelism (default)")
     p.add_argument("--batch-size", type=int, default=d["batch_size"],
                    help="windows per inference batch (default %(default)s)")
     p.add_argument("--keep", type=float, default=d["keep"],
@@ -98,7 +98,14 @@ def _score(args: argparse.Namespace) -> int:
     started = time.time()
     params = params_from_args(args)
     prepared = prepare(params, storage_options=cli.storage_options_from_args(args))
-    manifest = run(prepared, spark_session(args.master))
+    spark = spark_session(args.master)
+    try:
+        manifest = run(prepared, spark)
+    except KeyboardInterrupt:
+        # The process exits now, and the JVM would log errors about the tasks cancelled under
+        # it after the one "interrupted" line.
+        spark.sparkContext.setLogLevel("OFF")
+        raise
     counts, timings = manifest["counts"], manifest["timings_s"]
     per_class = ", ".join(f"{n} {c}" for c, n in counts["boxes_per_class"].items())
     rate = counts["windows_scored"] / max(timings["spark_job_s"], 1e-9)
