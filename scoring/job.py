@@ -27,8 +27,8 @@ from engines import ENGINES
 from scoring.executor import BandScorer, PictureFinisher, probe_picture
 from scoring.shipping import executor_zip
 
-__all__ = ["spark_session", "spark_submit_executable", "ship_packages", "engine_threads", "probe_on_executors",
-           "run_job", "spark_settings"]
+__all__ = ["spark_session", "spark_submit_executable", "ship_packages", "engine_threads", "cancel_on_interrupt",
+           "probe_on_executors", "run_job", "spark_settings"]
 
 
 _CONF_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conf")
@@ -100,24 +100,31 @@ def spark_settings(spark) -> dict:
 
 
 @contextmanager
-def _cancel_on_interrupt(sc):
+def cancel_on_interrupt(sc):
     """Ctrl-C cancels the running Spark jobs, then raises :class:`KeyboardInterrupt` here.
 
     PySpark's own handler calls the JVM from inside the signal handler, while the main
     thread waits on the same Py4J connection: the connection breaks and every later call
     prints a traceback. Cancelling from another thread (its own connection) lets the
-    waiting call return normally, with the job's failure. A second Ctrl-C interrupts at once.
+    waiting call return normally, with the job's failure. The cancelling repeats until the
+    block ends: a Ctrl-C just before the job is submitted must stop it too. A second Ctrl-C
+    interrupts at once.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    interrupted = threading.Event()
+    interrupted, ended = threading.Event(), threading.Event()
+
+    def keep_cancelling():
+        while not ended.is_set():
+            sc.cancelAllJobs()
+            ended.wait(0.5)
 
     def cancel(signum, frame):
         if interrupted.is_set():
             raise KeyboardInterrupt
         interrupted.set()
-        threading.Thread(target=sc.cancelAllJobs, daemon=True).start()
+        threading.Thread(target=keep_cancelling, daemon=True).start()
 
     previous = signal.signal(signal.SIGINT, cancel)
     try:
@@ -126,6 +133,7 @@ def _cancel_on_interrupt(sc):
         if not interrupted.is_set():
             raise
     finally:
+        ended.set()
         signal.signal(signal.SIGINT, previous)
     if interrupted.is_set():
         _wait_for_cancelled_tasks(sc)
@@ -151,7 +159,7 @@ def probe_on_executors(spark, urls: list, *, window: int, max_pixels: int, stora
     slices = max(1, min(len(urls), 4 * sc.defaultParallelism))
     sc.setJobDescription(f"tilescan: the headers of {len(urls):,} pictures")
     probe = functools.partial(probe_picture, window=window, max_pixels=max_pixels, storage_options=storage_options)
-    with _cancel_on_interrupt(sc):
+    with cancel_on_interrupt(sc):
         return sc.parallelize(list(urls), slices).map(probe).collect()
 
 
@@ -219,7 +227,7 @@ def run_job(spark, tasks: list, jobs: dict, bundle, context, *, engine: str, pic
     started = time.time()
     try:
         sc.setJobDescription(f"tilescan: {total:,} windows of {len(jobs):,} pictures in {len(tasks)} tasks")
-        with _cancel_on_interrupt(sc):
+        with cancel_on_interrupt(sc):
             summaries = (sc.parallelize(tasks, len(tasks)).mapPartitions(scorer)
                          .groupByKey(finishing, partitionFunc=lambda index: index)
                          .mapPartitions(finisher).collect())

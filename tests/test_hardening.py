@@ -412,3 +412,16 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path):
     assert "Traceback" not in err and "Py4J" not in err
     assert err.rstrip().splitlines()[-1] == "interrupted"
     assert not (out / SUCCESS).exists()
+
+
+def test_a_ctrl_c_just_before_the_job_is_submitted_still_stops_it(spark):
+    """A slow driver can take the Ctrl-C between the progress line and the job's submission."""
+    from scoring.job import cancel_on_interrupt
+
+    sc = spark.sparkContext
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        with cancel_on_interrupt(sc):
+            os.kill(os.getpid(), signal.SIGINT)  # handled here, before the job below exists
+            sc.parallelize(range(2), 2).foreach(lambda _: time.sleep(120))
+    assert time.monotonic() - started < 60, "the job ran to its end: the Ctrl-C was lost"
