@@ -111,7 +111,7 @@ def test_a_collection_on_the_cluster_matches_local_mode(standalone, spark, tmp_p
         assert_same_outputs(tmp_path / "cluster" / name, tmp_path / "local" / name)
 
 
-def test_executors_reach_the_lake_with_the_drivers_credentials(standalone, tmp_path, azurite, small_image,
+def test_executors_reach_the_lake_with_the_drivers_credentials(standalone, spark, tmp_path, azurite, small_image,
                                                                random_bundle_dir):
     """The workers' environment has no AZURE_STORAGE_*: the driver's credentials travel with the tasks."""
     from core.transfer import transfer
@@ -130,10 +130,13 @@ def test_executors_reach_the_lake_with_the_drivers_credentials(standalone, tmp_p
                   env=driver_env)
     finish(proc)
     blobs = azurite.blobs(name, "run/")
-    assert {"run/_SUCCESS", "run/windows.parquet"} <= set(blobs)
-    local = tmp_path / "local"
-    finish(submit(f"spark://127.0.0.1:{port}", small_image, random_bundle_dir, local))
-    assert blobs["run/windows.parquet"] == (local / "windows.parquet").read_bytes()
+    assert {"run/_SUCCESS", "run/windows.parquet", "run/detections.json"} <= set(blobs)
+    local_run(spark, small_image, random_bundle_dir, tmp_path / "local", strips=0)
+    lake = tmp_path / "lake"
+    lake.mkdir()
+    for file in ("windows.parquet", "detections.json"):
+        (lake / file).write_bytes(blobs[f"run/{file}"])
+    assert_same_outputs(lake, tmp_path / "local")
 
 
 def completed_tasks(ui_port: int) -> int:

@@ -37,8 +37,8 @@ FAKE_WHEEL = "fake-0.1-py3-none-any.whl"
 
 # What a source snapshot leaves out: build products, tools, caches, and trained models.
 SNAPSHOT_IGNORE = shutil.ignore_patterns(
-    ".git", ".venv", ".tools", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache",
-    ".hypothesis", "node_modules", "models", "out", "work", "spark-warehouse", "metastore_db")
+    ".git", ".venv*", ".tools", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache",
+    ".ruff_cache", ".hypothesis", "node_modules", "models", "out", "work", "spark-warehouse", "metastore_db")
 
 
 def run(cmd, *, env=None, cwd=None, timeout=300) -> subprocess.CompletedProcess:

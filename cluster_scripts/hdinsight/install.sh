@@ -118,14 +118,14 @@ fetch() {
 }
 
 # A source folder is identified by the content of its files, skipping what builds, installs and
-# editors leave behind (which pip itself writes there: build/, *.egg-info).
+# editors leave behind (which pip itself writes there: build/, *.egg-info), and virtual environments.
 hash_folder() {
     local dir=$1
     (
         cd "$dir"
-        find . \( -name .git -o -name .venv -o -name venv -o -name .tools -o -name build \
+        find . \( -name .git -o -name '.venv*' -o -name venv -o -name .tools -o -name build \
             -o -name dist -o -name '*.egg-info' -o -name __pycache__ -o -name .pytest_cache \
-            -o -name .hypothesis -o -name node_modules -o -name .ipynb_checkpoints \) -prune \
+            -o -name .hypothesis -o -name .ruff_cache -o -name node_modules -o -name .ipynb_checkpoints \) -prune \
             -o -type f -print0 |
             LC_ALL=C sort -z | xargs -0 -r sha256sum | sha256sum | cut -d' ' -f1
     )
