@@ -197,6 +197,8 @@ class _Progress(threading.Thread):
 
     def stop(self) -> None:
         self._stop_event.set()
+        if self.ident is None:  # never started
+            return
         self.join()
         if not self.quiet and sys.stderr.isatty():
             print(file=sys.stderr)
@@ -223,11 +225,11 @@ def run_job(spark, tasks: list, jobs: dict, bundle, context, *, engine: str, pic
     total = sum(t.n_windows for t in tasks)
     finishing = max(1, min(len(jobs), 2 * sc.defaultParallelism))
     progress = _Progress(windows, finished, total, len(jobs), quiet=quiet)
-    progress.start()
     started = time.time()
     try:
         sc.setJobDescription(f"tilescan: {total:,} windows of {len(jobs):,} pictures in {len(tasks)} tasks")
         with cancel_on_interrupt(sc):
+            progress.start()  # here: by its first line, Ctrl-C cancels the job
             summaries = (sc.parallelize(tasks, len(tasks)).mapPartitions(scorer)
                          .groupByKey(finishing, partitionFunc=lambda index: index)
                          .mapPartitions(finisher).collect())
