@@ -15,8 +15,7 @@ from collage import owner_map, placements_from_ground_truth, window_classes
 from core import storage
 from evaluation.metrics import IOU
 from evaluation.runs import BOX_COLUMNS, RunData, truth_frame
-from scoring.merge import iou_one_to_many
-from tiling.box import Box
+from tiling.box import Box, iou_one_to_many
 
 __all__ = ["FALSE_POSITIVE", "FALSE_NEGATIVE", "match_boxes", "error_table", "export_tiles"]
 

@@ -14,16 +14,11 @@ import numpy as np
 
 from tiling.box import iou_rows
 
-__all__ = ["MERGE_METHODS", "iou_one_to_many", "cluster_hits", "merge_hits"]
+__all__ = ["MERGE_METHODS", "cluster_hits", "merge_hits"]
 
 MERGE_METHODS = ("fuse", "nms", "none")
 #: Candidate pairs examined at a time: bounds memory to a few hundred MB for millions of hits.
 _PAIRS_PER_CHUNK = 4_000_000
-
-
-def iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """IoU of one ``(4,)`` box ``x0, y0, x1, y1`` with each row of ``(N, 4)`` boxes."""
-    return iou_rows(np.broadcast_to(box, boxes.shape), boxes)
 
 
 def _score_order(hits: np.ndarray) -> np.ndarray:

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scoring.merge import cluster_hits, iou_one_to_many, merge_hits
+from scoring.merge import cluster_hits, merge_hits
+from tiling.box import iou_one_to_many
 
 
 def hit(x, y, score, cls=0, size=32):

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Box", "BOX_ENCODING", "box_deltas", "apply_deltas", "iou_rows"]
+__all__ = ["Box", "BOX_ENCODING", "box_deltas", "apply_deltas", "iou_rows", "iou_one_to_many"]
 
 #: How a box is given relative to the window that saw it: ``(x0 - wx0) / S, (y0 - wy0) / S,
 #: log(width / S), log(height / S)``, ``S`` the window side.
@@ -133,3 +133,8 @@ def iou_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
              * np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None))
     union = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1]) + (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) - inter
     return np.divide(inter, union, out=np.zeros_like(inter, dtype=np.float64), where=union > 0)
+
+
+def iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """IoU of one ``(4,)`` box ``x0, y0, x1, y1`` with each row of ``(N, 4)`` boxes."""
+    return iou_rows(np.broadcast_to(box, boxes.shape), boxes)
