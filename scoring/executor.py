@@ -19,6 +19,7 @@ from pixels import probe_image, read_band
 from scoring.finish import PictureJob, RunContext, finish_picture, piece_error, piece_rows
 from scoring.results import select_rows, windows_table
 from scoring.windows import score_strip
+from scoring.worker_imports import keep_zip_directories
 from tiling.grid import WindowGrid
 
 __all__ = ["BandScorer", "PictureFinisher", "probe_picture"]
@@ -26,6 +27,7 @@ __all__ = ["BandScorer", "PictureFinisher", "probe_picture"]
 
 def probe_picture(url: str, *, window: int, max_pixels: int, storage_options):
     """The header (:class:`pixels.ImageInfo`) of one picture, or the one-line reason there is none."""
+    keep_zip_directories()
     try:
         return probe_image(url, max_pixels=max_pixels, min_side=window, storage_options=storage_options)
     except TilescanError as exc:
@@ -56,6 +58,7 @@ class BandScorer:
 
     def __call__(self, partition):
         task_start = time.time()
+        keep_zip_directories()
         engine = cached_engine(self.bundle_sha256, lambda: self.bundle_broadcast.value, self.engine, self.threads)
         spec = engine.spec
         load_s = time.time() - task_start
@@ -105,6 +108,7 @@ class PictureFinisher:
         self.counter = counter
 
     def __call__(self, partition):
+        keep_zip_directories()
         for index, payloads in partition:
             job: PictureJob = self.jobs[index]
             summary = finish_picture(job, list(payloads), self.context)
