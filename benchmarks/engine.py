@@ -17,14 +17,15 @@ import json
 import math
 import subprocess
 import sys
+import time
 from collections import Counter
 
 import numpy as np
 
 from benchmarks.common import JOB_BATCH, best_of, measure_rate
 
-__all__ = ["count_flops", "cut_batches", "set_mxnet_threads", "measure_engines", "processes_rate", "run", "rate",
-           "processes", "best_batch", "main",
+__all__ = ["count_flops", "cut_batches", "picture_share", "set_mxnet_threads", "measure_engines", "processes_rate",
+           "run", "rate", "processes", "best_batch", "main",
            "ENGINES", "BATCH_SIZES", "QUICK_BATCH_SIZES"]
 
 
@@ -199,34 +200,70 @@ _MARK = "tilescan-engine-rate:"
 _READY = "tilescan-engine-ready"
 
 
-def _child_rate(model: str, image: str | None, engine: str, batch: int, seconds: float) -> int:
-    """One of :func:`processes_rate`'s processes: load, say ready, wait for the go, time ``seconds``."""
+def picture_share(image: str, size: int, batch: int, share: int, shares: int) -> list:
+    """Every window (stride 16) of share ``share`` of ``shares`` of ``image``'s window rows, as uint8 batches.
+
+    The shares are contiguous runs of window rows, as Spark's bands are.
+    """
+    from pixels import read_image
+    from scoring.windows import window_batches
+    from tiling.grid import WindowGrid
+
+    pixels, _ = read_image(image, min_side=size)
+    grid = WindowGrid(pixels.shape[0], pixels.shape[1], size, 16)
+    ys = np.array_split(np.asarray(grid.ys), shares)[share]
+    return [np.ascontiguousarray(b) for _, b in window_batches(pixels, ys, grid.xs, size, batch)]
+
+
+def _child_rate(model: str, image: str | None, engine: str, batch: int, seconds: float, share: str | None) -> int:
+    """One of :func:`processes_rate`'s processes: load, say ready, wait for the go, then time
+    ``seconds`` of one batch again and again, or (``share`` ``"K/N"``) one pass over its share
+    of the picture's windows."""
     from core.bundle import load_bundle
     from engines import create_engine
 
     bundle = load_bundle(model)
-    data = cut_batches(image, bundle.spec.size, batch)
     loaded = create_engine(bundle, engine, threads=1)
-    loaded.predict(data)
+    if share:
+        k, n = (int(part) for part in share.split("/"))
+        batches = picture_share(image, bundle.spec.size, batch, k, n)
+        loaded.predict(batches[0])
+    else:
+        data = cut_batches(image, bundle.spec.size, batch)
+        loaded.predict(data)
     print(_READY, flush=True)
     sys.stdin.readline()
-    result = measure_rate(lambda: loaded.predict(data), batch, min_seconds=seconds)
+    if share:
+        wall0, cpu0 = time.perf_counter(), time.process_time()
+        for one in batches:
+            loaded.predict(one)
+        elapsed = time.perf_counter() - wall0
+        result = {"per_s": sum(len(b) for b in batches) / elapsed,
+                  "cpu_per_wall": (time.process_time() - cpu0) / elapsed, "seconds": elapsed}
+    else:
+        result = measure_rate(lambda: loaded.predict(data), batch, min_seconds=seconds)
     print(_MARK + json.dumps(result), flush=True)
     return 0
 
 
 def processes_rate(model: str, image: str | None, processes: int, *, engine: str = "onnxruntime",
-                   batch: int = JOB_BATCH, seconds: float = 3.0) -> dict:
+                   batch: int = JOB_BATCH, seconds: float = 3.0, whole_picture: bool = False) -> dict:
     """Windows per second of ``processes`` separate 1-thread engine processes timed together.
 
     The layout of a Spark executor at local[N]: N Python workers, 1 thread each, sharing
     the caches and memory bandwidth; the sum of their rates is the ceiling for the job.
-    Every process loads first; all start timing on one signal.
+    Every process loads first; all start timing on one signal. Each times one batch cut
+    from the middle of ``image`` again and again for ``seconds``, or, ``whole_picture``,
+    one pass over its share of every window of ``image`` (the rate varies with the
+    windows' content from batch to batch).
     """
+    if whole_picture and not image:
+        raise ValueError("`whole_picture` needs an `image`")
     command = [sys.executable, "-m", "benchmarks.engine", "--child-rate", "--model", model, "--engine-name", engine,
                "--batch", str(batch), "--seconds", str(seconds), *(["--image", image] if image else [])]
-    children = [subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-                for _ in range(processes)]
+    children = [subprocess.Popen(command + (["--share", f"{k}/{processes}"] if whole_picture else []),
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                for k in range(processes)]
     try:
         for child in children:
             for line in child.stdout:
@@ -250,6 +287,7 @@ def processes_rate(model: str, image: str | None, processes: int, *, engine: str
                 child.kill()
                 child.wait()
     return {"engine": engine, "processes": processes, "threads": 1, "batch": batch,
+            "windows": "whole picture" if whole_picture else "one batch",
             "per_s": sum(r["per_s"] for r in rates), "per_process": [r["per_s"] for r in rates],
             "cpu_per_wall": sum(r["cpu_per_wall"] for r in rates)}
 
@@ -276,14 +314,15 @@ def main(argv=None) -> int:
     from benchmarks.common import base_parser, configure_logging, core_counts, inputs_from_args
 
     p = base_parser(__doc__)
-    for name, kind in (("--child-rate", None), ("--engine-name", str), ("--batch", int), ("--seconds", float)):
+    for name, kind in (("--child-rate", None), ("--engine-name", str), ("--batch", int), ("--seconds", float),
+                       ("--share", str)):
         if kind is None:
             p.add_argument(name, action="store_true", help=argparse.SUPPRESS)
         else:
             p.add_argument(name, type=kind, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child_rate:
-        return _child_rate(args.model, args.image, args.engine_name, args.batch, args.seconds)
+        return _child_rate(args.model, args.image, args.engine_name, args.batch, args.seconds, args.share)
     configure_logging()
     inputs = inputs_from_args(args)
     machine = machine_mod.run(quick=args.quick)
