@@ -197,16 +197,17 @@ def ship_benchmarks(spark) -> None:
     spark.sparkContext.addPyFile(path)
 
 
-def measure_rate(call, items: int, *, min_seconds: float) -> dict:
+def measure_rate(call, items: int, *, min_seconds: float, warm_up: bool = True) -> dict:
     """Items per second of ``call()`` (which processes ``items`` items) in one timed block.
 
-    One untimed warm-up call, then calls until ``min_seconds`` have passed. Also returns
-    CPU seconds per wall second: about the threads really used (lower means other
-    processes took the cores).
+    One untimed warm-up call (unless ``warm_up`` is false), then calls until ``min_seconds``
+    have passed (``0``: one call). Also returns CPU seconds per wall second: about the
+    threads really used (lower means other processes took the cores).
     """
-    if items < 1 or min_seconds <= 0:
-        raise ValueError(f"need items >= 1 and min_seconds > 0, got {items} and {min_seconds}")
-    call()
+    if items < 1 or min_seconds < 0:
+        raise ValueError(f"need items >= 1 and min_seconds >= 0, got {items} and {min_seconds}")
+    if warm_up:
+        call()
     calls, wall0, cpu0 = 0, time.perf_counter(), time.process_time()
     while True:
         call()
