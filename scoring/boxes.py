@@ -1,13 +1,16 @@
 """From a windows table to boxes: hits over the class thresholds, merged, as COCO detections."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pyarrow as pa
 
 from scoring.merge import merge_hits
 from scoring.results import BOX_COLUMNS, probability_column
 
-__all__ = ["hits_from_table", "boxes_from_table", "coco_detections", "coco_categories", "coco_annotations"]
+__all__ = ["hits_from_table", "boxes_from_table", "coco_detections", "coco_categories", "coco_annotations",
+           "detections_json"]
 
 
 def hits_from_table(table: pa.Table, thresholds: dict, classes) -> np.ndarray:
@@ -58,18 +61,35 @@ def coco_annotations(boxes, classes, background: str, *, image_id: int = 1, firs
     foreground = [c for c in classes if c != background]
     category_id = {k: foreground.index(c) + 1 for k, c in enumerate(classes) if c != background}
     annotations = []
-    for n, (x0, y0, x1, y1, score, cat) in enumerate(boxes, start=first_id):
+    # Python floats (one tolist) round several times faster than numpy scalars, to the same values.
+    for n, (x0, y0, x1, y1, score, cat) in enumerate(np.asarray(boxes, np.float64).reshape(-1, 6).tolist(),
+                                                    start=first_id):
         w, h = x1 - x0, y1 - y0
         annotations.append({
             "id": n,
             "image_id": image_id,
             "category_id": category_id[int(cat)],
-            "bbox": [round(float(x0), 2), round(float(y0), 2), round(float(w), 2), round(float(h), 2)],
-            "area": round(float(w * h), 2),
-            "score": round(float(score), 6),
+            "bbox": [round(x0, 2), round(y0, 2), round(w, 2), round(h, 2)],
+            "area": round(w * h, 2),
+            "score": round(score, 6),
             "iscrowd": 0,
         })
     return annotations
+
+
+def detections_json(detections: dict) -> bytes:
+    """A COCO object as ``detections.json`` holds it: one line per image, category and annotation.
+
+    Each line is written by ``json``'s C encoder: ``indent=`` would use its pure-Python one,
+    several times slower on a picture with tens of thousands of boxes.
+    """
+    fields = []
+    for key, value in detections.items():
+        if isinstance(value, list) and value:
+            fields.append(f"{json.dumps(key)}: [\n" + ",\n".join(map(json.dumps, value)) + "\n]")
+        else:
+            fields.append(f"{json.dumps(key)}: {json.dumps(value)}")
+    return ("{\n" + ",\n".join(fields) + "\n}\n").encode()
 
 
 def boxes_from_table(table: pa.Table, classes, thresholds: dict, *, merge: str, iou: float):

@@ -23,7 +23,7 @@ from core import storage
 from core.errors import TilescanError
 from core.redaction import redact
 from pixels import ImageInfo
-from scoring.boxes import boxes_from_table, coco_detections
+from scoring.boxes import boxes_from_table, coco_detections, detections_json
 from scoring.outputs import Destination, RunWriter
 from scoring.overlay import overlay_png
 from scoring.results import probability_column, select_rows
@@ -159,7 +159,7 @@ def finish_picture(job: PictureJob, payloads, ctx: RunContext) -> dict:
                                          width=job.info.width, height=job.info.height)
             write_s = time.time()
             writer.write("windows.parquet", parquet.getvalue())
-            writer.write("detections.json", json.dumps(detections, indent=1).encode())
+            writer.write("detections.json", detections_json(detections))
             write_s = time.time() - write_s
             png, factor = overlay.result()
         timings["outputs_s"] = time.time() - step - write_s

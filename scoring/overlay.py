@@ -14,17 +14,14 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from pixels import ImageInfo, read_band, read_reduced
+from scoring.png import encode_png
 
-__all__ = ["draw_overlay", "overlay_png", "encode_png", "FULL_OVERLAY_PIXELS", "PREVIEW_PIXELS"]
+__all__ = ["draw_overlay", "overlay_png", "FULL_OVERLAY_PIXELS", "PREVIEW_PIXELS"]
 
 #: The largest picture drawn whole (64 megapixels: 192 MB of RGB); larger ones get a preview.
 FULL_OVERLAY_PIXELS = 64_000_000
 #: The largest preview (16 megapixels, e.g. 4000 x 4000).
 PREVIEW_PIXELS = 16_000_000
-#: How the overlay PNG is encoded (libvips): zlib level 2 after the "up" filter encodes a
-#: 24-megapixel picture in a third to half the time of Pillow's level 1 with adaptive
-#: filters, to a file of about the same size (smaller for photographs).
-PNG_SAVE = {"compression": 2, "filter": "up"}
 
 
 def draw_overlay(pixels: np.ndarray, boxes: np.ndarray, colors: dict, classes, *, scale: float = 1.0) -> Image.Image:
@@ -52,9 +49,3 @@ def overlay_png(info: ImageInfo, boxes: np.ndarray, colors: dict, classes, *,
         pixels = read_reduced(info, factor, storage_options=storage_options)
     return encode_png(np.asarray(draw_overlay(pixels, boxes, colors, classes, scale=1 / factor))), factor
 
-
-def encode_png(pixels: np.ndarray) -> bytes:
-    """``(H, W, 3)`` uint8 RGB as PNG bytes (:data:`PNG_SAVE`)."""
-    import pyvips
-
-    return pyvips.Image.new_from_array(np.ascontiguousarray(pixels)).pngsave_buffer(**PNG_SAVE)

@@ -10,7 +10,6 @@ never holds pixels.
 from __future__ import annotations
 
 import concurrent.futures
-import json
 import logging
 import os
 import platform
@@ -26,7 +25,7 @@ from core.errors import BundleError, InputError, OutputExistsError, TilescanErro
 from core.redaction import redact
 from engines import create_engine, engine_class
 from pixels import ImageInfo, probe_image
-from scoring.boxes import coco_annotations, coco_categories
+from scoring.boxes import coco_annotations, coco_categories, detections_json
 from scoring.executor import probe_picture
 from scoring.finish import PictureJob, RunContext, manifest_bytes
 from scoring.inputs import Inputs, output_names, resolve_inputs
@@ -399,7 +398,7 @@ def _commit_run(prepared: PreparedRun, base: dict, summaries: dict, timings: dic
                 "finished": datetime.now(timezone.utc).isoformat(), "counts": counts,
                 "timings_s": {**timings, "write_s": 0.0}, "pictures": entries}
     try:
-        writer.write("detections.json", json.dumps(detections, indent=1).encode())
+        writer.write("detections.json", detections_json(detections))
         manifest["timings_s"]["write_s"] = time.time() - started
         writer.write("manifest.json", manifest_bytes(manifest))
         writer.commit()

@@ -1,0 +1,54 @@
+"""Encode 8-bit RGB pixels as a PNG quickly: every row "up"-filtered, one libdeflate stream.
+
+The overlay of a picture is encoded at the end of its run, on one core, while nothing else
+is left to do: the encoder's speed is the run's tail. libdeflate (through imagecodecs, which
+reading TIFF already needs) at level 1 compresses about twice as fast as libvips' zlib at
+level 2 to a file of the same size, and a row filter chosen once ("up": each byte minus
+the one above) costs one numpy subtraction instead of a choice per row.
+"""
+from __future__ import annotations
+
+import struct
+import zlib
+
+import numpy as np
+
+__all__ = ["encode_png", "LEVEL"]
+
+#: libdeflate's level: 1 is its fastest; higher levels gain a few percent of size for
+#: 1.5-2x the time on photographs and collages.
+LEVEL = 1
+_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_UP = 2  # PNG filter type "up"
+_IDAT_BYTES = 1 << 20  # split the stream into chunks of 1 MiB, as most writers do
+
+
+def _chunk(kind: bytes, data) -> list:
+    return [struct.pack(">I", len(data)) + kind, data, struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)))]
+
+
+def encode_png(pixels: np.ndarray, *, level: int = LEVEL) -> bytes:
+    """``(H, W, 3)`` uint8 RGB as PNG bytes (8-bit truecolour, not interlaced).
+
+    Notes
+    -----
+    Memory: about twice the pixels (the filtered rows and the compressed stream).
+    """
+    pixels = np.asarray(pixels)
+    if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3 or 0 in pixels.shape[:2]:
+        raise ValueError(f"`pixels` must be a non-empty (H, W, 3) uint8 array, got {pixels.dtype} {pixels.shape}")
+    import imagecodecs
+
+    height, width = pixels.shape[:2]
+    rows = np.ascontiguousarray(pixels).reshape(height, width * 3)
+    filtered = np.empty((height, width * 3 + 1), np.uint8)
+    filtered[:, 0] = _UP
+    filtered[0, 1:] = rows[0]  # the row above the first is all zeros
+    np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:])  # modulo 256, as the filter is defined
+    stream = memoryview(imagecodecs.deflate_encode(filtered, level=level))  # zlib format: header and Adler-32
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8 bits, truecolour, deflate, no interlace
+    parts = [_SIGNATURE, *_chunk(b"IHDR", header)]
+    for k in range(0, len(stream), _IDAT_BYTES):
+        parts += _chunk(b"IDAT", stream[k:k + _IDAT_BYTES])
+    parts += _chunk(b"IEND", b"")
+    return b"".join(parts)

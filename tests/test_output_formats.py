@@ -1,0 +1,87 @@
+"""The bytes of a picture's outputs: the overlay's PNG and the COCO ``detections.json``."""
+from __future__ import annotations
+
+import io
+import json
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from scoring.boxes import coco_annotations, coco_detections, detections_json
+from scoring.png import encode_png
+
+CLASSES = ("background", "car", "boat")
+
+
+def png_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
+    """``(type, data)`` of each chunk, checking the signature and every chunk's CRC."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    chunks, at = [], 8
+    while at < len(data):
+        (length,), kind = struct.unpack(">I", data[at:at + 4]), data[at + 4:at + 8]
+        body = data[at + 8:at + 8 + length]
+        (crc,) = struct.unpack(">I", data[at + 8 + length:at + 12 + length])
+        assert crc == zlib.crc32(kind + body), kind
+        chunks.append((kind, body))
+        at += 12 + length
+    return chunks
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (2, 5, 3), (7, 1, 3), (33, 17, 3)])
+def test_png_decodes_to_the_same_pixels(shape):
+    pixels = np.random.default_rng(sum(shape)).integers(0, 256, shape, dtype=np.uint8)
+    back = Image.open(io.BytesIO(encode_png(pixels)))
+    assert back.mode == "RGB" and back.size == (shape[1], shape[0])
+    np.testing.assert_array_equal(np.asarray(back), pixels)
+
+
+def test_png_chunks_are_well_formed_and_the_stream_is_split():
+    pixels = np.random.default_rng(1).integers(0, 256, (700, 600, 3), dtype=np.uint8)  # ~1.2 MB: incompressible
+    chunks = png_chunks(encode_png(pixels))
+    kinds = [kind for kind, _ in chunks]
+    assert kinds[0] == b"IHDR" and kinds[-1] == b"IEND" and set(kinds[1:-1]) == {b"IDAT"}
+    assert len(kinds) - 2 >= 2, "a stream over 1 MiB is split into several IDAT chunks"
+    assert struct.unpack(">IIBBBBB", chunks[0][1]) == (600, 700, 8, 2, 0, 0, 0)
+    filtered = zlib.decompress(b"".join(body for kind, body in chunks if kind == b"IDAT"))
+    assert len(filtered) == 700 * (1 + 600 * 3)  # a filter byte and the samples of each row
+
+
+def test_png_of_a_plain_picture_is_small():
+    assert len(encode_png(np.full((500, 500, 3), 200, np.uint8))) < 5_000
+
+
+@pytest.mark.parametrize("pixels", [np.zeros((4, 4), np.uint8), np.zeros((4, 4, 4), np.uint8),
+                                    np.zeros((4, 4, 3), np.uint16), np.zeros((0, 4, 3), np.uint8)])
+def test_png_refuses_what_is_not_rgb8(pixels):
+    with pytest.raises(ValueError, match="pixels"):
+        encode_png(pixels)
+
+
+def boxes():
+    return np.array([[10.123, 20.0, 42.126, 52.0, 0.91234567, 1], [0.0, 0.0, 32.0, 32.0, 0.5, 2]])
+
+
+def test_annotations_from_arrays_and_lists_agree():
+    from_array = coco_annotations(boxes(), CLASSES, "background", image_id=3, first_id=7)
+    assert from_array == coco_annotations(boxes().tolist(), CLASSES, "background", image_id=3, first_id=7)
+    first = from_array[0]
+    assert (first["id"], first["image_id"], first["category_id"]) == (7, 3, 1)
+    assert first["bbox"] == [10.12, 20.0, 32.0, 32.0] and first["score"] == 0.912346
+    assert coco_annotations(np.zeros((0, 6)), CLASSES, "background") == []
+
+
+def test_detections_json_reads_back_with_one_annotation_per_line():
+    doc = coco_detections(boxes(), CLASSES, "background", file_name='a "quoted", name.png', width=64, height=64)
+    text = detections_json(doc).decode()
+    assert json.loads(text) == doc
+    lines = text.splitlines()
+    assert sum(line.startswith('{"id": ') and '"bbox"' in line for line in lines) == 2
+    assert text.endswith("}\n")
+
+
+def test_detections_json_of_no_boxes():
+    doc = coco_detections(np.zeros((0, 6)), CLASSES, "background", file_name="x.png", width=64, height=64)
+    assert json.loads(detections_json(doc)) == doc
