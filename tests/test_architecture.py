@@ -128,6 +128,25 @@ def test_executor_zip_holds_the_executor_closure(engine_module):
     assert all(n.endswith(".py") for n in names)
 
 
+
+def test_executor_zip_is_built_again_only_when_the_code_changes(tmp_path, monkeypatch):
+    import shutil
+
+    from scoring import shipping
+
+    for package in EXECUTOR_PACKAGES:
+        shutil.copytree(os.path.join(shipping.PROJECT_ROOT, package), tmp_path / package,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(shipping, "PROJECT_ROOT", str(tmp_path))
+    first = executor_zip("engines.onnx_engine")
+    assert executor_zip("engines.onnx_engine") is first
+    with open(tmp_path / "tiling" / "strips.py", "a") as fh:
+        fh.write("\nCHANGED = True\n")
+    changed = executor_zip("engines.onnx_engine")
+    assert changed != first
+    with zipfile.ZipFile(io.BytesIO(changed)) as archive:
+        assert archive.read("tiling/strips.py").endswith(b"CHANGED = True\n")
+
 # An executor's Python worker: no project checkout, no editable install, only the shipped zip
 # and the installed third-party packages. It runs both of a job's stages as Spark tasks
 # would: reads and scores the bands of one picture, then finishes and commits the picture.
