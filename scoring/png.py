@@ -2,9 +2,10 @@
 
 The overlay of a picture is encoded at the end of its run, on one core, while nothing else
 is left to do: the encoder's speed is the run's tail. libdeflate (through imagecodecs, which
-reading TIFF already needs) at level 1 compresses about twice as fast as libvips' zlib at
-level 2 to a file of the same size, and a row filter chosen once ("up": each byte minus
-the one above) costs one numpy subtraction instead of a choice per row.
+reading TIFF already needs) at level 1 encodes the overlay of the dense 3000 x 3000 collage
+of the benchmarks about twice as fast as libvips' zlib at level 2, to a file of the same
+size; and a row filter chosen once ("up": each byte minus the one above) costs one numpy
+subtraction instead of a choice per row.
 """
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ import numpy as np
 
 __all__ = ["encode_png", "LEVEL"]
 
-#: libdeflate's level: 1 is its fastest; higher levels gain a few percent of size for
-#: 1.5-2x the time on photographs and collages.
+#: libdeflate's level: 1 is its fastest; on the dense 3000 x 3000 collage, levels 2 and 3
+#: took 1.5-1.7x as long for a file no smaller.
 LEVEL = 1
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _UP = 2  # PNG filter type "up"
