@@ -68,13 +68,14 @@ def score_images(spark, images, out: str, *, storage_options: dict | None = None
     ``threshold``, ``resume``...). Bad input raises :class:`core.errors.TilescanError`
     before Spark does any work; pictures that fail are listed in :attr:`ScoredRun.failed`.
     """
+    listed = None  # a folder's or a glob's pictures, listed once
     if isinstance(images, (list, tuple)):
         source = {"images": tuple(images)}
     elif str(images).lower().endswith((".txt", ".csv", ".parquet")):
         source = {"images": str(images)}
-    elif resolve_inputs(str(images), storage_options=storage_options).single:
-        source = {"images": (str(images),)}
     else:
-        source = {"image": str(images)}
-    prepared = prepare(ScoreParams(out=out, **source, **options), storage_options=storage_options)
+        listed = resolve_inputs(str(images), storage_options=storage_options)
+        source = {"images": (str(images),)} if listed.single else {"image": str(images)}
+    prepared = prepare(ScoreParams(out=out, **source, **options), storage_options=storage_options,
+                       inputs=None if listed is None or listed.single else listed)
     return ScoredRun(out=prepared.writer.url, manifest=run(prepared, spark), storage_options=storage_options)

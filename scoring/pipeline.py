@@ -144,16 +144,19 @@ def _probe_all(pictures: list, params: ScoreParams, storage_options) -> None:
         list(pool.map(probe, pictures))
 
 
-def prepare(params: ScoreParams, *, storage_options: dict | None = None) -> PreparedRun:
+def prepare(params: ScoreParams, *, storage_options: dict | None = None, inputs: Inputs | None = None) -> PreparedRun:
     """Check the inputs, the destination and the model; raise a TilescanError on bad input.
 
     ``storage_options`` are the explicit options for remote URLs (credentials among them,
     see :func:`core.credentials.resolve_options`); they never reach the manifest.
+    ``inputs`` are ``params``' pictures when the caller has resolved them already (a
+    folder or a glob on the lake is not listed twice).
     """
     timings = {}
     run_id = uuid.uuid4().hex
     started = time.time()
-    inputs = resolve_inputs(params.image, params.images, storage_options=storage_options)
+    if inputs is None:
+        inputs = resolve_inputs(params.image, params.images, storage_options=storage_options)
     out = _absolute(params.out)
     writer = RunWriter(out, run_id=run_id, overwrite=params.overwrite or params.resume,
                        storage_options=storage_options)

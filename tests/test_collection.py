@@ -125,3 +125,20 @@ def test_python_api_returns_boxes_of_every_picture(spark, tmp_path, pictures, ra
     assert set(boxes.columns) == {"picture", "url", "class", "x0", "y0", "x1", "y1", "score"}
     windows = result.windows()
     assert set(windows.column("image").to_pylist()) == {"wide", "tall"}
+
+
+@pytest.mark.parametrize("single", [False, True])
+def test_python_api_lists_a_folder_once(tmp_path, pictures, random_bundle_dir, monkeypatch, single):
+    from scoring import api, inputs
+
+    listed = []
+    original = inputs._from_image
+    monkeypatch.setattr(inputs, "_from_image", lambda image, options: listed.append(image) or original(image, options))
+    prepared = []
+    monkeypatch.setattr(api, "run", lambda p, spark: prepared.append(p) or {"pictures": []})
+    target = str(pictures / "wide.png") if single else str(pictures)
+    score_images(None, target, str(tmp_path / "run"), model=random_bundle_dir, quiet=True)
+    assert listed == [target]
+    assert not prepared[0].single, "the Python API always writes a collection's layout"
+    expected = [target] if single else sorted(str(pictures / f"{n}.png") for n in SIZES)
+    assert sorted(p.url for p in prepared[0].pictures) == expected
