@@ -129,11 +129,18 @@ def test_python_api_returns_boxes_of_every_picture(spark, tmp_path, pictures, ra
 
 @pytest.mark.parametrize("single", [False, True])
 def test_python_api_lists_a_folder_once(tmp_path, pictures, random_bundle_dir, monkeypatch, single):
-    from scoring import api, inputs
+    from scoring import api
+    from scoring.inputs import resolve_inputs
 
-    listed = []
-    original = inputs._from_image
-    monkeypatch.setattr(inputs, "_from_image", lambda image, options: listed.append(image) or original(image, options))
+    listed = []  # --image values resolved: a folder is listed each time
+
+    def counting(image=None, images=None, **options):
+        if image is not None:
+            listed.append(image)
+        return resolve_inputs(image, images, **options)
+
+    monkeypatch.setattr(api, "resolve_inputs", counting)
+    monkeypatch.setattr(pipeline, "resolve_inputs", counting)
     prepared = []
     monkeypatch.setattr(api, "run", lambda p, spark: prepared.append(p) or {"pictures": []})
     target = str(pictures / "wide.png") if single else str(pictures)
