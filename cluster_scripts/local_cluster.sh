@@ -116,12 +116,13 @@ else:
 }
 
 alive_workers() {
-    local json
-    json=$(master_json 2>/dev/null) || {
+    local json count
+    # Not answering yet, or answering before its state is ready (an empty page): none alive yet.
+    if json=$(master_json 2>/dev/null) && count=$(json_field aliveworkers <<<"$json" 2>/dev/null); then
+        echo "$count"
+    else
         echo 0
-        return
-    }
-    json_field aliveworkers <<<"$json"
+    fi
 }
 
 # ---------------------------------------------------------------------------------------------

@@ -33,7 +33,9 @@ def standalone(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("cluster")
     port, webui = free_ports(2)
     up = cluster(*up_args(2, port, webui), run_dir=run_dir)
-    assert up.returncode == 0, up.stdout + up.stderr
+    if up.returncode != 0:
+        cluster("down", run_dir=run_dir)  # whatever started before the failure
+        pytest.fail(up.stdout + up.stderr)
     yield port, run_dir
     cluster("down", run_dir=run_dir)
 
