@@ -40,6 +40,9 @@ _OPEN_STREAMS = 2
 _BLOCK = 8 << 20
 #: Pixels read at a time while reducing a picture.
 _REDUCE_BAND_PIXELS = 16_000_000
+#: How libvips opens a PNG or JPEG, from the lake or from bytes: top to bottom, failing on
+#: truncated data rather than filling the missing rows with black.
+_VIPS_LOAD = {"access": "sequential", "fail_on": "truncated"}
 _VIPS_DTYPES = {"uchar": np.uint8, "ushort": np.uint16, "char": np.int8, "short": np.int16, "uint": np.uint32,
                 "int": np.int32, "float": np.float32, "double": np.float64}
 
@@ -93,7 +96,7 @@ class _RowStream:
         self.source = pyvips.SourceCustom()
         self.source.on_read(lambda size: self.fh.read(size))
         self.source.on_seek(lambda offset, whence: (self.fh.seek(offset, whence), self.fh.tell())[1])
-        self.image = pyvips.Image.new_from_source(self.source, "", access="sequential", fail_on="truncated")
+        self.image = pyvips.Image.new_from_source(self.source, "", **_VIPS_LOAD)
         self.width, self.bands = self.image.width, self.image.bands
         self.dtype = _VIPS_DTYPES[self.image.format]
         self.region = pyvips.Region.new(self.image)
@@ -144,7 +147,7 @@ def _vips_whole(info: ImageInfo, storage_options) -> np.ndarray:
 
     fs, path = storage.filesystem(info.url, storage_options)
     data = storage.read_bytes(fs, path, url=info.url)
-    image = pyvips.Image.new_from_buffer(data, "", access="sequential", fail_on="truncated")
+    image = pyvips.Image.new_from_buffer(data, "", **_VIPS_LOAD)
     samples = np.frombuffer(image.write_to_memory(), _VIPS_DTYPES[image.format])
     return samples.reshape(image.height, image.width, image.bands)
 
