@@ -49,9 +49,9 @@ INT8_TOLERANCE = 0.01
 CALIBRATION_WINDOWS = 512
 
 
-def validation_pictures(config: DetectorConfig) -> list:
-    """The validation collages: the training set's validation channel, the styles of :data:`VALIDATION_STYLES`."""
-    data = load_cifar(config.data, "train")
+def validation_pictures(config: DetectorConfig, data) -> list:
+    """The validation collages from ``data`` (CIFAR-10 train): its validation channel, the styles of
+    :data:`VALIDATION_STYLES`."""
     val = data.take(split_channels(data, val_fraction=config.val_fraction, seed=config.seed)["val"])
     rng = np.random.default_rng(config.seed + 7)
     return [collage_picture(name, val.images, val.model_class,
@@ -70,15 +70,15 @@ def _ap50(tables, pictures, spec, settings) -> dict:
 
 def tune(folder: str, config: DetectorConfig) -> dict:
     """Steps 2-4: recommended settings, int8, both recorded in ``folder``'s model.json; returns them."""
-    pictures = validation_pictures(config)
+    data = load_cifar(config.data, "train")  # loaded once: the validation collages and the calibration
+    pictures = validation_pictures(config, data)
     bundle = load_bundle(folder)
     fp32 = create_engine(bundle, "onnxruntime", threads=os.cpu_count() or 1)
     tables = [score_picture(p.pixels, fp32) for p in pictures]
     settings = recommend_settings(tables, pictures, bundle.spec)
     logger.info("recommended: %s", {k: v for k, v in settings.items() if k != "validation"})
 
-    train = load_cifar(config.data, "train")
-    train = train.take(split_channels(train, val_fraction=config.val_fraction, seed=config.seed)["train"])
+    train = data.take(split_channels(data, val_fraction=config.val_fraction, seed=config.seed)["train"])
     calibration = collage_windows_for(train, 4, CALIBRATION_WINDOWS // 4, np.random.default_rng(config.seed + 9),
                                       size=config.collage_size, rule=config.rule).images
     add_int8_model(folder, calibration)
