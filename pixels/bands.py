@@ -28,7 +28,7 @@ from core.redaction import redact
 from pixels.convert import samples_to_rgb8
 from pixels.read import ImageInfo, decode_image
 
-__all__ = ["read_band", "read_reduced", "WHOLE_PIXELS"]
+__all__ = ["read_band", "read_reduced", "WHOLE_PIXELS", "TIFF_STEP_PIXELS"]
 
 #: Pictures up to this many pixels are decoded whole once per process and kept.
 WHOLE_PIXELS = 32_000_000
@@ -36,6 +36,10 @@ WHOLE_PIXELS = 32_000_000
 _KEPT_PIXELS = 2 * WHOLE_PIXELS
 #: Decoders a process keeps open (the least recently used are closed first).
 _OPEN_STREAMS = 2
+#: A TIFF band is decoded a few rows of tiles or strips at a time, at most this many pixels
+#: (at least one row of them): zarr decodes all the chunks of a read before copying any out,
+#: so a whole band at once would hold its tiles beside the band.
+TIFF_STEP_PIXELS = 8_000_000
 #: Read-ahead of band reads: large enough for few requests to the lake, small against a band.
 _BLOCK = 8 << 20
 #: Pixels read at a time while reducing a picture.
@@ -81,7 +85,16 @@ def _tiff_band(fh, y0: int, y1: int) -> np.ndarray:
 
     with tifffile.TiffFile(fh) as tif:
         with tif.pages[0].aszarr() as store:
-            return np.asarray(zarr.open(store, mode="r")[y0:y1])
+            samples = zarr.open(store, mode="r")
+            rows = samples.chunks[0]
+            step = rows * max(1, TIFF_STEP_PIXELS // (rows * samples.shape[1]))
+            band = np.empty((y1 - y0, *samples.shape[1:]), samples.dtype)
+            top = y0
+            while top < y1:
+                bottom = min(y1, (top // step + 1) * step)  # whole chunk rows, but the band's first and last
+                samples.get_basic_selection(slice(top, bottom), out=band[top - y0:bottom - y0])
+                top = bottom
+            return band
 
 
 class _RowStream:
@@ -225,4 +238,5 @@ def read_reduced(info: ImageInfo, factor: int, *, storage_options: dict | None =
     for y0 in range(0, info.height, rows):  # top to bottom: one pass of a PNG or JPEG decoder
         band = read_band(info, y0, min(info.height, y0 + rows), storage_options=storage_options)
         parts.append(np.asarray(Image.fromarray(band).reduce(factor)))
+        del band  # not held while the next one is read
     return np.concatenate(parts)

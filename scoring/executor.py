@@ -85,6 +85,7 @@ class BandScorer:
                 xs = WindowGrid(info.height, info.width, self.window, self.stride, self.edge).xs
                 before = predict_s[0]
                 scores = score_strip(pixels, strip, xs, self.window, timed_detect, batch_size=self.batch_size)
+                del pixels  # not held while the next band is read: one band at a time in memory
                 keep = select_rows(scores.probs, spec.classes, spec.background, self.floor)
                 table = windows_table(scores.origins[keep], scores.probs[keep], strip.index, window=self.window,
                                       classes=spec.classes,

@@ -47,5 +47,9 @@ def overlay_png(info: ImageInfo, boxes: np.ndarray, colors: dict, classes, *,
         pixels = read_band(info, 0, info.height, storage_options=storage_options)
     else:
         pixels = read_reduced(info, factor, storage_options=storage_options)
-    return encode_png(np.asarray(draw_overlay(pixels, boxes, colors, classes, scale=1 / factor))), factor
+    image = draw_overlay(pixels, boxes, colors, classes, scale=1 / factor)
+    del pixels  # Pillow drew on a copy: from here on, one copy of the rows at a time and their encoding
+    rgb = np.asarray(image)
+    del image
+    return encode_png(rgb), factor
 

@@ -33,7 +33,8 @@ def encode_png(pixels: np.ndarray, *, level: int = LEVEL) -> bytes:
 
     Notes
     -----
-    Memory: about twice the pixels (the filtered rows and the compressed stream).
+    Memory: about twice the pixels beside them (the filtered rows, then the compressed
+    stream and the file).
     """
     pixels = np.asarray(pixels)
     if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3 or 0 in pixels.shape[:2]:
@@ -47,6 +48,7 @@ def encode_png(pixels: np.ndarray, *, level: int = LEVEL) -> bytes:
     filtered[0, 1:] = rows[0]  # the row above the first is all zeros
     np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:])  # modulo 256, as the filter is defined
     stream = memoryview(imagecodecs.deflate_encode(filtered, level=level))  # zlib format: header and Adler-32
+    del filtered  # before the chunks are joined into a second copy of the stream
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8 bits, truecolour, deflate, no interlace
     parts = [_SIGNATURE, *_chunk(b"IHDR", header)]
     for k in range(0, len(stream), _IDAT_BYTES):
