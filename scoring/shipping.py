@@ -94,7 +94,7 @@ def _package_files() -> tuple:
     return tuple(sorted(found))
 
 
-_zips: dict = {}  # (entries, package files) -> zip bytes: reading every import takes ~50 ms a run
+_zips: dict = {}  # entries -> (package files, zip bytes): reading every import takes ~50 ms a run
 
 
 def executor_zip(*entries: str) -> bytes:
@@ -102,11 +102,10 @@ def executor_zip(*entries: str) -> bytes:
 
     Built again only when a source file of the executor packages changed since the last call.
     """
-    key = (entries, _package_files())
-    if key not in _zips:
-        _zips.clear()
-        _zips[key] = _build_zip(entries)
-    return _zips[key]
+    files = _package_files()
+    if entries not in _zips or _zips[entries][0] != files:
+        _zips[entries] = (files, _build_zip(entries))
+    return _zips[entries][1]
 
 
 def _build_zip(entries: tuple) -> bytes:

@@ -128,7 +128,6 @@ def test_executor_zip_holds_the_executor_closure(engine_module):
     assert all(n.endswith(".py") for n in names)
 
 
-
 def test_executor_zip_is_built_again_only_when_the_code_changes(tmp_path, monkeypatch):
     import shutil
 
@@ -146,6 +145,7 @@ def test_executor_zip_is_built_again_only_when_the_code_changes(tmp_path, monkey
     assert changed != first
     with zipfile.ZipFile(io.BytesIO(changed)) as archive:
         assert archive.read("tiling/strips.py").endswith(b"CHANGED = True\n")
+
 
 # An executor's Python worker: no project checkout, no editable install, only the shipped zip
 # and the installed third-party packages. It runs both of a job's stages as Spark tasks
