@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import time
 import uuid
 
 import pytest
+
+from tests.ports import free_ports
 
 __all__ = ["Azurite", "AZURITE_BIN", "ACCOUNT", "KEY", "azurite", "container", "azure_env"]
 
@@ -34,24 +35,26 @@ AZURE_ENV = ("AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_ACCOUNT_NAME", "A
              "AZURE_STORAGE_TENANT_ID", "AZURE_STORAGE_ANON")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+#: What Azurite (the version cluster_scripts/azurite-package.json pins) logs once it listens.
+_LISTENING = b"successfully listens on"
+#: Starts on another free port when the one picked was taken before the emulator bound it.
+_PORT_TRIES = 3
 
 
 class Azurite:
     """An ``azurite-blob`` process on ``127.0.0.1:port`` keeping its data under ``location``.
 
     :meth:`stop` and :meth:`start` again keep the port and the data, as a storage outage
-    would.
+    would. Without a ``port``, a free one is picked; if another process takes it before the
+    emulator binds it, the first start picks again.
     """
 
     def __init__(self, location: str, port: int | None = None, *, ready_timeout: float = 30.0):
         if not os.path.exists(AZURITE_BIN):
             pytest.fail(f"the Azurite emulator is missing ({AZURITE_BIN}): run `make setup`", pytrace=False)
         self.location = location
-        self.port = port or free_port()
+        self.chosen_port = port is None
+        self.port = port or free_ports(1)[0]
         self.ready_timeout = ready_timeout
         self.process: subprocess.Popen | None = None
         self.log = os.path.join(location, "azurite.log")
@@ -67,25 +70,43 @@ class Azurite:
     def start(self) -> Azurite:
         if self.running:
             return self
-        with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(
-                [AZURITE_BIN, "--blobHost", "127.0.0.1", "--blobPort", str(self.port), "--location", self.location,
-                 "--silent", "--skipApiVersionCheck", "--loose",
-                 "--disableTelemetry"],  # nothing may leave 127.0.0.1
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            )
+        for _ in range(_PORT_TRIES):
+            log_from = os.path.getsize(self.log) if os.path.exists(self.log) else 0
+            with open(self.log, "ab") as log:
+                self.process = subprocess.Popen(
+                    [AZURITE_BIN, "--blobHost", "127.0.0.1", "--blobPort", str(self.port), "--location", self.location,
+                     "--silent", "--skipApiVersionCheck", "--loose",
+                     "--disableTelemetry"],  # nothing may leave 127.0.0.1
+                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                )
+            if self._wait_ready(log_from):
+                self.chosen_port = False  # served once: a restart keeps this port, as an outage would
+                return self
+            if not (self.chosen_port and b"EADDRINUSE" in self._log_since(log_from)):
+                break
+            self.port = free_ports(1)[0]
+        code = self.process.returncode
+        self.stop()
+        why = f"exited with code {code}" if code is not None else \
+            f"did not answer on 127.0.0.1:{self.port} within {self.ready_timeout:.0f}s"
+        pytest.fail(f"Azurite {why}; see {self.log}", pytrace=False)
+
+    def _wait_ready(self, log_from: int) -> bool:
+        """True once this process says in its log that it listens (a TCP answer could come
+        from another program that holds the port); False when it exits or times out first."""
         deadline = time.monotonic() + self.ready_timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                pytest.fail(f"Azurite exited with code {self.process.returncode}; see {self.log}", pytrace=False)
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return self
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        pytest.fail(f"Azurite did not listen on 127.0.0.1:{self.port} within {self.ready_timeout:.0f}s; "
-                    f"see {self.log}", pytrace=False)
+                return False
+            if _LISTENING in self._log_since(log_from):
+                return True
+            time.sleep(0.1)
+        return False
+
+    def _log_since(self, offset: int) -> bytes:
+        with open(self.log, "rb") as log:
+            log.seek(offset)
+            return log.read()
 
     def stop(self) -> None:
         """Stop the emulator (SIGTERM, so that it saves its data) and wait until it is gone."""
