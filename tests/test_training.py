@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import DATA, needs_cifar
+from tests.conftest import DATA, ROOT, needs_cifar
 from tilesets import MODEL_CLASSES, LabelledImages, load_cifar, load_image_folder
 from training.canvas import canvas_tiles, make_canvas, sample_canvas_tiles
 from training.split import split_channels, write_manifest
@@ -96,6 +96,18 @@ def test_canvas_tiles_geometry():
     sampled = sample_canvas_tiles(canvas[None], 50, np.random.default_rng(2), stride=8)
     flat = {t.tobytes() for t in tiles}
     assert all(t.tobytes() in flat for t in sampled)  # samples lie on the stride-8 grid
+
+
+def test_run_record_names_no_folder_of_the_training_machine_inside_the_project():
+    pytest.importorskip("mxnet")
+    from training.loop import run_record
+    from training.train import TrainConfig
+
+    outside = os.path.join(os.path.dirname(ROOT), "shared", "data", "cifar10")
+    config = TrainConfig(data=outside, out=os.path.join(ROOT, "work", "run"), gpus=(0,))
+    recorded = run_record(config, epochs_completed=1, train_time_s=None)["config"]
+    assert recorded["out"] == os.path.join("work", "run")
+    assert recorded["data"] == outside and recorded["gpus"] == [0] and recorded["depth"] == config.depth
 
 
 @needs_cifar

@@ -14,7 +14,9 @@ import numpy as np
 from tilesets import MODEL_CLASSES
 
 __all__ = ["check_config", "start_run", "normaliser", "sgd_trainer", "restore", "learning_rate", "latest_checkpoint",
-           "save_checkpoint", "per_class_accuracy", "balanced_accuracy", "run_record"]
+           "save_checkpoint", "per_class_accuracy", "balanced_accuracy", "project_relative", "run_record"]
+
+_PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def check_config(config, *, positive: tuple) -> None:
@@ -112,11 +114,25 @@ def balanced_accuracy(per_class: dict) -> float:
     return float(np.mean(values))
 
 
+def project_relative(path: str) -> str:
+    """``path`` relative to the project when it lies inside it, else as given: a bundle's
+    record and card must not name the folders of the machine that trained it."""
+    relative = os.path.relpath(os.path.abspath(path), _PROJECT)
+    return path if relative.startswith("..") else relative
+
+
+def _recorded(value):
+    if isinstance(value, tuple):
+        return list(value)
+    return project_relative(value) if isinstance(value, str) and os.path.isabs(value) else value
+
+
 def run_record(config, *, epochs_completed: int, train_time_s: float | None) -> dict:
-    """What produced a bundle: the config, how long it took, on what, with which MXNet."""
+    """What produced a bundle: the config (absolute paths inside the project made relative to
+    it), how long it took, on what, with which MXNet."""
     import mxnet as mx
 
-    settings = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
+    settings = {k: _recorded(v) for k, v in dataclasses.asdict(config).items()}
     return {
         "config": settings,
         "epochs_completed": epochs_completed,

@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import os
 
+from training.loop import project_relative
+
 __all__ = ["write_model_card"]
 
-_PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _ENGINES = {"onnx": "ONNX Runtime", "onnx-int8": "ONNX Runtime, int8", "mxnet-symbol": "MXNet symbol",
             "mxnet-params": "MXNet parameters"}
 
@@ -33,10 +34,7 @@ def _view(title: str, r: dict) -> str:
 
 def _shown(path: str | None) -> str:
     """``path`` relative to the project when it lies inside it (a card must not name one machine's folders)."""
-    if not path:
-        return "none"
-    relative = os.path.relpath(os.path.abspath(path), _PROJECT)
-    return path if relative.startswith("..") else relative
+    return project_relative(path) if path else "none"
 
 
 def _pairs(values: dict | None) -> str:
