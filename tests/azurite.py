@@ -53,7 +53,7 @@ class Azurite:
         if not os.path.exists(AZURITE_BIN):
             pytest.fail(f"the Azurite emulator is missing ({AZURITE_BIN}): run `make setup`", pytrace=False)
         self.location = location
-        self.chosen_port = port is None
+        self._port_picked = port is None
         self.port = port or free_ports(1)[0]
         self.ready_timeout = ready_timeout
         self.process: subprocess.Popen | None = None
@@ -80,9 +80,9 @@ class Azurite:
                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 )
             if self._wait_ready(log_from):
-                self.chosen_port = False  # served once: a restart keeps this port, as an outage would
+                self._port_picked = False  # served once: a restart keeps this port, as an outage would
                 return self
-            if not (self.chosen_port and b"EADDRINUSE" in self._log_since(log_from)):
+            if not (self._port_picked and b"EADDRINUSE" in self._log_since(log_from)):
                 break
             self.port = free_ports(1)[0]
         code = self.process.returncode
