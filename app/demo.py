@@ -24,6 +24,7 @@ import time
 
 from app import cli
 from collage.make import TEST_COLLAGES, make_collage
+from core.project import project_path
 from evaluation.metrics import box_metrics, format_number, summary_lines
 from evaluation.runs import evaluate_run
 from scoring.boxes import boxes_from_table, coco_detections
@@ -32,7 +33,6 @@ from scoring.merge import MERGE_METHODS
 from tilesets import data_root
 from tilesets.download import fetch_cifar10
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 logger = logging.getLogger(__name__)
 
 
@@ -65,10 +65,10 @@ def target_picture(root: str, work: str) -> str:
 
 def score(image: str, out: str, extra: list) -> float:
     env = dict(os.environ, SPARK_LOCAL_IP="127.0.0.1", PYSPARK_PYTHON=sys.executable,
-               PYSPARK_DRIVER_PYTHON=sys.executable, SPARK_CONF_DIR=os.path.join(_ROOT, "conf"),
+               PYSPARK_DRIVER_PYTHON=sys.executable, SPARK_CONF_DIR=project_path("conf"),
                PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
     command = [spark_submit_executable(), "--master", "local[*]", "--driver-memory", "4g",
-               os.path.join(_ROOT, "app", "score.py"),
+               project_path("app", "score.py"),
                "--image", image, "--out", out, "--keep", "0", "--overwrite", *extra]
     logger.info("running: %s", " ".join(command))
     started = time.time()
@@ -97,7 +97,7 @@ def compare_merges(run: str, truth: dict, iou: float) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--work", default=os.path.join(_ROOT, "work", "demo"), help="working folder (default %(default)s)")
+    p.add_argument("--work", default=project_path("work", "demo"), help="working folder (default %(default)s)")
     p.add_argument("score_args", nargs="*", help="extra score.py options after --, e.g. -- --merge nms")
     args = p.parse_args(argv)
     cli.configure_logging()

@@ -18,6 +18,7 @@ import sys
 import time
 
 from benchmarks.common import JOB_BATCH
+from core.project import project_relative
 
 __all__ = ["run", "profile_band", "main"]
 
@@ -26,8 +27,7 @@ def _short(path: str) -> str:
     for marker in ("site-packages" + os.sep, os.sep + "lib" + os.sep + "python"):
         if marker in path:
             return path.split(marker, 1)[1]
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
-    return path[len(root):] if path.startswith(root) else path
+    return project_relative(path)
 
 
 def profile_band(image: str, bundle, engine: str, *, stride: int = 16, top: int = 10) -> dict:

@@ -17,19 +17,18 @@ import zipfile
 import numpy as np
 
 from app.cli import configure_logging
-from scoring.params import defaults
+from core.project import project_path
+from scoring.params import DEFAULT_MODEL, defaults
 
 __all__ = [
-    "ROOT", "Inputs", "base_parser", "inputs_from_args", "resolve_model", "demo_image", "synthetic_png",
+    "Inputs", "base_parser", "inputs_from_args", "resolve_model", "demo_image", "synthetic_png",
     "core_counts", "spark_env", "local_spark", "ship_benchmarks", "measure_rate", "best_of", "configure_logging",
     "write_json", "bench_main", "JOB_BATCH",
 ]
 
 logger = logging.getLogger(__name__)
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_MODEL = os.path.join(ROOT, "models", "default")
-DEFAULT_WORK = os.path.join(ROOT, "work", "bench")
+DEFAULT_WORK = project_path("work", "bench")
 #: Same architecture as the default model, random weights: speed figures hold, accuracy does not.
 RANDOM_MODEL = {"depth": 20, "width": 16}
 DEMO_WIDTH, QUICK_WIDTH = 4000, 480
@@ -142,7 +141,7 @@ def spark_env() -> dict:
     bin_dir = os.path.dirname(sys.executable)
     return dict(os.environ, SPARK_LOCAL_IP=os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"),
                 PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable,
-                SPARK_CONF_DIR=os.path.join(ROOT, "conf"),
+                SPARK_CONF_DIR=project_path("conf"),
                 PATH=bin_dir + os.pathsep + os.environ.get("PATH", ""))
 
 
@@ -189,7 +188,7 @@ def ship_benchmarks(spark) -> None:
     folder = tempfile.mkdtemp(prefix="tilescan-bench-")
     atexit.register(shutil.rmtree, folder, True)
     path = os.path.join(folder, "tilescan_benchmarks.zip")
-    package = os.path.join(ROOT, "benchmarks")
+    package = project_path("benchmarks")
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
         for name in sorted(os.listdir(package)):
             if name.endswith(".py"):

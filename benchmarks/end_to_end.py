@@ -23,7 +23,8 @@ import subprocess
 import sys
 import time
 
-from benchmarks.common import JOB_BATCH, ROOT, spark_env
+from benchmarks.common import JOB_BATCH, spark_env
+from core.project import ROOT, project_path
 
 __all__ = ["run_score", "gap", "run", "main"]
 
@@ -42,7 +43,7 @@ def run_score(model: str, image: str, out: str, *, cores: int, engine: str | Non
 
     master = master or f"local[{cores}]"
     command = [spark_submit_executable(), "--master", master, *submit_args, "--driver-memory", "4g",
-               "--conf", "spark.ui.enabled=false", os.path.join(ROOT, "app", "score.py"), "--image", image,
+               "--conf", "spark.ui.enabled=false", project_path("app", "score.py"), "--image", image,
                "--out", out, "--model", model, *(["--engine", engine] if engine else []),
                "--batch-size", str(batch_size), "--overwrite", "--quiet"]
     log = out.rstrip("/") + ".log"

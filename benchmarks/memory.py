@@ -22,8 +22,9 @@ import time
 
 import numpy as np
 
-from benchmarks.common import ROOT, spark_env
+from benchmarks.common import spark_env
 from benchmarks.procmem import TreeSampler
+from core.project import ROOT, project_path
 
 __all__ = ["synthetic_tiff", "measure", "run", "main", "TARGETS_MB"]
 
@@ -68,7 +69,7 @@ def measure(image: str, out: str, model: str, log: str, *, side: int, env: dict 
     ``--max-pixels`` is raised to the picture's size: the default cap (400 megapixels) would
     refuse the gigapixel one.
     """
-    command = [sys.executable, os.path.join(ROOT, "app", "score.py"), "--image", image, "--out", out, "--model",
+    command = [sys.executable, project_path("app", "score.py"), "--image", image, "--out", out, "--model",
                model, "--master", master, "--stride", str(STRIDE), "--keep", "0", "--max-pixels", str(side * side),
                "--overwrite", "--quiet"]
     started = time.time()

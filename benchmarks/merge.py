@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from benchmarks.common import ROOT
+from core.project import project_path
 
 __all__ = ["grid_hits", "time_merge", "run", "main"]
 
@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 HITS, QUICK_HITS = 1_000_000, 100_000
 NOISE_SIDE, QUICK_NOISE_SIDE = 12_000, 1_200
-CLASSIFIER = os.path.join(ROOT, "models", "classifier")
+CLASSIFIER = project_path("models", "classifier")
 
 
 def grid_hits(count: int, *, seed: int = 0) -> np.ndarray:

@@ -13,11 +13,12 @@ import json
 import os
 import sys
 
+from core.project import project_path, project_relative
+
 __all__ = ["render", "write", "machine_section", "engine_section", "end_to_end_section", "breakdown_section",
            "baseline_section", "quantize_section", "collection_section", "memory_section", "dense_section",
            "merge_section", "main"]
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOT_RUN = "_Not measured yet: run `make bench`._"
 
 
@@ -118,7 +119,7 @@ def end_to_end_section(e: dict | None) -> str:
     head = "## 2. End to end: `spark-submit app/score.py`\n\n"
     if not e or not e.get("runs"):
         return head + NOT_RUN
-    text = (f"`{os.path.relpath(e['image'], ROOT) if e['image'].startswith(ROOT) else e['image']}`, engine "
+    text = (f"`{project_relative(e['image'])}`, engine "
             f"{e['engine']}, batch {e['batch_size']}, local[N] with 1 thread per task. Windows/s from the first "
             "task's start to the last task's end; the Spark job and the whole command (JVM start-up, reading, "
             "merging, writing) beside it.\n\n")
@@ -515,7 +516,7 @@ def write(results: dict, md_path: str, json_path: str | None = None) -> None:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--json", help="results file (default: none, which writes the empty template)")
-    p.add_argument("--md", default=os.path.join(ROOT, "BENCHMARKS.md"), help="output (default %(default)s)")
+    p.add_argument("--md", default=project_path("BENCHMARKS.md"), help="output (default %(default)s)")
     args = p.parse_args(argv)
     results = None
     if args.json:

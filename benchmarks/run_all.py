@@ -33,7 +33,8 @@ from benchmarks import (
     report,
     scaling,
 )
-from benchmarks.common import ROOT, base_parser, configure_logging, core_counts, inputs_from_args, local_spark
+from benchmarks.common import base_parser, configure_logging, core_counts, inputs_from_args, local_spark
+from core.project import ROOT, project_path
 
 __all__ = ["SECTIONS", "main"]
 
@@ -68,9 +69,9 @@ def main(argv=None) -> int:
     configure_logging()
     started = time.time()
     inputs = inputs_from_args(args)
-    md = args.md or (os.path.join(inputs.work, "BENCHMARKS.md") if args.quick else os.path.join(ROOT, "BENCHMARKS.md"))
+    md = args.md or (os.path.join(inputs.work, "BENCHMARKS.md") if args.quick else project_path("BENCHMARKS.md"))
     out_json = args.json or (os.path.join(inputs.work, "results.json") if args.quick
-                             else os.path.join(ROOT, "benchmarks", "results.json"))
+                             else project_path("benchmarks", "results.json"))
     cores = core_counts()
     quick = args.quick
 

@@ -15,14 +15,15 @@ import os
 import subprocess
 import sys
 
-from benchmarks.common import ROOT, base_parser, configure_logging, inputs_from_args, spark_env
+from benchmarks.common import base_parser, configure_logging, inputs_from_args, spark_env
 from benchmarks.end_to_end import run_score
+from core.project import project_path
 from tests.ports import free_ports
 
 __all__ = ["run", "main"]
 
 
-LOCAL_CLUSTER = os.path.join(ROOT, "cluster_scripts", "local_cluster.sh")
+LOCAL_CLUSTER = project_path("cluster_scripts", "local_cluster.sh")
 
 
 def _cluster(*args, run_dir: str) -> None:

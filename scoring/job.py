@@ -22,6 +22,7 @@ import threading
 import time
 from contextlib import contextmanager
 
+from core.project import project_path
 from core.redaction import redact
 from engines import ENGINES
 from scoring.executor import BandScorer, PictureFinisher, probe_picture
@@ -29,9 +30,6 @@ from scoring.shipping import executor_zip
 
 __all__ = ["spark_session", "spark_submit_executable", "ship_packages", "engine_threads", "cancel_on_interrupt",
            "probe_on_executors", "run_job", "spark_settings"]
-
-
-_CONF_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conf")
 
 
 def spark_session(master: str | None = None):
@@ -43,7 +41,7 @@ def spark_session(master: str | None = None):
     from pyspark.sql import SparkSession
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    os.environ.setdefault("SPARK_CONF_DIR", _CONF_DIR)
+    os.environ.setdefault("SPARK_CONF_DIR", project_path("conf"))
     builder = SparkSession.builder.appName("tilescan")
     if master:
         builder = builder.master(master)

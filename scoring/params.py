@@ -1,12 +1,12 @@
 """The parameters of one scoring run: built once from the command line, validated, frozen."""
 from __future__ import annotations
 
-import os
 from dataclasses import MISSING, asdict, dataclass, field, fields
 
 from PIL import ImageColor
 
 from core.errors import TilescanError
+from core.project import project_path
 from engines import DEFAULT_ENGINE, ENGINES, engine_class
 from pixels import DEFAULT_MAX_PIXELS
 from scoring.merge import MERGE_METHODS
@@ -16,7 +16,7 @@ __all__ = ["ScoreParams", "Settings", "resolve_settings", "parse_class_values", 
            "DEFAULT_COLORS", "DEFAULT_MODEL", "FALLBACK_SETTINGS", "defaults"]
 
 #: The bundled default model.
-DEFAULT_MODEL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models", "default")
+DEFAULT_MODEL = project_path("models", "default")
 
 #: What a run uses for the settings a model may recommend, when neither the command line nor
 #: the model's ``recommended`` sets them.

@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from core import credentials, storage
 from core.bundle import ModelBundle, load_bundle
 from core.errors import BundleError, InputError, OutputExistsError, TilescanError
+from core.project import ROOT
 from core.redaction import redact
 from engines import create_engine, engine_class
 from pixels import ImageInfo, probe_image
@@ -225,9 +226,8 @@ def package_versions(engine: str) -> dict:
 
 def _commit_of_checkout() -> str | None:
     """The git commit of the code running, when it runs from a checkout."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     try:
-        done = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        done = subprocess.run(["git", "-C", ROOT, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return done.stdout.strip() or None if done.returncode == 0 else None

@@ -14,9 +14,10 @@ import os
 import tokenize
 import zipfile
 
+from core.project import ROOT
+
 __all__ = ["EXECUTOR_ENTRY", "EXECUTOR_PACKAGES", "executor_modules", "executor_zip"]
 
-PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: The module Spark unpickles the task from.
 EXECUTOR_ENTRY = "scoring.executor"
 #: The project packages executor code may import (docs/architecture.md); the rest stay home.
@@ -25,7 +26,7 @@ EXECUTOR_PACKAGES = ("core", "engines", "pixels", "scoring", "tiling")
 
 def _file_of(module: str) -> str | None:
     """The source file of a project module or package, or ``None`` when there is none."""
-    base = os.path.join(PROJECT_ROOT, *module.split("."))
+    base = os.path.join(ROOT, *module.split("."))
     for candidate in (base + ".py", os.path.join(base, "__init__.py")):
         if os.path.isfile(candidate):
             return candidate
@@ -86,7 +87,7 @@ def _package_files() -> tuple:
     """``(path, mtime_ns, size)`` of every source file in the executor packages: changes when the code does."""
     found = []
     for package in EXECUTOR_PACKAGES:
-        for folder, _, names in os.walk(os.path.join(PROJECT_ROOT, package)):
+        for folder, _, names in os.walk(os.path.join(ROOT, package)):
             for name in sorted(names):
                 if name.endswith(".py"):
                     stat = os.stat(os.path.join(folder, name))
@@ -113,7 +114,7 @@ def _build_zip(entries: tuple) -> bytes:
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for module in executor_modules(*entries):
             path = _file_of(module)
-            info = zipfile.ZipInfo(os.path.relpath(path, PROJECT_ROOT), date_time=(2020, 1, 1, 0, 0, 0))
+            info = zipfile.ZipInfo(os.path.relpath(path, ROOT), date_time=(2020, 1, 1, 0, 0, 0))
             with open(path, "rb") as fh:
                 archive.writestr(info, fh.read(), zipfile.ZIP_DEFLATED)
     return buffer.getvalue()

@@ -21,12 +21,12 @@ import uuid
 
 import pytest
 
+from core.project import project_path
 from tests.ports import free_ports
 
 __all__ = ["Azurite", "AZURITE_BIN", "ACCOUNT", "KEY", "azurite", "container", "azure_env"]
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-AZURITE_BIN = os.path.join(ROOT, ".tools", "node_modules", ".bin", "azurite-blob")
+AZURITE_BIN = project_path(".tools", "node_modules", ".bin", "azurite-blob")
 # Azurite's well-known development account (public, documented by Microsoft).
 ACCOUNT = "devstoreaccount1"
 KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="

@@ -13,8 +13,8 @@ import zipfile
 
 import pytest
 
+from core.project import ROOT
 from scoring.shipping import EXECUTOR_PACKAGES, executor_modules, executor_zip
-from tests.conftest import ROOT
 
 PACKAGES = ("app", "benchmarks", "collage", "core", "engines", "evaluation", "pixels", "scoring", "tilesets", "tiling",
             "training")
@@ -134,9 +134,9 @@ def test_executor_zip_is_built_again_only_when_the_code_changes(tmp_path, monkey
     from scoring import shipping
 
     for package in EXECUTOR_PACKAGES:
-        shutil.copytree(os.path.join(shipping.PROJECT_ROOT, package), tmp_path / package,
+        shutil.copytree(os.path.join(shipping.ROOT, package), tmp_path / package,
                         ignore=shutil.ignore_patterns("__pycache__"))
-    monkeypatch.setattr(shipping, "PROJECT_ROOT", str(tmp_path))
+    monkeypatch.setattr(shipping, "ROOT", str(tmp_path))
     first = executor_zip("engines.onnx_engine")
     assert executor_zip("engines.onnx_engine") is first
     with open(tmp_path / "tiling" / "strips.py", "a") as fh:

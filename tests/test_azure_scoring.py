@@ -13,11 +13,12 @@ import pytest
 
 from app import score
 from core import storage
+from core.project import ROOT
 from core.transfer import transfer
 from scoring.outputs import MARKER, OUTPUT_FILES, SUCCESS, RunWriter
 from scoring.params import ScoreParams
 from tests.azurite import ACCOUNT, AZURE_ENV, KEY
-from tests.conftest import ROOT, write_noise_png
+from tests.conftest import write_noise_png
 
 pytestmark = pytest.mark.azurite
 

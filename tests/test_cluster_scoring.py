@@ -14,9 +14,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from core.project import ROOT
 from scoring.params import ScoreParams
 from scoring.pipeline import prepare, run
-from tests.conftest import ROOT, write_noise_png
+from tests.conftest import write_noise_png
 from tests.ports import free_ports
 from tests.reference import assert_same_scores, table_scores
 from tests.test_cluster_scripts import cluster, pids, up_args

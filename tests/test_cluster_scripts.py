@@ -24,10 +24,11 @@ from types import SimpleNamespace
 
 import pytest
 
+from core.project import ROOT
 from tests.conftest import write_noise_png
 from tests.ports import free_ports
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(ROOT)
 SCRIPTS = REPO / "cluster_scripts"
 LOCAL_CLUSTER = SCRIPTS / "local_cluster.sh"
 INSTALL = SCRIPTS / "hdinsight" / "install.sh"

@@ -18,9 +18,10 @@ import pytest
 from PIL import Image
 
 from app import collage, lake, score
+from core.project import ROOT
 from scoring.outputs import MARKER, SUCCESS, RunWriter
 from tests.azurite import AZURE_ENV
-from tests.conftest import ROOT, write_noise_png
+from tests.conftest import write_noise_png
 from tests.test_pixels import flat_png, png_header_only
 
 COMMON = ["--threshold", "0.34", "--keep", "0", "--quiet"]

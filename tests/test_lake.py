@@ -14,11 +14,11 @@ import pytest
 from app import cli, lake
 from core import credentials, storage
 from core.errors import StorageError
+from core.project import ROOT
 from core.redaction import redact
 from core.transfer import transfer
 from scoring.outputs import MARKER, SUCCESS, RunWriter
 from tests.azurite import ACCOUNT, AZURE_ENV, KEY
-from tests.conftest import ROOT
 
 WRONG_KEY = "V3JvbmdLZXlXcm9uZ0tleVdyb25nS2V5V3JvbmdLZXlXcm9uZ0tleVdyb25nS2V5V3Jvbmc="
 

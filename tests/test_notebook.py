@@ -15,12 +15,12 @@ import pytest
 from PIL import Image
 
 from collage import CollageParams, build_collage, ground_truth
+from core.project import ROOT
 from evaluation import detection_errors, heatmap, runs
 from evaluation.metrics import box_metrics
 from evaluation.regions import auto_regions, regions_from_xywh
 from scoring.params import ScoreParams
 from scoring.pipeline import prepare, run
-from tests.conftest import ROOT
 from tilesets import FOREGROUND_CLASSES, load_image_folder
 from tiling.box import Box
 

@@ -12,8 +12,9 @@ import pytest
 from PIL import Image
 
 from app import score
+from core.project import ROOT
 from pixels import read_image
-from tests.conftest import ROOT, write_noise_png
+from tests.conftest import write_noise_png
 
 
 def run_cli(capsys, *args):

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import DATA, ROOT, needs_cifar
+from core.project import ROOT
+from tests.conftest import DATA, needs_cifar
 from tilesets import MODEL_CLASSES, LabelledImages, load_cifar, load_image_folder
 from training.canvas import canvas_tiles, make_canvas, sample_canvas_tiles
 from training.split import split_channels, write_manifest

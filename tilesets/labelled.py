@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from core import storage
+from core.project import ROOT
 
 __all__ = [
     "MODEL_CLASSES", "BACKGROUND", "FOREGROUND_CLASSES", "CIFAR_TO_MODEL", "TRAIN_FILES", "TEST_FILES",
@@ -36,8 +37,7 @@ def data_root() -> str:
     env = os.environ.get("TILESCAN_DATA")
     if env:
         return env
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    return os.path.join(os.path.dirname(here), "shared", "data")
+    return os.path.join(os.path.dirname(ROOT), "shared", "data")
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from core.bundle import ModelSpec, load_bundle
+from core.project import project_path
 from tilesets import BACKGROUND, MODEL_CLASSES, LabelledImages, load_cifar, load_image_folder
 from tiling.box import BOX_ENCODING, apply_deltas, iou_rows
 from training.collage_windows import (
@@ -50,7 +51,7 @@ __all__ = ["DetectorConfig", "train_detector", "collage_windows_for", "DEFAULT_I
 logger = logging.getLogger(__name__)
 
 #: The classifier bundle the detector starts from.
-DEFAULT_INIT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models", "classifier")
+DEFAULT_INIT = project_path("models", "classifier")
 WINDOW = 32
 
 

@@ -11,13 +11,11 @@ import platform
 
 import numpy as np
 
+from core.project import project_relative
 from tilesets import MODEL_CLASSES
 
 __all__ = ["check_config", "start_run", "normaliser", "sgd_trainer", "restore", "learning_rate", "latest_checkpoint",
-           "save_checkpoint", "per_class_accuracy", "balanced_accuracy", "project_relative", "run_record"]
-
-_PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
+           "save_checkpoint", "per_class_accuracy", "balanced_accuracy", "run_record"]
 
 def check_config(config, *, positive: tuple) -> None:
     """The checks both trainers' configurations share: ``depth`` is 6n + 2, each field named in
@@ -112,13 +110,6 @@ def balanced_accuracy(per_class: dict) -> float:
     """The mean of :func:`per_class_accuracy`'s defined values."""
     values = [v for v in per_class.values() if v is not None]
     return float(np.mean(values))
-
-
-def project_relative(path: str) -> str:
-    """``path`` relative to the project when it lies inside it, else as given: a bundle's
-    record and card must not name the folders of the machine that trained it."""
-    relative = os.path.relpath(os.path.abspath(path), _PROJECT)
-    return path if relative.startswith("..") else relative
 
 
 def _recorded(value):

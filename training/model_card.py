@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 
-from training.loop import project_relative
+from core.project import project_relative
 
 __all__ = ["write_model_card"]
 
