@@ -117,7 +117,7 @@ def run(model: str, work: str, *, quick: bool = False) -> dict:
     import pyarrow.parquet as pq
 
     from core.transfer import transfer
-    from tests.azurite import Azurite
+    from localservices.azurite import Azurite
 
     local_side, lake_side = (QUICK_LOCAL_SIDE, QUICK_LAKE_SIDE) if quick else (LOCAL_SIDE, LAKE_SIDE)
     folder = os.path.join(work, "memory")

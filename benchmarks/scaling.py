@@ -18,7 +18,7 @@ import sys
 from benchmarks.common import base_parser, configure_logging, inputs_from_args, spark_env
 from benchmarks.end_to_end import run_score
 from core.project import project_path
-from tests.ports import free_ports
+from localservices.ports import free_ports
 
 __all__ = ["run", "main"]
 

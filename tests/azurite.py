@@ -4,7 +4,8 @@
 need it (it is part of the test set-up, not an optional extra). Use the fixtures:
 
 ``azurite``
-    The session's :class:`Azurite`, started on first use and stopped at the end.
+    The session's :class:`localservices.azurite.Azurite`, started on first use and stopped
+    at the end.
 ``container``
     A fresh, empty container for one test: ``(name, url)`` with ``url`` = ``az://NAME``.
 ``azure_env``
@@ -13,139 +14,19 @@ need it (it is part of the test set-up, not an optional extra). Use the fixtures
 """
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import time
-import uuid
-
 import pytest
 
-from core.project import project_path
-from tests.ports import free_ports
+from localservices.azurite import AZURE_ENV, Azurite, AzuriteError
 
-__all__ = ["Azurite", "AZURITE_BIN", "ACCOUNT", "KEY", "azurite", "container", "azure_env"]
-
-AZURITE_BIN = project_path(".tools", "node_modules", ".bin", "azurite-blob")
-# Azurite's well-known development account (public, documented by Microsoft).
-ACCOUNT = "devstoreaccount1"
-KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-AZURE_ENV = ("AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_ACCOUNT_NAME", "AZURE_STORAGE_ACCOUNT_KEY",
-             "AZURE_STORAGE_SAS_TOKEN", "AZURE_STORAGE_CLIENT_ID", "AZURE_STORAGE_CLIENT_SECRET",
-             "AZURE_STORAGE_TENANT_ID", "AZURE_STORAGE_ANON")
+__all__ = ["azurite", "container", "azure_env"]
 
 
-#: What Azurite (the version cluster_scripts/azurite-package.json pins) logs once it listens.
-_LISTENING = b"successfully listens on"
-#: Starts on another free port when the one picked was taken before the emulator bound it.
-_PORT_TRIES = 3
-
-
-class Azurite:
-    """An ``azurite-blob`` process on ``127.0.0.1:port`` keeping its data under ``location``.
-
-    :meth:`stop` and :meth:`start` again keep the port and the data, as a storage outage
-    would. Without a ``port``, a free one is picked; if another process takes it before the
-    emulator binds it, the first start picks again.
-    """
-
-    def __init__(self, location: str, port: int | None = None, *, ready_timeout: float = 30.0):
-        if not os.path.exists(AZURITE_BIN):
-            pytest.fail(f"the Azurite emulator is missing ({AZURITE_BIN}): run `make setup`", pytrace=False)
-        self.location = location
-        self._port_picked = port is None
-        self.port = port or free_ports(1)[0]
-        self.ready_timeout = ready_timeout
-        self.process: subprocess.Popen | None = None
-        self.log = os.path.join(location, "azurite.log")
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}/{ACCOUNT}"
-
-    def connection_string(self, key: str = KEY) -> str:
-        return (f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={key};"
-                f"BlobEndpoint={self.endpoint};")
-
-    def start(self) -> Azurite:
-        if self.running:
-            return self
-        for _ in range(_PORT_TRIES):
-            log_from = os.path.getsize(self.log) if os.path.exists(self.log) else 0
-            with open(self.log, "ab") as log:
-                self.process = subprocess.Popen(
-                    [AZURITE_BIN, "--blobHost", "127.0.0.1", "--blobPort", str(self.port), "--location", self.location,
-                     "--silent", "--skipApiVersionCheck", "--loose",
-                     "--disableTelemetry"],  # nothing may leave 127.0.0.1
-                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                )
-            if self._wait_ready(log_from):
-                self._port_picked = False  # served once: a restart keeps this port, as an outage would
-                return self
-            if not (self._port_picked and b"EADDRINUSE" in self._log_since(log_from)):
-                break
-            self.port = free_ports(1)[0]
-        code = self.process.returncode
-        self.stop()
-        why = f"exited with code {code}" if code is not None else \
-            f"did not answer on 127.0.0.1:{self.port} within {self.ready_timeout:.0f}s"
-        pytest.fail(f"Azurite {why}; see {self.log}", pytrace=False)
-
-    def _wait_ready(self, log_from: int) -> bool:
-        """True once this process says in its log that it listens (a TCP answer could come
-        from another program that holds the port); False when it exits or times out first."""
-        deadline = time.monotonic() + self.ready_timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                return False
-            if _LISTENING in self._log_since(log_from):
-                return True
-            time.sleep(0.1)
-        return False
-
-    def _log_since(self, offset: int) -> bytes:
-        with open(self.log, "rb") as log:
-            log.seek(offset)
-            return log.read()
-
-    def stop(self) -> None:
-        """Stop the emulator (SIGTERM, so that it saves its data) and wait until it is gone."""
-        process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=15)
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def service(self):
-        """A blob service client; use it in a ``with`` block (an open connection delays :meth:`stop`)."""
-        from azure.storage.blob import BlobServiceClient
-
-        return BlobServiceClient.from_connection_string(self.connection_string())
-
-    def create_container(self, name: str | None = None) -> str:
-        name = name or f"t{uuid.uuid4().hex[:20]}"
-        with self.service() as service:
-            service.create_container(name)
-        return name
-
-    def blobs(self, container: str, prefix: str = "") -> dict:
-        """``{name: bytes}`` of every blob under ``prefix``, read with the SDK, not through adlfs."""
-        with self.service() as service:
-            client = service.get_container_client(container)
-            return {b.name: client.download_blob(b.name).readall()
-                    for b in client.list_blobs(name_starts_with=prefix)}
-
-    def delete_blob(self, container: str, name: str) -> None:
-        with self.service() as service:
-            service.get_blob_client(container, name).delete_blob()
+def _started(emulator: Azurite) -> Azurite:
+    """``emulator`` running; a test that needs it fails in one line when it cannot start."""
+    try:
+        return emulator.start()
+    except AzuriteError as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 _session: dict = {}
@@ -160,8 +41,11 @@ def azurite(tmp_path_factory):
     """
     emulator = _session.get("azurite")
     if emulator is None:
-        emulator = _session["azurite"] = Azurite(str(tmp_path_factory.mktemp("azurite")))
-    emulator.start()
+        try:
+            emulator = _session["azurite"] = Azurite(str(tmp_path_factory.mktemp("azurite")))
+        except AzuriteError as exc:
+            pytest.fail(str(exc), pytrace=False)
+    _started(emulator)
     yield emulator
     emulator.stop()
     _session.pop("azurite", None)
@@ -178,6 +62,6 @@ def azure_env(monkeypatch, azurite):
 @pytest.fixture
 def container(azurite, azure_env):
     """A fresh container; ``(name, "az://NAME")``. The emulator is restarted if a test stopped it."""
-    azurite.start()
+    _started(azurite)
     name = azurite.create_container()
     return name, f"az://{name}"

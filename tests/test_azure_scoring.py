@@ -15,9 +15,9 @@ from app import score
 from core import storage
 from core.project import ROOT
 from core.transfer import transfer
+from localservices.azurite import ACCOUNT, AZURE_ENV, KEY
 from scoring.outputs import MARKER, OUTPUT_FILES, SUCCESS, RunWriter
 from scoring.params import ScoreParams
-from tests.azurite import ACCOUNT, AZURE_ENV, KEY
 from tests.conftest import write_noise_png
 
 pytestmark = pytest.mark.azurite

@@ -6,8 +6,8 @@ import socket
 
 import pytest
 
-from tests import azurite as harness
-from tests.ports import free_ports
+from localservices import azurite as harness
+from localservices.ports import free_ports
 
 
 @pytest.fixture
@@ -35,6 +35,6 @@ def test_a_picked_port_taken_meanwhile_is_picked_again(tmp_path, monkeypatch, he
 
 def test_a_given_port_held_by_another_program_fails_the_start(tmp_path, held_port):
     emulator = harness.Azurite(str(tmp_path), held_port)
-    with pytest.raises(pytest.fail.Exception, match="Azurite exited with code"):
+    with pytest.raises(harness.AzuriteError, match="Azurite exited with code"):
         emulator.start()
     assert emulator.port == held_port and not emulator.running

@@ -15,10 +15,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from core.project import ROOT
+from localservices.ports import free_ports
 from scoring.params import ScoreParams
 from scoring.pipeline import prepare, run
 from tests.conftest import write_noise_png
-from tests.ports import free_ports
 from tests.reference import assert_same_scores, table_scores
 from tests.test_cluster_scripts import cluster, pids, up_args
 
@@ -118,7 +118,7 @@ def test_executors_reach_the_lake_with_the_drivers_credentials(standalone, spark
                                                                random_bundle_dir):
     """The workers' environment has no AZURE_STORAGE_*: the driver's credentials travel with the tasks."""
     from core.transfer import transfer
-    from tests.azurite import AZURE_ENV
+    from localservices.azurite import AZURE_ENV
 
     port, run_dir = standalone
     for pid in pids(run_dir).values():

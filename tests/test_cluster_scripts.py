@@ -25,8 +25,8 @@ from types import SimpleNamespace
 import pytest
 
 from core.project import ROOT
+from localservices.ports import free_ports
 from tests.conftest import write_noise_png
-from tests.ports import free_ports
 
 REPO = Path(ROOT)
 SCRIPTS = REPO / "cluster_scripts"

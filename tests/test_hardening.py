@@ -19,8 +19,8 @@ from PIL import Image
 
 from app import collage, lake, score
 from core.project import ROOT
+from localservices.azurite import AZURE_ENV
 from scoring.outputs import MARKER, SUCCESS, RunWriter
-from tests.azurite import AZURE_ENV
 from tests.conftest import write_noise_png
 from tests.test_pixels import flat_png, png_header_only
 

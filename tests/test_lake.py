@@ -17,8 +17,8 @@ from core.errors import StorageError
 from core.project import ROOT
 from core.redaction import redact
 from core.transfer import transfer
+from localservices.azurite import ACCOUNT, AZURE_ENV, KEY
 from scoring.outputs import MARKER, SUCCESS, RunWriter
-from tests.azurite import ACCOUNT, AZURE_ENV, KEY
 
 WRONG_KEY = "V3JvbmdLZXlXcm9uZ0tleVdyb25nS2V5V3JvbmdLZXlXcm9uZ0tleVdyb25nS2V5V3Jvbmc="
 

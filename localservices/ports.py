@@ -1,4 +1,4 @@
-"""Free TCP ports on the loopback, for the Spark masters and web UIs the tests and benchmarks start."""
+"""Free TCP ports on the loopback, for the emulators, Spark masters and web UIs the tests and benchmarks start."""
 from __future__ import annotations
 
 import socket
