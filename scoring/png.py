@@ -39,6 +39,8 @@ def encode_png(pixels: np.ndarray, *, level: int = LEVEL) -> bytes:
     pixels = np.asarray(pixels)
     if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3 or 0 in pixels.shape[:2]:
         raise ValueError(f"`pixels` must be a non-empty (H, W, 3) uint8 array, got {pixels.dtype} {pixels.shape}")
+    if not isinstance(level, int) or isinstance(level, bool) or not 0 <= level <= 3:
+        raise ValueError(f"`level` must be an ISA-L level, 0 to 3, got {level!r}")
     from isal import isal_zlib
 
     height, width = pixels.shape[:2]

@@ -60,6 +60,13 @@ def test_png_refuses_what_is_not_rgb8(pixels):
         encode_png(pixels)
 
 
+@pytest.mark.parametrize("level", [-1, 4, 2.0, True, "2"])
+def test_png_refuses_a_level_isal_does_not_have(level):
+    with pytest.raises(ValueError, match="level"):
+        encode_png(np.zeros((4, 4, 3), np.uint8), level=level)
+    assert encode_png(np.zeros((4, 4, 3), np.uint8), level=0).startswith(b"\x89PNG")
+
+
 def boxes():
     return np.array([[10.123, 20.0, 42.126, 52.0, 0.91234567, 1], [0.0, 0.0, 32.0, 32.0, 0.5, 2]])
 
