@@ -334,10 +334,12 @@ def dense_section(d: dict | None) -> str:
                     "one batch repeated windows/s", "ratio to it", "Spark job s", "first→last task s",
                     "inference core-s", "band reads core-s", "finishing s (merge, outputs, writes)"], rows)
     spread = [f"{r['engine']}: runs " + ", ".join(_n(x["command_s"], 2) for x in r["rounds"]) + " s; engine "
-              + ", ".join(_n(x["engine_per_s"]) for x in r["rounds"]) + " windows/s"
+              + ", ".join(_n(x["engine_per_s"]) for x in r["rounds"]) + " windows/s; each round's own ratio "
+              + ", ".join(f"{d['windows'] / x['command_s'] / x['engine_per_s']:.2f}" for x in r["rounds"])
               for r in d["runs"] if r.get("rounds")]
     if spread:
-        text += "\n\nEvery round: " + "; ".join(spread) + "."
+        text += ("\n\nEvery round (a run and the engine pass right after it see the machine in the same state, so each "
+                 "round's own ratio is shown too): " + "; ".join(spread) + ".")
     text += ("\n\nThe engine's rate varies with the windows' content from batch to batch, so the engine alone goes "
              "through the same windows as the run; the rate of one batch from the middle of the picture, timed "
              "again and again (as before), is shown beside it.")
