@@ -45,8 +45,6 @@ class Azurite:
     """
 
     def __init__(self, location: str, port: int | None = None, *, ready_timeout: float = 30.0):
-        if not os.path.exists(AZURITE_BIN):
-            raise AzuriteError(f"the Azurite emulator is missing ({AZURITE_BIN}): run `make setup`")
         self.location = location
         self._port_picked = port is None
         self.port = port or free_ports(1)[0]
@@ -63,8 +61,11 @@ class Azurite:
                 f"BlobEndpoint={self.endpoint};")
 
     def start(self) -> Azurite:
+        """Start the emulator unless it runs; raises :class:`AzuriteError` with the one-line reason."""
         if self.running:
             return self
+        if not os.path.exists(AZURITE_BIN):
+            raise AzuriteError(f"the Azurite emulator is missing ({AZURITE_BIN}): run `make setup`")
         for _ in range(_PORT_TRIES):
             log_from = os.path.getsize(self.log) if os.path.exists(self.log) else 0
             with open(self.log, "ab") as log:

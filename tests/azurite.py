@@ -41,10 +41,7 @@ def azurite(tmp_path_factory):
     """
     emulator = _session.get("azurite")
     if emulator is None:
-        try:
-            emulator = _session["azurite"] = Azurite(str(tmp_path_factory.mktemp("azurite")))
-        except AzuriteError as exc:
-            pytest.fail(str(exc), pytrace=False)
+        emulator = _session["azurite"] = Azurite(str(tmp_path_factory.mktemp("azurite")))
     _started(emulator)
     yield emulator
     emulator.stop()

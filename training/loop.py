@@ -17,6 +17,7 @@ from tilesets import MODEL_CLASSES
 __all__ = ["check_config", "start_run", "normaliser", "sgd_trainer", "restore", "learning_rate", "latest_checkpoint",
            "save_checkpoint", "per_class_accuracy", "balanced_accuracy", "run_record"]
 
+
 def check_config(config, *, positive: tuple) -> None:
     """The checks both trainers' configurations share: ``depth`` is 6n + 2, each field named in
     ``positive`` is >= 1, and ``class_mix`` has one fraction per class, summing to 1."""
