@@ -19,6 +19,7 @@ from pixels import probe_image, read_band
 from scoring.finish import PictureJob, RunContext, finish_picture, piece_error, piece_rows
 from scoring.results import select_rows, windows_table
 from scoring.windows import score_strip
+from scoring.worker_gc import freeze_survivors
 from scoring.worker_imports import keep_zip_directories
 from tiling.grid import WindowGrid
 
@@ -28,6 +29,7 @@ __all__ = ["BandScorer", "PictureFinisher", "probe_picture"]
 def probe_picture(url: str, *, window: int, max_pixels: int, storage_options):
     """The header (:class:`pixels.ImageInfo`) of one picture, or the one-line reason there is none."""
     keep_zip_directories()
+    freeze_survivors()
     try:
         return probe_image(url, max_pixels=max_pixels, min_side=window, storage_options=storage_options)
     except TilescanError as exc:
@@ -61,6 +63,7 @@ class BandScorer:
         keep_zip_directories()
         engine = cached_engine(self.bundle_sha256, lambda: self.bundle_broadcast.value, self.engine, self.threads)
         spec = engine.spec
+        freeze_survivors()  # the engine, the modules and kept pictures: see scoring.worker_gc
         load_s = time.time() - task_start
         predict_s = [0.0]
 
@@ -110,6 +113,7 @@ class PictureFinisher:
 
     def __call__(self, partition):
         keep_zip_directories()
+        freeze_survivors()
         for index, payloads in partition:
             job: PictureJob = self.jobs[index]
             summary = finish_picture(job, list(payloads), self.context)

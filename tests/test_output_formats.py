@@ -92,3 +92,16 @@ def test_detections_json_reads_back_with_one_annotation_per_line():
 def test_detections_json_of_no_boxes():
     doc = coco_detections(np.zeros((0, 6)), CLASSES, "background", file_name="x.png", width=64, height=64)
     assert json.loads(detections_json(doc)) == doc
+
+
+@pytest.mark.parametrize("file_name", ["x.png", "odd}, {name.png"])
+def test_detections_json_lines_are_each_objects_own_encoding(file_name):
+    many = np.array([[k, k, k + 32.5, k + 32, 0.5 + k / 1000, 1 + k % 2] for k in range(300)], np.float64)
+    doc = coco_detections(many, CLASSES, "background", file_name=file_name, width=512, height=512)
+    doc["images"].append({"id": 2, "file_name": "nested.png", "tags": [{"a": 1}, {"b": 2}]})
+    lines = detections_json(doc).decode().splitlines()
+    for key in ("images", "categories", "annotations"):
+        start = lines.index(f'"{key}": [')
+        items = [line.rstrip(",") for line in lines[start + 1:start + 1 + len(doc[key])]]
+        assert items == [json.dumps(item) for item in doc[key]]
+    assert json.loads("\n".join(lines)) == doc
