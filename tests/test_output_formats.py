@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from scoring.boxes import coco_annotations, coco_detections, detections_json
+from scoring.overlay import draw_overlay
 from scoring.png import encode_png
 
 CLASSES = ("background", "car", "boat")
@@ -105,3 +106,16 @@ def test_detections_json_lines_are_each_objects_own_encoding(file_name):
         items = [line.rstrip(",") for line in lines[start + 1:start + 1 + len(doc[key])]]
         assert items == [json.dumps(item) for item in doc[key]]
     assert json.loads("\n".join(lines)) == doc
+
+
+def test_overlay_outlines_each_box_inside_it_in_its_class_colour():
+    red, green = (255, 0, 0), (0, 200, 0)
+    boxes = np.array([[2, 3, 12, 13, 0.9, 0], [20.6, 5.2, 40.4, 30.9, 0.5, 1]])
+    drawn = [np.asarray(draw_overlay(np.zeros((40, 60, 3), np.uint8), b, {"car": red, "boat": green},
+                                     ("car", "boat", "background"))) for b in (boxes, boxes.tolist())]
+    assert (drawn[0] == drawn[1]).all()
+    image = drawn[0]
+    for y0, y1, x0, x1, colour in ((3, 12, 2, 11, red), (5, 29, 20, 39, green)):  # inclusive pixel corners
+        assert (image[[y0, y1], x0:x1 + 1] == colour).all() and (image[y0:y1 + 1, [x0, x1]] == colour).all()
+        assert not image[y0 + 1:y1, x0 + 1:x1].any()
+    assert int((image.any(axis=2)).sum()) == 2 * (10 + 10) - 4 + 2 * (20 + 25) - 4
