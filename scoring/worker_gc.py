@@ -4,7 +4,7 @@ A reused worker runs a full :func:`gc.collect` after every task (``pyspark/daemo
 while the next task is already waiting for it. A full collection walks every object the
 collector tracks, and a worker holding numpy, pyarrow, libvips, the engine's runtime and
 its model has tens of thousands of them: about 30 ms a collection here, so the gap between
-two tasks of a worker was 0.07 to 0.11 s, and 0.013 to 0.03 s with them frozen.
+two tasks of a worker was 0.07 to 0.11 s, and mostly 0.02 to 0.04 s with them frozen.
 :func:`freeze_survivors` moves every object alive at a task's start (modules, the cached
 engine, kept pictures) to the permanent generation, so a collection walks only what the
 tasks made since. Frozen objects are still freed by reference counting when let go; only
