@@ -29,7 +29,6 @@ __all__ = ["BandScorer", "PictureFinisher", "probe_picture"]
 def probe_picture(url: str, *, window: int, max_pixels: int, storage_options):
     """The header (:class:`pixels.ImageInfo`) of one picture, or the one-line reason there is none."""
     keep_zip_directories()
-    freeze_survivors()
     try:
         return probe_image(url, max_pixels=max_pixels, min_side=window, storage_options=storage_options)
     except TilescanError as exc:

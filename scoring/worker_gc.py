@@ -19,6 +19,10 @@ __all__ = ["freeze_survivors"]
 
 
 def freeze_survivors() -> int:
-    """Move every object the collector tracks to the permanent generation; returns how many are frozen."""
+    """Move every object the collector tracks to the permanent generation; returns how many are frozen.
+
+    Call it at a task's start, right after PySpark's collection: called between the items
+    of one task, it would also freeze the garbage the earlier items left uncollected.
+    """
     gc.freeze()
     return gc.get_freeze_count()

