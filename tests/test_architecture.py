@@ -3,6 +3,7 @@ uses another's private names, geometry stays pure, and executors get only what t
 from __future__ import annotations
 
 import ast
+import configparser
 import io
 import os
 import pickle
@@ -99,6 +100,16 @@ def test_no_module_uses_another_modules_private_names():
                   and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))):
                 wrong.append(f"{path}:{node.lineno} uses .{node.attr}")
     assert not wrong, "\n".join(wrong)
+
+
+def test_every_package_is_checked_and_runs_its_doctests():
+    found = {name for name in os.listdir(ROOT) if os.path.isfile(os.path.join(ROOT, name, "__init__.py"))}
+    assert found - {"tests"} == set(PACKAGES), "a package is missing from PACKAGES here, or one is listed that is gone"
+    config = configparser.ConfigParser()
+    config.read(os.path.join(ROOT, "setup.cfg"))
+    testpaths = config["tool:pytest"]["testpaths"].split()
+    assert "--doctest-modules" in config["tool:pytest"]["addopts"].split()
+    assert set(testpaths) == {"tests", *PACKAGES}, "setup.cfg's testpaths leave a package's doctests out"
 
 
 def test_tiling_imports_only_numpy_and_the_standard_library():
