@@ -185,7 +185,10 @@ def execute(kernel, dump: str, **parameters) -> nbformat.NotebookNode:
     parameters_cell(nb).source = "\n".join(f"{k} = {v!r}" for k, v in parameters.items())
     nb.cells.append(nbformat.v4.new_code_cell(_DUMP_CELL.replace("{path!r}", repr(dump))))
     manager = KernelManager(kernel_name=name, kernel_spec_manager=KernelSpecManager(kernel_dirs=[kernel_dir]))
-    NotebookClient(nb, km=manager, timeout=120, resources={"metadata": {"path": os.path.dirname(NOTEBOOK)}}).execute()
+    client = NotebookClient(nb, km=manager, timeout=120, resources={"metadata": {"path": os.path.dirname(NOTEBOOK)}})
+    # Given its kernel manager, a client leaves the kernel running until the test process exits,
+    # whose last collection then logs "Could not destroy zmq context": shut it down here.
+    client.execute(cleanup_kc=True)
     return nb
 
 
