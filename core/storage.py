@@ -154,10 +154,19 @@ def make_folder(fs, path: str, *, url: str | None = None) -> None:
     """Make the folder ``path``, and on blob storage its container if there is none yet.
 
     Blob storage has no folders (a prefix exists once a blob is under it), and fsspec's
-    ``makedirs`` does nothing there, so the container is what needs creating.
+    ``makedirs`` does nothing there, so the container is what needs creating. Every failure
+    is a one-line :class:`StorageError`.
     """
-    with errors("create", url or fs.unstrip_protocol(path)):
-        if set(getattr(fs, "protocol", ())) & set(AZURE_PROTOCOLS):
-            fs.mkdir(path.split("/", 1)[0], create_parents=True, exist_ok=True)
-        else:
-            fs.makedirs(path, exist_ok=True)
+    url = url or fs.unstrip_protocol(path)
+    with errors("create", url):
+        try:
+            if set(getattr(fs, "protocol", ())) & set(AZURE_PROTOCOLS):
+                fs.mkdir(path.split("/", 1)[0], create_parents=True, exist_ok=True)
+            else:
+                fs.makedirs(path, exist_ok=True)
+        # Here these say that no folder can be made there (a file in the way, a filesystem such
+        # as /proc that takes none): no caller has a better message, so they end as others do.
+        except (NotADirectoryError, FileExistsError):
+            raise StorageError(f"cannot create {redact(url)}: it or a folder above it is a file") from None
+        except FileNotFoundError as exc:
+            raise StorageError(f"cannot create {redact(url)}: {_explain(exc)}") from None

@@ -76,7 +76,7 @@ def _listing(fs, root: str) -> dict:
     fs.invalidate_cache()
     try:
         found = fs.find(root, detail=True)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # nothing there, or a file in the way
         return {}
     prefix = root.rstrip("/") + "/"
     return {path[len(prefix):]: info.get("size") for path, info in found.items()
@@ -87,7 +87,7 @@ def _file_size(fs, path: str) -> int | None:
     fs.invalidate_cache()
     try:
         info = fs.info(path)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # nothing there, or a file in the way
         return None
     return info.get("size") if info.get("type", "file") == "file" else None
 
@@ -185,11 +185,10 @@ def transfer(src_url: str, dest_url: str, *, threads: int = DEFAULT_THREADS, ove
     dest_fs, dest = storage.filesystem(dest_url, storage_options)
     with storage.errors("list", f"{src_url} or {dest_url}"):
         todo, skipped = plan_transfer(src_fs, src, dest_fs, dest, overwrite=overwrite)
-        parents = {item.dest.rsplit("/", 1)[0] for item in todo if "/" in item.dest}
-        if is_local(dest_url):
-            for parent in sorted(parents):
-                dest_fs.makedirs(parent, exist_ok=True)
-    if todo and not is_local(dest_url):
+    if is_local(dest_url):
+        for parent in sorted({item.dest.rsplit("/", 1)[0] for item in todo if "/" in item.dest}):
+            storage.make_folder(dest_fs, parent, url=parent)
+    elif todo:
         storage.make_folder(dest_fs, dest, url=dest_url)  # creates the container if needed
     lock = threading.Lock()
     bar = tqdm(total=sum(item.size for item in todo), unit="B", unit_scale=True, unit_divisor=1024,

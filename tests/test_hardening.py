@@ -171,6 +171,26 @@ def test_an_unwritable_destination_fails_before_spark(code_name, tmp_path, capsy
     assert not out.exists()
 
 
+@pytest.mark.parametrize("command", ["score", "lake download"])
+@pytest.mark.parametrize("where, reason", [
+    ("below_a_file", "it or a folder above it is a file"),
+    ("in_proc", "No such file or directory"),  # /proc takes no new folders
+])
+def test_a_destination_no_folder_can_be_made_at_is_one_line(command, where, reason, tmp_path, capsys, small_image,
+                                                            random_bundle_dir, no_spark):
+    in_the_way = tmp_path / "a-file"
+    in_the_way.write_bytes(b"not a folder")
+    out = in_the_way / "run" if where == "below_a_file" else "/proc/tilescan-run"
+    if command == "score":
+        code, err = run_cli(score.main, capsys, "--image", small_image, "--out", str(out),
+                            "--model", random_bundle_dir)
+    else:
+        code, err = run_cli(lake.main, capsys, "download", small_image, f"{out}/copy/")
+    assert_one_line(code, err, f"cannot create {out}")
+    assert reason in err
+    assert in_the_way.read_bytes() == b"not a folder"
+
+
 # --- 6. a run never replaces a finished run it was not told to replace ------------------------
 
 def finished_run(out, run_id="theirs") -> dict:
