@@ -9,6 +9,7 @@ go into messages: every error built from an exception passes through
 """
 from __future__ import annotations
 
+import errno
 import logging
 import posixpath
 from contextlib import contextmanager
@@ -54,13 +55,16 @@ def _explain(exc: BaseException) -> str:
 def errors(action: str, url: str) -> Iterator[None]:
     """Turn a storage backend's failure into a one-line :class:`StorageError`.
 
-    ``FileNotFoundError``, ``IsADirectoryError`` and ``NotADirectoryError`` pass through
-    unchanged: they are the contract callers turn into their own messages.
+    ``FileNotFoundError`` and ``IsADirectoryError`` pass through unchanged: they are the
+    contract callers turn into their own messages. ``NotADirectoryError`` (a file where the
+    path needs a folder) becomes ``FileNotFoundError``: nothing can be at that path.
     """
     try:
         yield
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, StorageError):
+    except (FileNotFoundError, IsADirectoryError, StorageError):
         raise
+    except NotADirectoryError as exc:
+        raise FileNotFoundError(errno.ENOENT, "no such file (a file is in the way)", exc.filename) from None
     except _backend_errors() as exc:
         raise StorageError(f"cannot {action} {redact(url)}: {_explain(exc)}") from None
     except RuntimeError as exc:  # adlfs wraps a failed upload ("Failed to upload block") around its cause
@@ -101,7 +105,7 @@ def filesystem(url: str, storage_options: Mapping | None = None):
     ------
     StorageError
         For retired, unknown or malformed URLs, missing credentials, or a filesystem that
-        cannot be created; the message says what to use instead and holds no secret.
+        cannot be created or reached; the message says what to use instead and holds no secret.
     """
     options, _ = resolve_options(url, storage_options)
     retries = {k: options.pop(k) for k in RETRY_OPTIONS if k in options}
@@ -110,7 +114,8 @@ def filesystem(url: str, storage_options: Mapping | None = None):
     except ImportError as exc:
         raise StorageError(f"cannot open {redact(url)}: {redact(exc)} (install the package for "
                            f"{protocol(url)}://)") from None
-    except (ValueError, TypeError) as exc:
+    # OSError: some connect or open as they are made (ftp://, a chained URL's zip://...::ARCHIVE).
+    except (ValueError, TypeError, OSError) as exc:
         raise StorageError(f"cannot open {redact(url)}: {redact(exc)}") from None
     if retries and protocol(url) in AZURE_PROTOCOLS:
         _apply_retries(fs, retries)

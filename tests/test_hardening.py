@@ -191,6 +191,36 @@ def test_a_destination_no_folder_can_be_made_at_is_one_line(command, where, reas
     assert in_the_way.read_bytes() == b"not a folder"
 
 
+@pytest.mark.parametrize("option, message", [
+    ("--image", "image not found: {path}"),
+    ("--images", "--images list not found: {path}"),
+    ("--model", "model bundle not found: {path}"),
+])
+def test_an_input_below_a_file_is_not_found(option, message, tmp_path, capsys, small_image, random_bundle_dir,
+                                           no_spark):
+    (tmp_path / "a-file").write_bytes(b"not a folder")
+    path = str(tmp_path / "a-file" / "input")
+    given = {"--image": small_image, "--model": random_bundle_dir, option: path}
+    if option == "--images":
+        del given["--image"]
+    args = [a for pair in given.items() for a in pair]
+    code, err = run_cli(score.main, capsys, *args, "--out", str(tmp_path / "run"))
+    assert_one_line(code, err, message.format(path=path))
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("url", [
+    "ftp://127.0.0.1:1/x.png",  # fsspec's FTP filesystem connects as it is made; nothing listens on port 1
+    "zip://x.png::{tmp}/missing.zip",  # a chained URL opens its archive as it is made
+])
+def test_a_filesystem_that_cannot_be_made_is_one_line(url, tmp_path, capsys, random_bundle_dir, no_spark):
+    url = url.format(tmp=tmp_path)
+    code, err = run_cli(score.main, capsys, "--image", url, "--out", str(tmp_path / "run"),
+                        "--model", random_bundle_dir)
+    assert_one_line(code, err, f"cannot open {url}: ")
+    assert not (tmp_path / "run").exists()
+
+
 # --- 6. a run never replaces a finished run it was not told to replace ------------------------
 
 def finished_run(out, run_id="theirs") -> dict:
