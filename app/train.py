@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
 import tempfile
 
 from app import cli
 from core.credentials import is_local
+from core.jsonfile import read_json_object
 from core.transfer import transfer
 from tilesets import data_root
 from training.train import TrainConfig, train
@@ -36,11 +36,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def _config_file(path: str) -> dict:
+    """The ``--config`` file's fields: a JSON object naming only :class:`TrainConfig` fields."""
+    values = read_json_object(path, "--config")
+    unknown = sorted(set(values) - {f.name for f in dataclasses.fields(TrainConfig)})
+    if unknown:
+        raise ValueError(f"--config {path}: unknown settings {unknown}")
+    return values
+
+
 def build_config(args: argparse.Namespace) -> TrainConfig:
-    values = {}
-    if args.config:
-        with open(args.config) as fh:
-            values.update(json.load(fh))
+    values = _config_file(args.config) if args.config else {}
     for f in dataclasses.fields(TrainConfig):
         given = getattr(args, f.name, None)
         if given is not None and f.name != "gpus":

@@ -16,12 +16,12 @@ are refused here, with the form to use instead.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 from typing import Mapping
 
 from core.errors import StorageError
+from core.jsonfile import read_json_object
 from core.redaction import SECRET_OPTIONS, redact, remember_secrets
 
 __all__ = [
@@ -316,15 +316,5 @@ def parse_option_pairs(pairs) -> dict:
 
 def load_options_file(path: str) -> dict:
     """A JSON object of storage options, e.g. ``{"account_name": "x", "account_key": "..."}``."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            options = json.load(fh)
-    except FileNotFoundError:
-        raise StorageError(f"--storage-options-file {path} not found") from None
-    except (OSError, ValueError) as exc:
-        # json's message quotes no file content beyond a position, but redact it anyway.
-        raise StorageError(f"--storage-options-file {path}: not a JSON object ({redact(exc)})") from None
-    if not isinstance(options, dict) or not all(isinstance(k, str) for k in options):
-        raise StorageError(f"--storage-options-file {path}: expected a JSON object of option names to values")
-    return options
+    return read_json_object(path, "--storage-options-file", StorageError)
 

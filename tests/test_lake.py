@@ -184,7 +184,7 @@ def test_options_file_then_pairs(tmp_path):
     args = parser.parse_args(["--storage-options-file", str(path), "--storage-option", "retry_total=1"])
     assert cli.storage_options_from_args(args) == {"account_name": "file", "account_key": "c2VjcmV0", "retry_total": 1}
     path.write_text("[1, 2]")
-    with pytest.raises(StorageError, match="expected a JSON object"):
+    with pytest.raises(StorageError, match="must be a JSON object, got a list"):
         cli.storage_options_from_args(args)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -109,6 +110,46 @@ def test_run_record_names_no_folder_of_the_training_machine_inside_the_project()
     recorded = run_record(config, epochs_completed=1, train_time_s=None)["config"]
     assert recorded["out"] == os.path.join("work", "run")
     assert recorded["data"] == outside and recorded["gpus"] == [0] and recorded["depth"] == config.depth
+
+
+@pytest.mark.parametrize("trainer", ["classifier", "detector"])
+@pytest.mark.parametrize("setting, value, message", [
+    ("lr", -0.1, "`lr` must be > 0"),
+    ("lr", 0.0, "`lr` must be > 0"),
+    ("momentum", 1.0, "`momentum` must be in [0, 1)"),
+    ("wd", -1e-4, "`wd` must be >= 0"),
+    ("warmup_epochs", -1.0, "`warmup_epochs` must be >= 0"),
+    ("val_fraction", 0.0, "`val_fraction` must be in (0, 1)"),
+    ("class_mix", (1.2, -0.2, 0.0), "fractions (>= 0) summing to 1"),
+])
+def test_training_settings_out_of_range_are_refused(trainer, setting, value, message):
+    from training.detector import DetectorConfig
+    from training.train import TrainConfig
+
+    config_class = TrainConfig if trainer == "classifier" else DetectorConfig
+    config_class(data="cifar10", out="run").validate()  # the defaults pass
+    with pytest.raises(ValueError, match=re.escape(message)):
+        config_class(data="cifar10", out="run", **{setting: value}).validate()
+
+
+@pytest.mark.parametrize("content, message", [
+    ("[]", "must be a JSON object, got a list"),
+    ('{"epochs": 1, "bogus": 2}', ": unknown settings ['bogus']"),
+    ('{"epochs":', "is not JSON ("),
+    (None, "not found"),
+])
+def test_a_bad_config_file_is_one_line_before_training(content, message, tmp_path, capsys):
+    from app import train
+
+    path = tmp_path / "config.json"
+    if content is not None:
+        path.write_text(content)
+    # No data there: were the file taken, training would stop at once rather than run.
+    code = train.main(["--config", str(path), "--out", str(tmp_path / "run"), "--data", str(tmp_path / "none"),
+                       "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith(f"error: --config {path}") and message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "run").exists()
 
 
 @needs_cifar

@@ -20,14 +20,26 @@ __all__ = ["check_config", "start_run", "normaliser", "sgd_trainer", "restore", 
 
 def check_config(config, *, positive: tuple) -> None:
     """The checks both trainers' configurations share: ``depth`` is 6n + 2, each field named in
-    ``positive`` is >= 1, and ``class_mix`` has one fraction per class, summing to 1."""
+    ``positive`` is >= 1, the optimiser's settings are in range (a negative learning rate
+    trains towards nan without a word), and ``class_mix`` has one fraction per class, summing
+    to 1."""
     if (config.depth - 2) % 6 or config.depth < 8:
         raise ValueError(f"`depth` must be 6n + 2, got {config.depth}")
     for name in positive:
         if getattr(config, name) < 1:
             raise ValueError(f"`{name}` must be >= 1, got {getattr(config, name)}")
-    if len(config.class_mix) != len(MODEL_CLASSES) or abs(sum(config.class_mix) - 1) > 1e-6:
-        raise ValueError(f"`class_mix` needs {len(MODEL_CLASSES)} fractions summing to 1, got {config.class_mix}")
+    if not config.lr > 0:
+        raise ValueError(f"`lr` must be > 0, got {config.lr}")
+    if not 0 <= config.momentum < 1:
+        raise ValueError(f"`momentum` must be in [0, 1), got {config.momentum}")
+    for name in ("wd", "warmup_epochs"):
+        if not getattr(config, name) >= 0:
+            raise ValueError(f"`{name}` must be >= 0, got {getattr(config, name)}")
+    if not 0 < config.val_fraction < 1:
+        raise ValueError(f"`val_fraction` must be in (0, 1), got {config.val_fraction}")
+    mix = config.class_mix
+    if len(mix) != len(MODEL_CLASSES) or min(mix) < 0 or abs(sum(mix) - 1) > 1e-6:
+        raise ValueError(f"`class_mix` needs {len(MODEL_CLASSES)} fractions (>= 0) summing to 1, got {mix}")
 
 
 def start_run(out: str, seed: int) -> str:
