@@ -10,11 +10,13 @@ The same run as ``app/score.py --images``: the same checks, outputs and manifest
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 
 import pandas as pd
 
 from core import storage
+from core.errors import InputError
 from scoring.inputs import resolve_inputs
 from scoring.params import ScoreParams
 from scoring.pipeline import prepare, run
@@ -68,9 +70,18 @@ def score_images(spark, images, out: str, *, storage_options: dict | None = None
     ``threshold``, ``resume``...). Bad input raises :class:`core.errors.TilescanError`
     before Spark does any work; pictures that fail are listed in :attr:`ScoredRun.failed`.
     """
+    if not isinstance(out, (str, os.PathLike)) or not os.fspath(out):
+        raise InputError(f"`out` must be a path or URL, got {out!r}")
+    out = os.fspath(out)
     listed = None  # a folder's or a glob's pictures, listed once
     if isinstance(images, (list, tuple)):
-        source = {"images": tuple(images)}
+        unnamed = [u for u in images if not isinstance(u, (str, os.PathLike))]
+        if unnamed:
+            raise InputError(f"`images` must list paths or URLs, got {unnamed[0]!r}")
+        source = {"images": tuple(os.fspath(u) for u in images)}
+    elif not isinstance(images, (str, os.PathLike)):
+        raise InputError("`images` must be a path or URL (a picture, glob, folder or list file) or a list of them, "
+                         f"got {type(images).__name__}")
     elif str(images).lower().endswith((".txt", ".csv", ".parquet")):
         source = {"images": str(images)}
     else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import pyarrow.parquet as pq
 import pytest
@@ -149,3 +150,33 @@ def test_python_api_lists_a_folder_once(tmp_path, pictures, random_bundle_dir, m
     assert not prepared[0].single, "the Python API always writes a collection's layout"
     expected = [target] if single else sorted(str(pictures / f"{n}.png") for n in SIZES)
     assert sorted(p.url for p in prepared[0].pictures) == expected
+
+
+@pytest.mark.parametrize("images, out, message", [
+    (None, "run", "`images` must be a path or URL (a picture, glob, folder or list file) or a list of them, "
+                  "got NoneType"),
+    (42, "run", "got int"),
+    (["wide.png", 3], "run", "`images` must list paths or URLs, got 3"),
+    (["wide.png"], None, "`out` must be a path or URL, got None"),
+    (["wide.png"], "", "`out` must be a path or URL, got ''"),
+])
+def test_python_api_refuses_what_names_no_pictures_or_no_destination(images, out, message, tmp_path, pictures,
+                                                                      random_bundle_dir):
+    from core.errors import InputError
+
+    if isinstance(images, list):
+        images = [str(pictures / u) if isinstance(u, str) else u for u in images]
+    out = str(tmp_path / out) if out else out
+    with pytest.raises(InputError, match=re.escape(message)):
+        score_images(None, images, out, model=random_bundle_dir, quiet=True)  # refused before Spark is touched
+    assert not (tmp_path / "run").exists()
+
+
+def test_python_api_takes_path_objects(tmp_path, pictures, random_bundle_dir, monkeypatch):
+    from scoring import api
+
+    prepared = []
+    monkeypatch.setattr(api, "run", lambda p, spark: prepared.append(p) or {"pictures": []})
+    result = score_images(None, [pictures / "wide.png"], tmp_path / "run", model=random_bundle_dir, quiet=True)
+    assert [p.url for p in prepared[0].pictures] == [str(pictures / "wide.png")]
+    assert result.out == str(tmp_path / "run")
