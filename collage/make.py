@@ -86,8 +86,7 @@ def make_collage(out: str, params: CollageParams, *, target: str | None = None, 
     started = time.time()
     png = io.BytesIO()
     Image.fromarray(collage.image).save(png, format="PNG", compress_level=1)
-    with storage.errors("write", out):
-        fs.makedirs(root, exist_ok=True)
+    storage.make_folder(fs, root, url=out)  # on blob storage: the container, if there is none yet
     storage.write_bytes(fs, storage.join(root, "collage.png"), png.getvalue())
     storage.write_bytes(fs, storage.join(root, "ground_truth.json"), json.dumps(truth).encode())
     timings["write_s"] = time.time() - started

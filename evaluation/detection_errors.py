@@ -180,7 +180,7 @@ def export_tiles(image: np.ndarray, errors: pd.DataFrame, folder: str, *, prefix
 
     fs, root = storage.filesystem(folder, storage_options)
     prefix = f"{prefix}-" if prefix else ""
-    paths = []
+    tiles = []  # (class, name, PNG bytes): every crop checked before anything is written
     for row in errors.itertuples(index=False):
         crop = image[Box(row.x0, row.y0, row.x1, row.y1).slices()]
         if crop.shape[:2] != (row.y1 - row.y0, row.x1 - row.x0):
@@ -188,10 +188,12 @@ def export_tiles(image: np.ndarray, errors: pd.DataFrame, folder: str, *, prefix
                              f"{image.shape[1]}x{image.shape[0]} picture")
         png = io.BytesIO()
         Image.fromarray(np.ascontiguousarray(crop)).save(png, format="PNG")
-        path = storage.join(root, str(row.true_class), _tile_name(prefix, row))
-        with storage.errors("write", fs.unstrip_protocol(path)):
-            fs.makedirs(storage.join(root, str(row.true_class)), exist_ok=True)
-        storage.write_bytes(fs, path, png.getvalue())
-        paths.append(storage.join(folder, str(row.true_class), _tile_name(prefix, row)))
+        tiles.append((str(row.true_class), _tile_name(prefix, row), png.getvalue()))
+    for true_class in sorted({t[0] for t in tiles}):  # once each (on blob storage, the container if new)
+        storage.make_folder(fs, storage.join(root, true_class), url=storage.join(folder, true_class))
+    paths = []
+    for true_class, name, data in tiles:
+        storage.write_bytes(fs, storage.join(root, true_class, name), data)
+        paths.append(storage.join(folder, true_class, name))
     logger.info("wrote %d error tiles under %s", len(paths), folder)
     return errors.assign(path=paths)

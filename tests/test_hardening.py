@@ -81,6 +81,18 @@ def test_score_into_a_new_container_creates_it(spark, capsys, azurite, azure_env
     assert {"run/_SUCCESS", "run/manifest.json", "run/windows.parquet"} <= set(azurite.blobs(fresh))
 
 
+def test_collage_into_a_new_container_creates_it(tmp_path, capsys, azurite, azure_env, small_image):
+    library = tmp_path / "tiles"
+    for k, label in enumerate(("car", "boat", "background")):
+        (library / label).mkdir(parents=True)
+        Image.fromarray(np.full((32, 32, 3), 80 * k, np.uint8)).save(library / label / "0.png")
+    fresh = f"new{os.getpid()}collage"
+    code = collage.main(["--target", small_image, "--library", str(library), "--out", f"az://{fresh}/collage",
+                         "--width", "64", "--height", "64", "--max-uses", "20"])
+    assert code == 0, capsys.readouterr().err
+    assert {"collage/collage.png", "collage/ground_truth.json", "collage/collage.json"} <= set(azurite.blobs(fresh))
+
+
 # --- 3. pictures over Pillow's own bomb guard --------------------------------------------------
 
 def test_a_header_claiming_a_huge_picture_is_one_line_before_spark(tmp_path, capsys, random_bundle_dir, no_spark):

@@ -117,6 +117,33 @@ def test_regions_are_clipped_to_the_picture():
     assert regions_from_xywh([[90, -5, 20, 20]], 100, 80) == [Box(90, 0, 100, 15)]
 
 
+def error_rows(*boxes) -> pd.DataFrame:
+    """Rows as :func:`detection_errors.error_table` gives them, for the columns export_tiles reads."""
+    return pd.DataFrame([{"kind": kind, "true_class": true, "predicted": predicted, "x0": x0, "y0": y0,
+                          "x1": x0 + 32, "y1": y0 + 32} for kind, true, predicted, x0, y0 in boxes])
+
+
+def test_error_tiles_go_into_a_new_container(azurite, azure_env):
+    picture = np.random.default_rng(0).integers(0, 256, (96, 96, 3), dtype=np.uint8)
+    errors = error_rows((detection_errors.FALSE_POSITIVE, "background", "car", 0, 16),
+                        (detection_errors.FALSE_NEGATIVE, "boat", "background", 48, 32))
+    fresh = f"new{os.getpid()}errors"
+    exported = detection_errors.export_tiles(picture, errors, f"az://{fresh}/tiles", prefix="p")
+    assert set(azurite.blobs(fresh)) == {"tiles/background/p-fp-car-x00000-y00016.png",
+                                        "tiles/boat/p-fn-background-x00048-y00032.png"}
+    assert list(exported["path"]) == [f"az://{fresh}/tiles/background/p-fp-car-x00000-y00016.png",
+                                      f"az://{fresh}/tiles/boat/p-fn-background-x00048-y00032.png"]
+
+
+def test_an_error_crop_outside_the_picture_writes_no_tile(tmp_path):
+    picture = np.zeros((64, 64, 3), np.uint8)
+    errors = error_rows((detection_errors.FALSE_POSITIVE, "background", "car", 0, 0),
+                        (detection_errors.FALSE_NEGATIVE, "boat", "background", 48, 48))
+    with pytest.raises(ValueError, match="is not inside the 64x64 picture"):
+        detection_errors.export_tiles(picture, errors, str(tmp_path / "tiles"))
+    assert not (tmp_path / "tiles").exists()
+
+
 # ---------------------------------------------------------------------------------------
 # The notebook on a small run
 
