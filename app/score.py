@@ -92,11 +92,12 @@ def params_from_args(args: argparse.Namespace) -> ScoreParams:
 
 
 def _score(args: argparse.Namespace) -> int:
-    from scoring.job import spark_session
+    from scoring.job import check_master, spark_session
     from scoring.pipeline import EXIT_SOME_FAILED, prepare, run
 
     started = time.time()
     params = params_from_args(args)
+    check_master(args.master)
     prepared = prepare(params, storage_options=cli.storage_options_from_args(args))
     spark = spark_session(args.master)
     try:

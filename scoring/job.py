@@ -14,22 +14,57 @@ import atexit
 import functools
 import hashlib
 import os
+import re
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import threading
 import time
 from contextlib import contextmanager
 
+from core.errors import InputError, TilescanError
 from core.project import project_path
 from core.redaction import redact
 from engines import ENGINES
 from scoring.executor import BandScorer, PictureFinisher, probe_picture
 from scoring.shipping import executor_zip
 
-__all__ = ["spark_session", "spark_submit_executable", "ship_packages", "engine_threads", "cancel_on_interrupt",
-           "probe_on_executors", "run_job", "spark_settings"]
+__all__ = ["check_master", "spark_session", "spark_submit_executable", "ship_packages", "engine_threads",
+           "cancel_on_interrupt", "probe_on_executors", "run_job", "spark_settings"]
+
+
+#: The master URLs Spark takes (spark-submit --master), for a check before it starts.
+_MASTER = re.compile(r"local(\[(\*|\d+)(,\d+)?\])?|local-cluster\[\d+,\d+,\d+\]|spark://[^/\s]+|yarn|k8s://\S+")
+#: Seconds to wait for a standalone master to accept a connection.
+MASTER_TIMEOUT_S = 3.0
+
+
+def check_master(master: str | None, *, timeout: float = MASTER_TIMEOUT_S) -> None:
+    """Refuse a ``--master`` Spark would not take, or a standalone master nothing answers at.
+
+    Before Spark starts, in one line: Spark's own answers are a JVM stack trace and, for a
+    standalone master that is not there, a minute of retries first.
+    """
+    if master is None:
+        return
+    if not _MASTER.fullmatch(master):
+        raise InputError(f"--master {master!r} is not a Spark master URL (local[N], spark://HOST:PORT, yarn, "
+                         "k8s://...)")
+    if not master.startswith("spark://"):
+        return
+    refused = []
+    for address in master[len("spark://"):].split(","):  # several with standby masters: one answering will do
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit():
+            raise InputError(f"--master {master!r}: {address!r} is not HOST:PORT")
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+            return
+        except OSError as exc:
+            refused.append(f"{address} ({exc.strerror or type(exc).__name__})")
+    raise TilescanError(f"--master {master}: no Spark master answers at {', '.join(refused)}")
 
 
 def spark_session(master: str | None = None):
@@ -48,7 +83,11 @@ def spark_session(master: str | None = None):
     elif "PYSPARK_GATEWAY_PORT" not in os.environ:  # plain `python app/score.py`, not spark-submit
         builder = builder.master("local[*]")
     builder = builder.config("spark.ui.showConsoleProgress", "false")
-    spark = builder.getOrCreate()
+    try:
+        spark = builder.getOrCreate()
+    except Exception as exc:  # noqa: BLE001 - py4j's and PySpark's errors: the JVM has said why above
+        given = f" with --master {master}" if master else ""
+        raise TilescanError(f"Spark did not start{given}: {redact(exc)}") from None
     spark.sparkContext.setLogLevel("ERROR")
     return spark
 

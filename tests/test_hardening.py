@@ -233,6 +233,38 @@ def test_a_filesystem_that_cannot_be_made_is_one_line(url, tmp_path, capsys, ran
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("master, message", [
+    ("foo", "--master 'foo' is not a Spark master URL"),
+    ("local[]", "--master 'local[]' is not a Spark master URL"),
+    ("spark://nohost", "'nohost' is not HOST:PORT"),
+    ("spark://127.0.0.1:{port}", "no Spark master answers at 127.0.0.1:{port} ("),
+])
+def test_a_master_spark_cannot_use_is_one_line_before_spark(master, message, tmp_path, capsys, small_image,
+                                                           random_bundle_dir, no_spark):
+    from localservices.ports import free_ports
+
+    port = free_ports(1)[0]  # nothing listens there: a standalone master that is not running
+    master, message = master.format(port=port), message.format(port=port)
+    out = tmp_path / "run"
+    code, err = run_cli(score.main, capsys, "--image", small_image, "--out", str(out), "--model", random_bundle_dir,
+                        "--master", master)
+    assert_one_line(code, err, message)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("master", ["local", "local[2]", "local[*]", "local[*,3]", "local-cluster[2,1,1024]",
+                                    "yarn", "k8s://https://127.0.0.1:6443", "spark://127.0.0.1:{port}",
+                                    "spark://127.0.0.1:{closed},127.0.0.1:{port}"])
+def test_masters_spark_takes_pass_the_check(master):
+    import socket
+
+    from localservices.ports import free_ports
+    from scoring.job import check_master
+
+    with socket.create_server(("127.0.0.1", 0)) as listening:  # a standalone master, as far as a connection goes
+        check_master(master.format(port=listening.getsockname()[1], closed=free_ports(1)[0]))
+
+
 # --- 6. a run never replaces a finished run it was not told to replace ------------------------
 
 def finished_run(out, run_id="theirs") -> dict:
