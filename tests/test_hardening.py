@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -20,6 +21,8 @@ from PIL import Image
 from app import collage, lake, score
 from core.project import ROOT
 from localservices.azurite import AZURE_ENV
+from localservices.ports import free_ports
+from scoring.job import check_master
 from scoring.outputs import MARKER, SUCCESS, RunWriter
 from tests.conftest import write_noise_png
 from tests.test_pixels import flat_png, png_header_only
@@ -81,11 +84,18 @@ def test_score_into_a_new_container_creates_it(spark, capsys, azurite, azure_env
     assert {"run/_SUCCESS", "run/manifest.json", "run/windows.parquet"} <= set(azurite.blobs(fresh))
 
 
+def tile_library(folder, per_class: int):
+    """A folder-per-class library of random 32x32 tiles, as ``app.collage --library`` reads it."""
+    rng = np.random.default_rng(0)
+    for label in ("car", "boat", "background"):
+        (folder / label).mkdir(parents=True)
+        for i in range(per_class):
+            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / label / f"{i}.png")
+    return folder
+
+
 def test_collage_into_a_new_container_creates_it(tmp_path, capsys, azurite, azure_env, small_image):
-    library = tmp_path / "tiles"
-    for k, label in enumerate(("car", "boat", "background")):
-        (library / label).mkdir(parents=True)
-        Image.fromarray(np.full((32, 32, 3), 80 * k, np.uint8)).save(library / label / "0.png")
+    library = tile_library(tmp_path / "tiles", 1)
     fresh = f"new{os.getpid()}collage"
     code = collage.main(["--target", small_image, "--library", str(library), "--out", f"az://{fresh}/collage",
                          "--width", "64", "--height", "64", "--max-uses", "20"])
@@ -107,12 +117,7 @@ def test_a_header_claiming_a_huge_picture_is_one_line_before_spark(tmp_path, cap
 
 def test_a_collage_over_a_225_megapixel_target(tmp_path, capsys):
     target = flat_png(tmp_path / "big.png", 15000, 15000)
-    library = tmp_path / "tiles"
-    rng = np.random.default_rng(0)
-    for label in ("car", "boat", "background"):
-        (library / label).mkdir(parents=True)
-        for i in range(4):
-            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(library / label / f"{i}.png")
+    library = tile_library(tmp_path / "tiles", 4)
     out = tmp_path / "collage"
     code = collage.main(["--target", target, "--library", str(library), "--out", str(out), "--width", "256",
                          "--max-uses", "20"])
@@ -241,8 +246,6 @@ def test_a_filesystem_that_cannot_be_made_is_one_line(url, tmp_path, capsys, ran
 ])
 def test_a_master_spark_cannot_use_is_one_line_before_spark(master, message, tmp_path, capsys, small_image,
                                                            random_bundle_dir, no_spark):
-    from localservices.ports import free_ports
-
     port = free_ports(1)[0]  # nothing listens there: a standalone master that is not running
     master, message = master.format(port=port), message.format(port=port)
     out = tmp_path / "run"
@@ -256,11 +259,6 @@ def test_a_master_spark_cannot_use_is_one_line_before_spark(master, message, tmp
                                     "yarn", "k8s://https://127.0.0.1:6443", "spark://127.0.0.1:{port}",
                                     "spark://127.0.0.1:{closed},127.0.0.1:{port}"])
 def test_masters_spark_takes_pass_the_check(master):
-    import socket
-
-    from localservices.ports import free_ports
-    from scoring.job import check_master
-
     with socket.create_server(("127.0.0.1", 0)) as listening:  # a standalone master, as far as a connection goes
         check_master(master.format(port=listening.getsockname()[1], closed=free_ports(1)[0]))
 

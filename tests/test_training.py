@@ -12,6 +12,7 @@ from PIL import Image
 
 from core.project import ROOT
 from tests.conftest import DATA, needs_cifar
+from tests.test_hardening import assert_one_line, run_cli
 from tilesets import MODEL_CLASSES, LabelledImages, load_cifar, load_image_folder
 from training.canvas import canvas_tiles, make_canvas, sample_canvas_tiles
 from training.split import split_channels, write_manifest
@@ -145,10 +146,10 @@ def test_a_bad_config_file_is_one_line_before_training(content, message, tmp_pat
     if content is not None:
         path.write_text(content)
     # No data there: were the file taken, training would stop at once rather than run.
-    code = train.main(["--config", str(path), "--out", str(tmp_path / "run"), "--data", str(tmp_path / "none"),
-                       "--quiet"])
-    err = capsys.readouterr().err.strip()
-    assert code == 2 and err.startswith(f"error: --config {path}") and message in err and len(err.splitlines()) == 1
+    code, err = run_cli(train.main, capsys, "--config", str(path), "--out", str(tmp_path / "run"),
+                        "--data", str(tmp_path / "none"), "--quiet")
+    assert_one_line(code, err, f"--config {path}")
+    assert err.startswith(f"error: --config {path}") and message in err
     assert not (tmp_path / "run").exists()
 
 
