@@ -96,7 +96,8 @@ def compare_merges(run: str, truth: dict, iou: float) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m app.demo", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--work", default=project_path("work", "demo"), help="working folder (default %(default)s)")
     p.add_argument("score_args", nargs="*", help="extra score.py options after --, e.g. -- --merge nms")
     args = p.parse_args(argv)

@@ -29,7 +29,8 @@ def _quantize(args: argparse.Namespace) -> int:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m app.quantize", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="models/default", help="bundle folder (default %(default)s)")
     p.add_argument("--count", type=int, default=500, help="calibration images (default %(default)s)")
     p.add_argument("--format", default=QUANT_FORMATS[0], choices=QUANT_FORMATS, help="ONNX quantisation format")

@@ -100,7 +100,8 @@ def tune(folder: str, config: DetectorConfig) -> dict:
 
 def parse_args(argv=None) -> argparse.Namespace:
     defaults = {f.name: f.default for f in dataclasses.fields(DetectorConfig) if f.default is not dataclasses.MISSING}
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m app.train_detector", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="output bundle folder (local)")
     p.add_argument("--data", help="CIFAR-10 binary folder (default: $TILESCAN_DATA/cifar10)")
     p.add_argument("--init", help="classifier bundle to start from (default models/classifier)")

@@ -3,6 +3,7 @@ with nothing half written, or is handled as a user expects (issue 14, items 1 to
 from __future__ import annotations
 
 import errno
+import importlib
 import json
 import os
 import shutil
@@ -40,6 +41,18 @@ def assert_one_line(code: int, err: str, message: str) -> None:
     assert code == 2, err
     assert err.startswith("error: ") and message in err, err
     assert len(err.splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("command", ["collage", "demo", "evaluate", "evaluate_model", "lake", "quantize", "score",
+                                     "train", "train_detector"])
+def test_every_command_names_how_it_is_run(command, capsys):
+    """Usage lines (and argparse's own errors) show the command a user types, not a file name."""
+    main = importlib.import_module(f"app.{command}").main
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    run_as = "score.py" if command == "score" else f"python -m app.{command}"
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: {run_as} ")
 
 
 def files_under(root) -> list[str]:
