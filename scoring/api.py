@@ -34,7 +34,8 @@ class ScoredRun:
 
     @property
     def pictures(self) -> list[dict]:
-        """``name, url, status`` (``scored``, ``failed``, ``skipped``), ``error``, ``counts``, ``timings_s``."""
+        """``name, url, status`` (``scored``, ``failed``, or ``skipped``: kept by ``resume``), ``error``,
+        ``counts``, ``timings_s`` (of pictures scored in this run)."""
         return list(self.manifest["pictures"])
 
     @property

@@ -27,6 +27,7 @@ from core.redaction import redact
 from engines import create_engine, engine_class
 from pixels import ImageInfo, probe_image
 from scoring.boxes import coco_annotations, coco_categories, detections_json
+from scoring.earlier_runs import dataset_part, kept_annotations, kept_manifests, scored_with, tidy_dataset
 from scoring.executor import probe_picture
 from scoring.finish import PictureJob, RunContext, manifest_bytes
 from scoring.inputs import Inputs, output_names, resolve_inputs
@@ -61,6 +62,7 @@ class Picture:
     error: str | None = None
     seen: Destination | None = None
     skipped: bool = False
+    kept: dict | None = None  # the manifest of a picture --resume keeps (then ``skipped``)
 
     def take_header(self, header: ImageInfo | str) -> None:
         """Keep what :func:`scoring.executor.probe_picture` found: the header, or why there is none."""
@@ -196,6 +198,12 @@ def prepare(params: ScoreParams, *, storage_options: dict | None = None, inputs:
         for picture in pictures:
             picture.skipped = params.resume and picture.name in finished
             picture.seen = Destination(True, False, True, None, True) if picture.name in finished else None
+        skipped = [p for p in pictures if p.skipped]
+        if skipped:
+            expected = scored_with(bundle.sha256, {**params.to_json(), **_settings_parameters(settings)})
+            kept = kept_manifests(writer.fs, writer.root, writer.url, [p.name for p in skipped], expected)
+            for picture in skipped:
+                picture.kept = kept[picture.name]
         if len(pictures) <= PROBE_ON_DRIVER:
             _probe_all([p for p in pictures if not p.skipped], params, storage_options)
         writer.claim()
@@ -233,6 +241,12 @@ def _commit_of_checkout() -> str | None:
     return done.stdout.strip() or None if done.returncode == 0 else None
 
 
+def _settings_parameters(settings: Settings) -> dict:
+    """The settings a run resolved from its options and the model, as its manifest's parameters record them."""
+    return {"engine": settings.engine, "thresholds": settings.thresholds, "merge": settings.merge,
+            "merge_iou": settings.merge_iou}
+
+
 def _manifest_base(prepared: PreparedRun, spark, began: datetime, n_tasks: int) -> dict:
     """What every picture's manifest and the run's share: provenance, model, parameters, Spark."""
     from scoring.job import engine_threads, spark_settings
@@ -251,8 +265,7 @@ def _manifest_base(prepared: PreparedRun, spark, began: datetime, n_tasks: int) 
         "parameters": {**p.to_json(), **{k: [_absolute(u) for u in v] if isinstance(v, (list, tuple)) else _absolute(v)
                                          for k, v in (("image", p.image), ("images", p.images), ("out", p.out),
                                                       ("model", p.model)) if v},
-                       "tasks": n_tasks, "engine": s.engine,
-                       "thresholds": s.thresholds, "merge": s.merge, "merge_iou": s.merge_iou,
+                       "tasks": n_tasks, **_settings_parameters(s),
                        "settings_source": s.source, "colors": {c: list(v) for c, v in prepared.colors.items()}},
         "notes": ([f"--stride {p.stride} is larger than --window {p.window}: bands of "
                    f"{p.stride - p.window} pixels between windows are not scanned"] if p.stride > p.window else []),
@@ -318,11 +331,9 @@ def run(prepared: PreparedRun, spark) -> dict:
                          merge_iou=s.merge_iou, keep=p.keep, colors=prepared.colors, window=p.window,
                          overwrite=p.overwrite or p.resume, run_id=prepared.run_id,
                          manifest=base, storage_options=prepared.executor_options)
-    dataset = None if prepared.single else storage.join(prepared.writer.url, "windows")
     jobs = {pic.index: PictureJob(pic.index, pic.name, pic.info, pic.root, grids[k].n_windows,
                                   pieces.get(pic.index, 0), commit=not prepared.single, seen=pic.seen,
-                                  dataset=None if dataset is None else
-                                  storage.join(dataset, f"image={pic.name}", "part-00000.parquet"),
+                                  dataset=None if prepared.single else dataset_part(prepared.writer.url, pic.name),
                                   attributes=pic.attributes)
             for k, pic in enumerate(ready)}
     summaries, job_timings = ([], {"spark_job_s": 0.0}) if not tasks else run_job(
@@ -362,25 +373,41 @@ def _commit_picture(prepared: PreparedRun, summary: dict, timings: dict) -> dict
 
 
 def _commit_run(prepared: PreparedRun, base: dict, summaries: dict, timings: dict, began: datetime) -> dict:
-    """The run's manifest and multi-picture detections, committed with the run's ``_SUCCESS`` last."""
+    """The run's manifest and multi-picture detections, committed with the run's ``_SUCCESS`` last.
+
+    Pictures kept by ``--resume`` are in both, with the boxes and counts they were finished with.
+    """
     spec = prepared.bundle.spec
+    writer = prepared.writer
     foreground = [c for c in spec.classes if c != spec.background]
+    kept = kept_annotations(writer.fs, writer.root, writer.url, [p.name for p in prepared.pictures if p.skipped])
     entries, images, annotations = [], [], []
     for picture in prepared.pictures:
         summary = summaries.get(picture.index, {})
-        status = "skipped" if picture.skipped else "failed" if picture.error else "scored"
+        if isinstance(kept.get(picture.name), str):
+            picture.error = f"finished earlier, but {kept[picture.name]}; remove its folder to score it again"
+        status = "failed" if picture.error else "skipped" if picture.skipped else "scored"
         entry = {"name": picture.name, "url": picture.url, "status": status, "attributes": picture.attributes,
                  "manifest": storage.join(picture.name, "manifest.json")}
         if picture.error:
             entry["error"] = picture.error
-        if picture.info is not None:
-            entry.update(width=picture.info.width, height=picture.info.height, etag=picture.info.etag)
+        size = picture.info.to_json() if picture.info is not None else (picture.kept or {}).get("input", {})
+        if size:
+            entry.update(width=size.get("width"), height=size.get("height"), etag=size.get("etag"))
+        if status == "failed":
+            entries.append(entry)
+            continue
+        image = {"id": picture.index + 1, "file_name": picture.url, "name": picture.name,
+                 "width": entry["width"], "height": entry["height"]}
+        images.append(image)
         if status == "scored":
             entry.update(counts=summary["counts"], timings_s=summary["timings_s"])
-            images.append({"id": picture.index + 1, "file_name": picture.url, "name": picture.name,
-                           "width": picture.info.width, "height": picture.info.height})
             annotations += coco_annotations(summary["boxes"], spec.classes, spec.background,
-                                            image_id=picture.index + 1, first_id=len(annotations) + 1)
+                                            image_id=image["id"], first_id=len(annotations) + 1)
+        else:
+            entry.update(counts=picture.kept.get("counts"), finished=picture.kept.get("finished"))
+            annotations += [{**a, "id": len(annotations) + n, "image_id": image["id"]}
+                            for n, a in enumerate(kept[picture.name], start=1)]
         entries.append(entry)
     scored = [e for e in entries if e["status"] == "scored"]
     counts = {
@@ -395,12 +422,14 @@ def _commit_run(prepared: PreparedRun, base: dict, summaries: dict, timings: dic
     detections = {"info": {"description": "tilescan detections"}, "images": images,
                   "categories": coco_categories(spec.classes, spec.background),
                   "annotations": annotations}
-    writer = prepared.writer
     started = time.time()
     manifest = {**base, "inputs": {"source": prepared.inputs.source, "count": len(entries)},
                 "finished": datetime.now(timezone.utc).isoformat(), "counts": counts,
                 "timings_s": {**timings, "write_s": 0.0}, "pictures": entries}
     try:
+        tidy_dataset(writer.fs, writer.root, writer.url,
+                     results={e["name"] for e in entries if e["status"] != "failed"},
+                     kept={e["name"] for e in entries if e["status"] == "skipped"})
         writer.write("detections.json", detections_json(detections))
         manifest["timings_s"]["write_s"] = time.time() - started
         writer.write("manifest.json", manifest_bytes(manifest))

@@ -133,6 +133,17 @@ def test_a_glob_on_the_lake_scores_each_match_as_alone(spark, azurite, azure_env
     assert {SUCCESS, "detections.json", "windows/image=a/part-00000.parquet",
             "windows/image=b/part-00000.parquet"} <= set(got)
 
+    # Resumed on the lake after a run that stopped before b, and before a's windows joined the dataset.
+    fs, root = storage.filesystem(f"{url}/glob-run")
+    fs.rm([f"{root}/b", f"{root}/windows/image=a", f"{root}/{SUCCESS}"], recursive=True)
+    code = score.main(["--image", f"{url}/glob/*.png", "--out", f"{url}/glob-run", "--model", random_bundle_dir,
+                       "--master", spark.sparkContext.master, *RUN, "--resume"])
+    assert code == 0, capsys.readouterr().err
+    resumed = run_outputs(azurite, lake_inputs["container"], "glob-run")
+    assert [p["status"] for p in json.loads(resumed["manifest.json"])["pictures"]] == ["skipped", "scored"]
+    assert json.loads(resumed["detections.json"])["annotations"] == json.loads(got["detections.json"])["annotations"]
+    assert resumed["windows/image=a/part-00000.parquet"] == got["windows/image=a/part-00000.parquet"]
+
 
 @pytest.mark.slow
 def test_a_filesystem_travels_to_executors(spark, azurite, lake_inputs, small_image):

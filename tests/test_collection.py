@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 
 import pyarrow.parquet as pq
 import pytest
@@ -98,6 +99,61 @@ def test_a_damaged_picture_is_recorded_and_the_others_finish_then_resume(spark, 
     assert status == {"small": "skipped", "square": "scored", "wide": "skipped"}
     assert {name: os.stat(out / name / "windows.parquet").st_mtime_ns for name in kept} == kept
     assert (out / "square" / "_SUCCESS").exists() and (out / "_SUCCESS").exists()
+
+
+def without_ids(detections: dict) -> dict:
+    """Each picture's annotations, by picture name, with the run-wide ids left out."""
+    names = {image["id"]: image["name"] for image in detections["images"]}
+    found = {name: [] for name in names.values()}
+    for a in detections["annotations"]:
+        found[names[a["image_id"]]].append({k: v for k, v in a.items() if k not in ("id", "image_id")})
+    return found
+
+
+def test_resume_keeps_boxes_counts_and_windows_and_refuses_other_settings(spark, capsys, tmp_path, pictures,
+                                                                         random_bundle_dir):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("wide", "small", "square"):
+        (folder / f"{name}.png").write_bytes((pictures / f"{name}.png").read_bytes())
+    out = tmp_path / "run"
+    argv = ["--image", str(folder), "--out", str(out), "--model", random_bundle_dir,
+            "--master", spark.sparkContext.master, *COMMON]
+    assert score.main(argv) == 0
+    whole = json.load(open(out / "detections.json"))
+    first = {p["name"]: p for p in json.load(open(out / "manifest.json"))["pictures"]}
+    rows = pq.read_table(out / "windows").num_rows
+    assert sum(map(len, without_ids(whole).values())) > 0  # boxes to keep
+
+    # A run stopped after 'small' was committed but before its windows joined the dataset,
+    # and before 'square' was finished.
+    shutil.rmtree(out / "square")
+    shutil.rmtree(out / "windows" / "image=small")
+    (out / "_SUCCESS").unlink()
+    assert score.main([*argv, "--resume"]) == 0
+    manifest = json.load(open(out / "manifest.json"))
+    by_name = {p["name"]: p for p in manifest["pictures"]}
+    assert {n: p["status"] for n, p in by_name.items()} == {"wide": "skipped", "small": "skipped", "square": "scored"}
+    assert [by_name[n]["counts"] for n in ("wide", "small")] == [first[n]["counts"] for n in ("wide", "small")]
+    resumed = json.load(open(out / "detections.json"))
+    assert without_ids(resumed) == without_ids(whole)
+    assert [a["id"] for a in resumed["annotations"]] == list(range(1, len(resumed["annotations"]) + 1))
+    assert pq.read_table(out / "windows").num_rows == rows
+
+    # Other settings would mix two runs' answers in one: refused before Spark, nothing touched.
+    before = os.stat(out / "manifest.json").st_mtime_ns
+    for other, message in ((["--stride", "32"], "small in"), (["--threshold", "0.5"], "--threshold")):
+        assert score.main([*argv, "--resume", *other]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: --resume: ") and message in err and "--overwrite" in err
+        assert err.count("\n") == 1
+    assert os.stat(out / "manifest.json").st_mtime_ns == before
+
+    # Replaced by a run of fewer pictures: the run's dataset and detections hold only those.
+    (folder / "square.png").unlink()
+    assert score.main([*argv, "--overwrite"]) == 0
+    assert sorted(os.listdir(out / "windows")) == ["image=small", "image=wide"]
+    assert set(without_ids(json.load(open(out / "detections.json")))) == {"small", "wide"}
 
 
 def test_a_list_file_with_attributes_and_headers_read_on_executors(spark, tmp_path, pictures, random_bundle_dir,

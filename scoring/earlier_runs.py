@@ -1,0 +1,128 @@
+"""What a collection run takes from the earlier runs in its output folder, and what it tidies.
+
+``--resume`` keeps the pictures an earlier run finished there. They must have been scored
+as this run scores (the same model, engine, windows, thresholds, merging and ``--keep``),
+or one run's detections would mix two runs' answers: :func:`kept_manifests` checks that
+before Spark starts. Their boxes and counts are read back (:func:`kept_annotations`), so
+the run's ``detections.json`` and ``manifest.json`` cover every picture of the run, kept or
+scored. The run's windows dataset (``windows/image=<name>/``) is made to hold exactly the
+pictures with results in this run (:func:`tidy_dataset`): parts an earlier run left for
+pictures that are not in this one, or that failed in it, are removed, and a kept picture's
+missing part is restored from its own ``windows.parquet``.
+"""
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+from core import storage
+from core.errors import InputError, TilescanError
+from core.redaction import redact
+
+__all__ = ["dataset_part", "scored_with", "kept_manifests", "kept_annotations", "tidy_dataset", "DATASET"]
+
+#: The run's windows dataset, a folder of the run, partitioned by picture (``image=<name>``).
+DATASET = "windows"
+_PART = "part-00000.parquet"
+#: Files read at a time from the output folder (each one a request on blob storage).
+READ_THREADS = 16
+#: The options a picture's results depend on, and each one's key in a manifest's ``parameters``.
+RESULT_OPTIONS = {"--engine": "engine", "--window": "window", "--stride": "stride", "--edge": "edge",
+                  "--keep": "keep", "--threshold": "thresholds", "--merge": "merge", "--merge-iou": "merge_iou"}
+
+
+def dataset_part(run_root: str, name: str) -> str:
+    """Where picture ``name``'s windows go in the run's dataset under ``run_root`` (a path or URL)."""
+    return storage.join(run_root, DATASET, f"image={name}", _PART)
+
+
+def scored_with(model_sha256: str, parameters: dict) -> dict:
+    """What results depend on, as a picture's manifest records it: the model's sha256 and the
+    :data:`RESULT_OPTIONS` among a run's ``parameters`` (JSON values)."""
+    recorded = {"model": model_sha256, **{option: parameters.get(key) for option, key in RESULT_OPTIONS.items()}}
+    return json.loads(json.dumps(recorded))
+
+
+def _read_each(fs, root: str, url: str, names, file_name: str) -> dict:
+    """``name -> bytes`` of each ``<name>/<file_name>``, read in parallel; a file that cannot be
+    read maps to the one-line reason (a ``str``)."""
+    def read(name: str):
+        where = storage.join(url, name, file_name)
+        try:
+            return name, storage.read_bytes(fs, storage.join(root, name, file_name), url=where)
+        except FileNotFoundError:
+            return name, f"{redact(where)} is missing"
+        except TilescanError as exc:
+            return name, redact(exc)
+
+    with ThreadPoolExecutor(READ_THREADS, thread_name_prefix="earlier-run") as pool:
+        return dict(pool.map(read, names))
+
+
+def _json_object(data: bytes | str):
+    if isinstance(data, str):
+        return data
+    try:
+        doc = json.loads(data)
+    except ValueError as exc:
+        return f"not JSON ({exc})"
+    return doc if isinstance(doc, dict) else f"not a JSON object ({type(doc).__name__})"
+
+
+def kept_manifests(fs, root: str, url: str, names, expected: dict) -> dict:
+    """The manifests of the finished pictures ``names`` that ``--resume`` keeps, each checked
+    to record ``expected`` (:func:`scored_with` of this run).
+
+    Raises
+    ------
+    InputError
+        Naming the first picture whose manifest cannot be read or that was scored otherwise.
+    """
+    manifests = {}
+    for name, data in _read_each(fs, root, url, names, "manifest.json").items():
+        manifest = _json_object(data)
+        if isinstance(manifest, str):
+            raise InputError(f"--resume: the manifest of {name}, finished earlier in {redact(url)}, cannot be read: "
+                             f"{manifest}; remove that picture's folder to score it again")
+        parameters = manifest.get("parameters")
+        model = manifest.get("model")
+        recorded = scored_with(model.get("sha256") if isinstance(model, dict) else None,
+                               parameters if isinstance(parameters, dict) else {})
+        for option, value in expected.items():
+            if recorded[option] != value:
+                what = "the model" if option == "model" else option
+                raise InputError(f"--resume: {name} in {redact(url)} was scored with {what} {recorded[option]!r}, "
+                                 f"this run with {value!r}; keep the earlier settings, or pass --overwrite to "
+                                 "score every picture again")
+        manifests[name] = manifest
+    return manifests
+
+
+def kept_annotations(fs, root: str, url: str, names) -> dict:
+    """``name -> COCO annotations`` (as its ``detections.json`` holds them) of each kept picture,
+    or the one-line reason they cannot be read."""
+    found = {}
+    for name, data in _read_each(fs, root, url, names, "detections.json").items():
+        doc = _json_object(data)
+        annotations = doc.get("annotations") if isinstance(doc, dict) else None
+        found[name] = annotations if isinstance(annotations, list) else \
+            doc if isinstance(doc, str) else "its detections.json holds no annotations list"
+    return found
+
+
+def tidy_dataset(fs, root: str, url: str, *, results, kept) -> None:
+    """Make the run's dataset under ``root`` hold the pictures ``results`` only: remove others'
+    parts, and restore a ``kept`` picture's missing part from its own ``windows.parquet``."""
+    folder = storage.join(root, DATASET)
+    with storage.errors("tidy the windows dataset of", url):
+        fs.invalidate_cache()
+        parts = {path.rstrip("/").rsplit("/", 1)[-1] for path in fs.ls(folder, detail=False)} \
+            if fs.exists(folder) else set()
+        pictures = {part[len("image="):] for part in parts if part.startswith("image=")}
+        for name in sorted(pictures - set(results)):
+            fs.rm(storage.join(folder, f"image={name}"), recursive=True)
+    for name in sorted(set(kept) - pictures):
+        target = dataset_part(root, name)
+        storage.make_folder(fs, target.rsplit("/", 1)[0], url=dataset_part(url, name).rsplit("/", 1)[0])
+        storage.write_bytes(fs, target, storage.read_bytes(fs, storage.join(root, name, "windows.parquet")),
+                            url=dataset_part(url, name))
