@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="align: add windows flush with the right/bottom edges so no pixel is missed; "
                         "drop: plain grid (default %(default)s)")
     p.add_argument("--strips", type=int, default=d["strips"],
-                   help="Spark tasks; 0 = 4 x the cluster's parallelism (default)")
+                   help="Spark tasks (per wave of a large collection); 0 = 4 x the cluster's parallelism (default)")
     p.add_argument("--batch-size", type=int, default=d["batch_size"],
                    help="windows per inference batch (default %(default)s)")
     p.add_argument("--keep", type=float, default=d["keep"],

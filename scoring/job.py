@@ -241,35 +241,45 @@ class _Progress(threading.Thread):
             print(file=sys.stderr)
 
 
-def run_job(spark, tasks: list, jobs: dict, bundle, context, *, engine: str, pictures: dict, window: int,
+def run_job(spark, waves: list, jobs: dict, bundle, context, *, engine: str, pictures: dict, window: int,
             stride: int, edge: str, batch_size: int, floor: float, storage_options,
             quiet: bool = False) -> tuple[list[dict], dict]:
-    """Score ``tasks`` and finish the pictures of ``jobs`` on Spark; their summaries and the job's timings.
+    """Score the tasks of each wave and finish its pictures on Spark, a wave at a time; the
+    pictures' summaries and the job's timings.
 
-    ``pictures`` maps a picture index to its :class:`pixels.ImageInfo`, ``jobs`` to its
-    :class:`scoring.finish.PictureJob`; ``bundle`` should carry only ``engine``'s files: it
-    is broadcast as it is.
+    ``waves`` are lists of :class:`tiling.Task`, each wave holding all the bands of its
+    pictures. ``pictures`` maps a picture index to its :class:`pixels.ImageInfo`, ``jobs`` to
+    its :class:`scoring.finish.PictureJob`; ``bundle`` should carry only ``engine``'s files:
+    it is broadcast once, as it is, for every wave.
     """
     sc = spark.sparkContext
     ship_packages(spark, engine)
     windows = sc.accumulator(0)
     finished = sc.accumulator(0)
     broadcast = sc.broadcast(bundle)
-    scorer = BandScorer(broadcast, bundle.sha256, engine=engine, threads=engine_threads(spark), pictures=pictures,
-                        window=window, stride=stride, edge=edge, batch_size=batch_size, floor=floor,
-                        storage_options=storage_options, counter=windows)
-    finisher = PictureFinisher(jobs, context, finished)
+    tasks = [task for wave in waves for task in wave]
     total = sum(t.n_windows for t in tasks)
-    finishing = max(1, min(len(jobs), 2 * sc.defaultParallelism))
     progress = _Progress(windows, finished, total, len(jobs), quiet=quiet)
+    summaries = []
     started = time.time()
     try:
-        sc.setJobDescription(f"tilescan: {total:,} windows of {len(jobs):,} pictures in {len(tasks)} tasks")
         with cancel_on_interrupt(sc):
             progress.start()  # here: by its first line, Ctrl-C cancels the job
-            summaries = (sc.parallelize(tasks, len(tasks)).mapPartitions(scorer)
-                         .groupByKey(finishing, partitionFunc=lambda index: index)
-                         .mapPartitions(finisher).collect())
+            for number, wave in enumerate(waves, start=1):
+                # Each wave's closures carry only its own pictures.
+                members = sorted({piece.image for task in wave for piece in task.pieces})
+                scorer = BandScorer(broadcast, bundle.sha256, engine=engine, threads=engine_threads(spark),
+                                    pictures={i: pictures[i] for i in members}, window=window, stride=stride,
+                                    edge=edge, batch_size=batch_size, floor=floor, storage_options=storage_options,
+                                    counter=windows)
+                finisher = PictureFinisher({i: jobs[i] for i in members}, context, finished)
+                finishing = max(1, min(len(members), 2 * sc.defaultParallelism))
+                sc.setJobDescription(f"tilescan: {sum(t.n_windows for t in wave):,} windows of {len(members):,} "
+                                     f"pictures in {len(wave)} tasks" + (f", wave {number} of {len(waves)}"
+                                                                         if len(waves) > 1 else ""))
+                summaries += (sc.parallelize(wave, len(wave)).mapPartitions(scorer)
+                              .groupByKey(finishing, partitionFunc=lambda index: index)
+                              .mapPartitions(finisher).collect())
     except KeyboardInterrupt:
         progress.stop()  # the broadcast stays: cancelled tasks may still be letting go of it
         raise
@@ -281,7 +291,8 @@ def run_job(spark, tasks: list, jobs: dict, bundle, context, *, engine: str, pic
     broadcast.unpersist()
     job_s = time.time() - started
     pieces = [t for s in summaries for t in s["tasks"]]
-    timings = {"spark_job_s": job_s, "tasks": len(tasks), "python_workers": len({t["worker"] for t in pieces})}
+    timings = {"spark_job_s": job_s, "waves": len(waves), "tasks": len(tasks),
+               "python_workers": len({t["worker"] for t in pieces})}
     if pieces:
         timings.update({
             "first_to_last_task_s": max(t["end"] for t in pieces) - min(t["task_start"] for t in pieces),

@@ -33,10 +33,11 @@ from scoring.finish import PictureJob, RunContext, manifest_bytes
 from scoring.inputs import Inputs, output_names, resolve_inputs
 from scoring.outputs import SUCCESS, Destination, RunWriter
 from scoring.params import ScoreParams, Settings
-from tiling import Piece, Task, WindowGrid, plan_tasks
+from tiling import Piece, Task, WindowGrid, plan_tasks, plan_waves
 
 __all__ = ["Picture", "PreparedRun", "prepare", "run", "engine_bundle", "package_versions", "installed_versions",
-           "EXIT_SOME_FAILED", "PROBE_ON_DRIVER", "MAX_BAND_PIXELS"]
+           "EXIT_SOME_FAILED", "PROBE_ON_DRIVER", "MAX_BAND_PIXELS",
+           "WAVE_WINDOWS_PER_CORE"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,11 @@ PROBE_ON_DRIVER = 16
 #: The largest band an executor reads at a time, in pixels (96 MB of RGB).
 MAX_BAND_PIXELS = 32_000_000
 _PROBE_THREADS = 8
+#: A collection is scored in waves of about this many windows per core (two minutes of the
+#: int8 engine here, five of fp32), each finished and committed before the next: a run
+#: stopped midway keeps its finished waves for --resume, and the driver and the shuffle hold
+#: one wave's results at a time. Each wave costs one more stage change and tail (about a second).
+WAVE_WINDOWS_PER_CORE = 400_000
 
 
 @dataclass
@@ -310,13 +316,16 @@ def run(prepared: PreparedRun, spark) -> dict:
     started = time.time()
     ready = [pic for pic in todo if pic.info is not None]
     grids = [WindowGrid(pic.info.height, pic.info.width, p.window, p.stride, p.edge) for pic in ready]
-    n_tasks = p.strips or 4 * spark.sparkContext.defaultParallelism
-    planned = plan_tasks(grids, n_tasks, max_band_pixels=MAX_BAND_PIXELS)
-    # plan_tasks numbers pictures by their position in `ready`: back to run indices.
-    tasks = [Task(t.index, tuple(Piece(ready[piece.image].index, piece.strip) for piece in t.pieces))
-             for t in planned]
-    pieces = {}
-    for task in tasks:
+    parallelism = spark.sparkContext.defaultParallelism
+    n_tasks = p.strips or 4 * parallelism
+    waves, pieces, n_planned = [], {}, 0
+    for wave in plan_waves([g.n_windows for g in grids], WAVE_WINDOWS_PER_CORE * parallelism):
+        planned = plan_tasks([grids[k] for k in wave], n_tasks, max_band_pixels=MAX_BAND_PIXELS)
+        # plan_tasks numbers pictures by their position in the wave: back to run indices.
+        waves.append([Task(n_planned + t.index, tuple(Piece(ready[wave[piece.image]].index, piece.strip)
+                                                  for piece in t.pieces)) for t in planned])
+        n_planned += len(planned)
+    for task in (task for wave in waves for task in wave):
         for piece in task.pieces:
             pieces[piece.image] = pieces.get(piece.image, 0) + 1
     timings["plan_s"] = time.time() - started
@@ -324,7 +333,7 @@ def run(prepared: PreparedRun, spark) -> dict:
         logger.warning("--stride %d is larger than --window %d: bands of %d pixels between windows are not scanned",
                        p.stride, p.window, p.stride - p.window)
 
-    base = _manifest_base(prepared, spark, began, len(tasks))
+    base = _manifest_base(prepared, spark, began, n_planned)
     base["timings_s"] = dict(timings)
     s = prepared.settings
     context = RunContext(classes=spec.classes, background=spec.background, thresholds=s.thresholds, merge=s.merge,
@@ -336,8 +345,8 @@ def run(prepared: PreparedRun, spark) -> dict:
                                   dataset=None if prepared.single else dataset_part(prepared.writer.url, pic.name),
                                   attributes=pic.attributes)
             for k, pic in enumerate(ready)}
-    summaries, job_timings = ([], {"spark_job_s": 0.0}) if not tasks else run_job(
-        spark, tasks, jobs, prepared.bundle, context, engine=s.engine,
+    summaries, job_timings = ([], {"spark_job_s": 0.0}) if not waves else run_job(
+        spark, waves, jobs, prepared.bundle, context, engine=s.engine,
         pictures={pic.index: pic.info for pic in ready}, window=p.window, stride=p.stride, edge=p.edge,
         batch_size=p.batch_size, floor=min([p.keep, *s.thresholds.values()]),
         storage_options=prepared.executor_options, quiet=p.quiet)

@@ -156,6 +156,48 @@ def test_resume_keeps_boxes_counts_and_windows_and_refuses_other_settings(spark,
     assert set(without_ids(json.load(open(out / "detections.json")))) == {"small", "wide"}
 
 
+def test_waves_commit_as_they_go_and_give_the_results_of_one(spark, tmp_path, pictures, random_bundle_dir,
+                                                              monkeypatch):
+    from pyspark import RDD
+
+    def params(out, **more):
+        return ScoreParams(image=str(pictures), out=str(tmp_path / out), model=random_bundle_dir,
+                           threshold={"*": 0.34}, keep=0.0, quiet=True, **more)
+
+    one = run(prepare(params("one")), spark)
+    assert one["timings_s"]["waves"] == 1
+    monkeypatch.setattr(pipeline, "WAVE_WINDOWS_PER_CORE", 1)  # a wave per picture
+
+    # The driver is lost during the third wave: the first two are committed, and kept by --resume.
+    real_collect, calls = RDD.collect, []
+
+    def collect_then_lost(self):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("driver lost")
+        return real_collect(self)
+
+    monkeypatch.setattr(RDD, "collect", collect_then_lost)
+    with pytest.raises(RuntimeError, match="driver lost"):
+        run(prepare(params("waves")), spark)
+    monkeypatch.setattr(RDD, "collect", real_collect)
+    done = sorted(n for n in SIZES if (tmp_path / "waves" / n / "_SUCCESS").exists())
+    assert len(done) == 2 and not (tmp_path / "waves" / "_SUCCESS").exists()
+
+    resumed = run(prepare(params("waves", resume=True)), spark)
+    assert resumed["timings_s"]["waves"] == 2
+    assert sorted(p["name"] for p in resumed["pictures"] if p["status"] == "skipped") == done
+    assert without_ids(json.load(open(tmp_path / "waves" / "detections.json"))) == \
+        without_ids(json.load(open(tmp_path / "one" / "detections.json")))
+
+    def rows(run_name):
+        table = pq.read_table(tmp_path / run_name / "windows")
+        return sorted(tuple(r.values()) for r in table.select(["image", "x", "y", "p_car", "p_boat",
+                                                                 "p_background"]).to_pylist())
+
+    assert rows("waves") == rows("one")
+
+
 def test_a_list_file_with_attributes_and_headers_read_on_executors(spark, tmp_path, pictures, random_bundle_dir,
                                                                    monkeypatch):
     monkeypatch.setattr(pipeline, "PROBE_ON_DRIVER", 1)  # read the headers on the executors

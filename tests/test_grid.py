@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tiling import Box, WindowGrid, plan_strips, plan_tasks, window_origins
+from tiling import Box, WindowGrid, plan_strips, plan_tasks, plan_waves, window_origins
 
 sizes = st.integers(min_value=1, max_value=700)
 windows = st.integers(min_value=1, max_value=64)
@@ -140,3 +140,18 @@ def test_plan_tasks_rejects_bad_arguments():
     with pytest.raises(ValueError, match="`max_band_pixels` must be >= 1"):
         plan_tasks([WindowGrid(64, 64, 32, 16)], 2, max_band_pixels=0)
     assert plan_tasks([], 3) == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(counts=st.lists(st.integers(1, 5000), max_size=30), budget=st.integers(1, 20000))
+def test_waves_are_consecutive_and_about_the_budget(counts, budget):
+    waves = plan_waves(counts, budget)
+    assert [k for wave in waves for k in wave] == list(range(len(counts)))  # in order, each picture once
+    assert all(waves) and len(waves) <= max(1, -(-sum(counts) // budget))
+    for wave in waves:  # over the budget by at most halves of its first and last pictures
+        assert sum(counts[k] for k in wave) <= budget + max(counts[k] for k in wave)
+
+
+def test_plan_waves_rejects_a_bad_budget():
+    with pytest.raises(ValueError, match="`budget` must be an int >= 1, got 0"):
+        plan_waves([3], 0)

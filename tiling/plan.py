@@ -5,6 +5,9 @@ Pictures larger than half a task's share are cut into strips (with their halo ro
 smaller pictures stay whole. The pieces are then dealt largest first, each to the task with the fewest windows
 so far (longest-processing-time first), so tasks differ by at most about one piece, and
 the tasks are returned largest first, so that no big task starts last.
+
+A large collection is first grouped into waves (:func:`plan_waves`), each planned and run
+on its own: a run then finishes pictures as it goes, not all at its end.
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from dataclasses import dataclass
 from tiling.grid import WindowGrid
 from tiling.strips import Strip, plan_strips
 
-__all__ = ["Piece", "Task", "plan_tasks"]
+__all__ = ["Piece", "Task", "plan_tasks", "plan_waves"]
 
 
 @dataclass(frozen=True)
@@ -95,3 +98,28 @@ def plan_tasks(grids, n_tasks: int, *, max_band_pixels: int | None = None) -> li
     ordered = sorted(bins, key=lambda b: (-b[0], b[1]))
     return [Task(index, tuple(sorted(members, key=lambda p: (p.image, p.strip.index))))
             for index, (_, _, members) in enumerate(ordered)]
+
+
+def plan_waves(window_counts, budget: int) -> list[list[int]]:
+    """Group pictures, in their order, into consecutive waves of about ``budget`` windows.
+
+    As few waves as keep them within the budget on average, and as even as whole pictures
+    allow: each picture goes to the wave its middle window falls in, so a picture larger
+    than a wave is a wave of its own.
+
+    >>> plan_waves([5, 5, 5, 5, 5], 12)
+    [[0, 1], [2], [3, 4]]
+    >>> plan_waves([1, 40, 1, 1], 12), plan_waves([3, 4], 12), plan_waves([], 12)
+    ([[0], [1], [2, 3]], [[0, 1]], [])
+    """
+    if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
+        raise ValueError(f"`budget` must be an int >= 1, got {budget!r}")
+    counts = list(window_counts)
+    n_waves = max(1, math.ceil(sum(counts) / budget))
+    share = sum(counts) / n_waves
+    waves: list[list[int]] = [[] for _ in range(n_waves)]
+    before = 0
+    for k, count in enumerate(counts):
+        waves[min(n_waves - 1, int((before + count / 2) / share) if share else 0)].append(k)
+        before += count
+    return [wave for wave in waves if wave]
