@@ -67,6 +67,9 @@ def make_collage(out: str, params: CollageParams, *, target: str | None = None, 
     started = time.time()
     info = probe_image(target, storage_options=storage_options)
     params = params.resolve((info.height, info.width))
+    tiles = load_library(library, storage_options)
+    # On blob storage this creates the container; an unwritable --out fails before the work.
+    storage.check_writable(fs, root, url=out)
     # A target far larger than the collage is box-reduced band by band as it is read (the
     # colours under each tile barely change; memory would grow with the target otherwise),
     # keeping at least two target pixels per collage pixel.
@@ -75,7 +78,6 @@ def make_collage(out: str, params: CollageParams, *, target: str | None = None, 
         picture = read_reduced(info, factor, storage_options=storage_options)
     else:
         picture, _ = read_image(target, storage_options=storage_options)
-    tiles = load_library(library, storage_options)
     timings["load_s"] = time.time() - started
 
     started = time.time()
@@ -86,7 +88,6 @@ def make_collage(out: str, params: CollageParams, *, target: str | None = None, 
     started = time.time()
     png = io.BytesIO()
     Image.fromarray(collage.image).save(png, format="PNG", compress_level=1)
-    storage.make_folder(fs, root, url=out)  # on blob storage: the container, if there is none yet
     storage.write_bytes(fs, storage.join(root, "collage.png"), png.getvalue())
     storage.write_bytes(fs, storage.join(root, "ground_truth.json"), json.dumps(truth).encode())
     timings["write_s"] = time.time() - started

@@ -9,10 +9,11 @@ go into messages: every error built from an exception passes through
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import posixpath
-from contextlib import contextmanager
+import uuid
 from typing import Iterator, Mapping
 
 import fsspec
@@ -21,7 +22,8 @@ from core.credentials import AZURE_PROTOCOLS, RETRY_OPTIONS, protocol, resolve_o
 from core.errors import StorageError
 from core.redaction import redact
 
-__all__ = ["filesystem", "read_bytes", "write_bytes", "write_new", "make_folder", "join", "errors"]
+__all__ = ["filesystem", "read_bytes", "write_bytes", "write_new", "make_folder", "check_writable", "join",
+           "errors"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +53,7 @@ def _explain(exc: BaseException) -> str:
     return text
 
 
-@contextmanager
+@contextlib.contextmanager
 def errors(action: str, url: str) -> Iterator[None]:
     """Turn a storage backend's failure into a one-line :class:`StorageError`.
 
@@ -153,6 +155,25 @@ def write_new(fs, path: str, data: bytes, *, url: str | None = None) -> bool:
         except FileExistsError:
             return False
     return True
+
+
+def check_writable(fs, path: str, *, url: str | None = None) -> None:
+    """Make the folder ``path`` and write and remove a small file in it: a destination that
+    cannot be written (read-only, no permission, full disk) fails now, before the work."""
+    url = url or fs.unstrip_protocol(path)
+    with errors("reach", url):
+        existed = fs.exists(path)
+    make_folder(fs, path, url=url)
+    name = f".tilescan-probe-{uuid.uuid4().hex[:12]}"
+    try:
+        write_bytes(fs, join(path, name), b"tilescan write probe\n", url=join(url, name))
+    except StorageError:
+        if not existed:  # leave the place as it was found
+            with contextlib.suppress(Exception):
+                fs.rm(path, recursive=True)
+        raise
+    with errors("write", url):
+        fs.rm(join(path, name))
 
 
 def make_folder(fs, path: str, *, url: str | None = None) -> None:

@@ -201,6 +201,29 @@ def test_an_unwritable_destination_fails_before_spark(code_name, tmp_path, capsy
     assert not out.exists()
 
 
+@pytest.mark.parametrize("where", ["full_disk", "below_a_file"])
+def test_an_unwritable_collage_destination_fails_before_the_build(where, tmp_path, capsys, monkeypatch, small_image):
+    from fsspec.implementations.local import LocalFileSystem
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the collage was built for a destination it cannot be written to")
+
+    def full_disk(self, path, value, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+
+    monkeypatch.setattr(importlib.import_module("collage.make"), "build_collage", refuse)
+    if where == "full_disk":
+        monkeypatch.setattr(LocalFileSystem, "pipe_file", full_disk)
+        out, message = tmp_path / "collage", f"cannot write {tmp_path / 'collage'}/.tilescan-probe-"
+    else:
+        (tmp_path / "a-file").write_bytes(b"not a folder")
+        out, message = tmp_path / "a-file" / "collage", "it or a folder above it is a file"
+    code, err = run_cli(collage.main, capsys, "--target", small_image, "--library",
+                        str(tile_library(tmp_path / "tiles", 1)), "--out", str(out), "--width", "64", "--height", "64")
+    assert_one_line(code, err, message)
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("command", ["score", "lake download"])
 @pytest.mark.parametrize("where, reason", [
     ("below_a_file", "it or a folder above it is a file"),
