@@ -5,6 +5,10 @@ folder (every picture under it); ``--images`` is a list: a text file of paths or
 per line, or a CSV or Parquet file with a ``path`` column (its other columns travel into
 the run manifest as each picture's attributes). Relative paths in a list are relative to
 the list's own folder. Only a single picture named directly keeps the flat output layout.
+
+A folder or a glob never yields tilescan's own outputs: a picture in a folder that holds
+the ``_tilescan`` marker (an overlay) is skipped, so a run writing into the folder it
+scores does not score its overlays the next time.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from dataclasses import dataclass, field
 
 from core import storage
 from core.errors import InputError
+from scoring.outputs import MARKER
 
 __all__ = ["Inputs", "resolve_inputs", "output_names", "PICTURE_SUFFIXES"]
 
@@ -60,9 +65,16 @@ def _url(fs, path: str, like: str) -> str:
     return fs.unstrip_protocol(path)
 
 
+def _run_folders(paths) -> set:
+    """The folders, among those of ``paths``, that hold tilescan's marker: their pictures are its outputs."""
+    return {posixpath.dirname(p) for p in paths if posixpath.basename(p) == MARKER}
+
+
 def _pictures_under(fs, root: str, like: str) -> list[str]:
     found = fs.find(root)
-    return [_url(fs, p, like) for p in sorted(found) if p.lower().endswith(PICTURE_SUFFIXES)]
+    runs = _run_folders(found)
+    return [_url(fs, p, like) for p in sorted(found)
+            if p.lower().endswith(PICTURE_SUFFIXES) and posixpath.dirname(p) not in runs]
 
 
 def _from_image(image: str, storage_options) -> Inputs:
@@ -70,7 +82,9 @@ def _from_image(image: str, storage_options) -> Inputs:
     if _GLOB.search(path):
         with storage.errors("list", image):
             fs.invalidate_cache()
-            urls = [_url(fs, p, image) for p in sorted(fs.glob(path)) if not fs.isdir(p)]
+            runs = _run_folders(fs.glob(posixpath.join(posixpath.dirname(path), MARKER)))
+            urls = [_url(fs, p, image) for p in sorted(fs.glob(path)) if posixpath.dirname(p) not in runs
+                    and not fs.isdir(p)]
         return Inputs(tuple(urls), single=False, source=image)
     with storage.errors("read", image):
         fs.invalidate_cache()
@@ -142,7 +156,8 @@ def resolve_inputs(image: str | None = None, images=None, *, storage_options: di
     else:
         inputs = _from_list(images, storage_options)
     if not inputs.urls:
-        hint = "" if images is not None else f" (a folder's pictures end in {', '.join(PICTURE_SUFFIXES)})"
+        hint = "" if images is not None else (f" (a folder's pictures end in {', '.join(PICTURE_SUFFIXES)}; "
+                                              "tilescan's own outputs are never taken)")
         raise InputError(f"no pictures found for {inputs.source}{hint}")
     return inputs
 

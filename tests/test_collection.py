@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from app import score
+from core.errors import InputError
 from scoring import pipeline
 from scoring.api import score_images
 from scoring.params import ScoreParams
@@ -196,6 +197,28 @@ def test_waves_commit_as_they_go_and_give_the_results_of_one(spark, tmp_path, pi
                                                                  "p_background"]).to_pylist())
 
     assert rows("waves") == rows("one")
+
+
+def test_a_run_inside_the_folder_it_scores_never_scores_its_own_outputs(spark, tmp_path, pictures,
+                                                                         random_bundle_dir):
+    from scoring.inputs import resolve_inputs
+
+    folder = tmp_path / "scans"
+    (folder / "more").mkdir(parents=True)
+    for name, where in (("wide", folder), ("small", folder / "more")):
+        (where / f"{name}.png").write_bytes((pictures / f"{name}.png").read_bytes())
+    mine = [str(folder / "more" / "small.png"), str(folder / "wide.png")]
+    argv = ["--image", str(folder), "--out", str(folder / "results"), "--model", random_bundle_dir,
+            "--master", spark.sparkContext.master, *COMMON]
+    assert score.main(argv) == 0
+    assert len(list(folder.rglob("overlay.png"))) == 2
+    for image in (str(folder), f"{folder}/**/*.png"):
+        assert sorted(resolve_inputs(image).urls) == mine
+    for image in (str(folder / "results"), f"{folder}/results/*/*.png"):
+        with pytest.raises(InputError, match="tilescan's own outputs are never taken"):
+            resolve_inputs(image)
+    assert score.main([*argv, "--resume"]) == 0
+    assert sorted(p["url"] for p in json.load(open(folder / "results" / "manifest.json"))["pictures"]) == mine
 
 
 def test_a_list_file_with_attributes_and_headers_read_on_executors(spark, tmp_path, pictures, random_bundle_dir,
