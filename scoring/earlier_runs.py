@@ -18,11 +18,10 @@ from concurrent.futures import ThreadPoolExecutor
 from core import storage
 from core.errors import InputError, TilescanError
 from core.redaction import redact
+from scoring.outputs import DATASET
 
-__all__ = ["dataset_part", "scored_with", "kept_manifests", "kept_annotations", "tidy_dataset", "DATASET"]
+__all__ = ["dataset_part", "scored_with", "kept_manifests", "kept_annotations", "tidy_dataset"]
 
-#: The run's windows dataset, a folder of the run, partitioned by picture (``image=<name>``).
-DATASET = "windows"
 _PART = "part-00000.parquet"
 #: Files read at a time from the output folder (each one a request on blob storage).
 READ_THREADS = 16

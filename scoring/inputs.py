@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from core import storage
 from core.errors import InputError
-from scoring.outputs import MARKER
+from scoring.outputs import DATASET, MARKER
 
 __all__ = ["Inputs", "resolve_inputs", "output_names", "PICTURE_SUFFIXES"]
 
@@ -164,10 +164,14 @@ def resolve_inputs(image: str | None = None, images=None, *, storage_options: di
 
 def output_names(urls) -> list[str]:
     """One folder name per picture: its file name without the ending, made safe; names that
-    would collide get a short hash of their full URL (``a/x.png`` and ``b/x.png`` become
-    ``x-15a6511e`` and ``x-29cc070f``).
+    would collide, with each other or with the run's own ``windows`` dataset, get a short
+    hash of their full URL (``a/x.png`` and ``b/x.png`` become ``x-15a6511e`` and ``x-29cc070f``).
+
+    >>> output_names(["scans/windows.png", "scans/door.png"])
+    ['windows-ed6da656', 'door']
     """
     stems = [_UNSAFE.sub("_", url.rstrip("/").rsplit("/", 1)[-1].rsplit(".", 1)[0]).strip("._") or "picture"
              for url in urls]
     counts = {s: stems.count(s) for s in stems}
-    return [f"{s}-{hashlib.sha1(u.encode()).hexdigest()[:8]}" if counts[s] > 1 else s for s, u in zip(stems, urls)]
+    return [f"{s}-{hashlib.sha1(u.encode()).hexdigest()[:8]}" if counts[s] > 1 or s.lower() == DATASET else s
+            for s, u in zip(stems, urls)]

@@ -30,7 +30,7 @@ from core import storage
 from core.errors import OutputExistsError, TilescanError
 from core.redaction import redact
 
-__all__ = ["RunWriter", "Destination", "SUCCESS", "MARKER", "OUTPUT_FILES"]
+__all__ = ["RunWriter", "Destination", "SUCCESS", "MARKER", "OUTPUT_FILES", "DATASET"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +41,8 @@ _LOCK = "_commit.lock"
 _MANIFEST = "manifest.json"
 _STAGING = re.compile(r"^_temporary-[0-9a-f]{12}$")
 OUTPUT_FILES = ("windows.parquet", "detections.json", "overlay.png", "manifest.json")
+#: A collection run's windows dataset, a folder of the run partitioned by picture (``image=<name>``).
+DATASET = "windows"
 #: A commit takes seconds; a commit lock older than this was left by a run that was
 #: stopped while committing, or lost its storage then.
 _STALE_LOCK_S = 300
