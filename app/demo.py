@@ -67,8 +67,8 @@ def score(image: str, out: str, extra: list) -> float:
     env = dict(os.environ, SPARK_LOCAL_IP="127.0.0.1", PYSPARK_PYTHON=sys.executable,
                PYSPARK_DRIVER_PYTHON=sys.executable, SPARK_CONF_DIR=project_path("conf"),
                PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
-    command = [spark_submit_executable(), "--master", "local[*]", "--driver-memory", "4g",
-               project_path("app", "score.py"),
+    # No --driver-memory: the driver holds headers, not pixels (Spark's default 1g will do).
+    command = [spark_submit_executable(), "--master", "local[*]", project_path("app", "score.py"),
                "--image", image, "--out", out, "--keep", "0", "--overwrite", *extra]
     logger.info("running: %s", " ".join(command))
     started = time.time()
