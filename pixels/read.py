@@ -20,7 +20,7 @@ from core import storage
 from core.errors import InputError
 from pixels.convert import conversion_note, pil_to_rgb8
 
-__all__ = ["ImageInfo", "probe_image", "read_image", "decode_image", "DEFAULT_MAX_PIXELS", "READERS"]
+__all__ = ["ImageInfo", "probe_image", "read_image", "decode_image", "stored_version", "DEFAULT_MAX_PIXELS", "READERS"]
 
 DEFAULT_MAX_PIXELS = 400_000_000
 #: How bands of a picture are read: ``tiff`` windowed reads of strips or tiles (tifffile),
@@ -183,7 +183,9 @@ def _check_complete(fh, fmt: str, head: bytes, url: str) -> None:
                              f"{width}x{height} pixels)")
 
 
-def _fingerprint(details: dict) -> str | None:
+def stored_version(details: dict) -> str | None:
+    """Which version of a file ``details`` (fsspec's ``info``) describe: the storage's ETag, else
+    its modification time and size (what :attr:`ImageInfo.etag` holds)."""
     etag = details.get("etag") or details.get("ETag")
     if etag:
         return str(etag).strip('"')
@@ -228,7 +230,7 @@ def probe_image(url: str, *, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int
                          f"{max_pixels:,} (--max-pixels)")
     if width < min_side or height < min_side:
         raise InputError(f"image is {width}x{height}, smaller than the {min_side}x{min_side} window")
-    return ImageInfo(url=url, bytes=details.get("size"), etag=_fingerprint(details), **fields)
+    return ImageInfo(url=url, bytes=details.get("size"), etag=stored_version(details), **fields)
 
 
 def read_image(url: str, *, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int = 1,

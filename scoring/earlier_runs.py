@@ -1,26 +1,32 @@
 """What a collection run takes from the earlier runs in its output folder, and what it tidies.
 
-``--resume`` keeps the pictures an earlier run finished there. They must have been scored
-as this run scores (the same model, engine, windows, thresholds, merging and ``--keep``),
-or one run's detections would mix two runs' answers: :func:`kept_manifests` checks that
-before Spark starts. Their boxes and counts are read back (:func:`kept_annotations`), so
-the run's ``detections.json`` and ``manifest.json`` cover every picture of the run, kept or
-scored. The run's windows dataset (``windows/image=<name>/``) is made to hold exactly the
-pictures with results in this run (:func:`tidy_dataset`): parts an earlier run left for
-pictures that are not in this one, or that failed in it, are removed, and a kept picture's
-missing part is restored from its own ``windows.parquet``.
+``--resume`` keeps the pictures an earlier run finished there, unless their file changed
+since (another version at the same URL, or another URL by the same name): those are
+scored again. The kept ones must have been scored as this run scores (the same model,
+engine, windows, thresholds, merging and ``--keep``), or one run's detections would mix
+two runs' answers: :func:`kept_manifests` checks that before Spark starts. Their boxes and
+counts are read back (:func:`kept_annotations`), so the run's ``detections.json`` and
+``manifest.json`` cover every picture of the run, kept or scored. The run's windows
+dataset (``windows/image=<name>/``) is made to hold exactly the pictures with results in
+this run (:func:`tidy_dataset`): parts an earlier run left for pictures that are not in
+this one, or that failed in it, are removed, and a kept picture's missing part is
+restored from its own ``windows.parquet``.
 """
 from __future__ import annotations
 
 import json
+import logging
 from concurrent.futures import ThreadPoolExecutor
 
 from core import storage
 from core.errors import InputError, TilescanError
 from core.redaction import redact
+from pixels import stored_version
 from scoring.outputs import DATASET
 
 __all__ = ["dataset_part", "scored_with", "kept_manifests", "kept_annotations", "tidy_dataset"]
+
+logger = logging.getLogger(__name__)
 
 _PART = "part-00000.parquet"
 #: Files read at a time from the output folder (each one a request on blob storage).
@@ -68,23 +74,33 @@ def _json_object(data: bytes | str):
     return doc if isinstance(doc, dict) else f"not a JSON object ({type(doc).__name__})"
 
 
-def kept_manifests(fs, root: str, url: str, names, expected: dict) -> dict:
-    """The manifests of the finished pictures ``names`` that ``--resume`` keeps, each checked
-    to record ``expected`` (:func:`scored_with` of this run).
+def kept_manifests(fs, root: str, url: str, pictures: dict, expected: dict, *,
+                   storage_options: dict | None = None) -> dict:
+    """The manifests of the finished pictures that ``--resume`` keeps, each checked to record
+    ``expected`` (:func:`scored_with` of this run).
+
+    ``pictures`` maps the name of each finished picture to the URL it has in this run. One
+    whose file is not the one it was scored from (another URL, or another version there) is
+    left out: it is scored again.
 
     Raises
     ------
     InputError
-        Naming the first picture whose manifest cannot be read or that was scored otherwise.
+        Naming the first picture whose manifest cannot be read, or that was scored otherwise.
     """
     manifests = {}
-    for name, data in _read_each(fs, root, url, names, "manifest.json").items():
+    for name, data in _read_each(fs, root, url, pictures, "manifest.json").items():
         manifest = _json_object(data)
         if isinstance(manifest, str):
             raise InputError(f"--resume: the manifest of {name}, finished earlier in {redact(url)}, cannot be read: "
                              f"{manifest}; remove that picture's folder to score it again")
-        parameters = manifest.get("parameters")
-        model = manifest.get("model")
+        manifests[name] = manifest
+    changed = _changed(pictures, manifests, storage_options)
+    for name in changed:
+        logger.info("scoring %s again: its picture changed since it was finished", name)
+        del manifests[name]
+    for name, manifest in manifests.items():
+        parameters, model = manifest.get("parameters"), manifest.get("model")
         recorded = scored_with(model.get("sha256") if isinstance(model, dict) else None,
                                parameters if isinstance(parameters, dict) else {})
         for option, value in expected.items():
@@ -93,8 +109,26 @@ def kept_manifests(fs, root: str, url: str, names, expected: dict) -> dict:
                 raise InputError(f"--resume: {name} in {redact(url)} was scored with {what} {recorded[option]!r}, "
                                  f"this run with {value!r}; keep the earlier settings, or pass --overwrite to "
                                  "score every picture again")
-        manifests[name] = manifest
     return manifests
+
+
+def _changed(pictures: dict, manifests: dict, storage_options) -> set:
+    """The names of the pictures whose file is not the one their manifest records."""
+    def changed(name: str) -> bool:
+        recorded = manifests[name].get("input")
+        recorded = recorded if isinstance(recorded, dict) else {}
+        if recorded.get("url") != pictures[name]:
+            return True
+        try:
+            fs, path = storage.filesystem(pictures[name], storage_options)
+            with storage.errors("read", pictures[name]):
+                version = stored_version(fs.info(path))
+        except (FileNotFoundError, TilescanError):
+            return True  # scored again, its error then said as for any picture
+        return version is None or version != recorded.get("etag")
+
+    with ThreadPoolExecutor(READ_THREADS, thread_name_prefix="earlier-run") as pool:
+        return {name for name, moved in zip(manifests, pool.map(changed, manifests)) if moved}
 
 
 def kept_annotations(fs, root: str, url: str, names) -> dict:

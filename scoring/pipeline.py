@@ -207,9 +207,11 @@ def prepare(params: ScoreParams, *, storage_options: dict | None = None, inputs:
         skipped = [p for p in pictures if p.skipped]
         if skipped:
             expected = scored_with(bundle.sha256, {**params.to_json(), **_settings_parameters(settings)})
-            kept = kept_manifests(writer.fs, writer.root, writer.url, [p.name for p in skipped], expected)
+            kept = kept_manifests(writer.fs, writer.root, writer.url, {p.name: p.url for p in skipped}, expected,
+                                  storage_options=storage_options)
             for picture in skipped:
-                picture.kept = kept[picture.name]
+                picture.kept = kept.get(picture.name)
+                picture.skipped = picture.kept is not None
         if len(pictures) <= PROBE_ON_DRIVER:
             _probe_all([p for p in pictures if not p.skipped], params, storage_options)
         writer.claim()

@@ -156,6 +156,12 @@ def test_resume_keeps_boxes_counts_and_windows_and_refuses_other_settings(spark,
     assert sorted(os.listdir(out / "windows")) == ["image=small", "image=wide"]
     assert set(without_ids(json.load(open(out / "detections.json")))) == {"small", "wide"}
 
+    # A picture whose file changed since it was finished is scored again.
+    write_noise_png(folder / "small.png", 64, 64, seed=42)
+    assert score.main([*argv, "--resume"]) == 0
+    status = {p["name"]: p["status"] for p in json.load(open(out / "manifest.json"))["pictures"]}
+    assert status == {"small": "scored", "wide": "skipped"}
+
 
 def test_waves_commit_as_they_go_and_give_the_results_of_one(spark, tmp_path, pictures, random_bundle_dir,
                                                               monkeypatch):
