@@ -10,7 +10,7 @@ from scoring.merge import merge_hits
 from scoring.results import BOX_COLUMNS, probability_column
 
 __all__ = ["hits_from_table", "boxes_from_table", "coco_detections", "coco_categories", "coco_annotations",
-           "detections_json"]
+           "detections_json", "detections_field", "one_per_line"]
 
 
 def hits_from_table(table: pa.Table, thresholds: dict, classes) -> np.ndarray:
@@ -77,7 +77,7 @@ def coco_annotations(boxes, classes, background: str, *, image_id: int = 1, firs
     return annotations
 
 
-def _one_per_line(items: list) -> str:
+def one_per_line(items: list) -> str:
     """``items`` as JSON, one per line, with no brackets: what ``json.dumps`` of each gives.
 
     A list of objects is encoded by one call of the C encoder (one call per item costs
@@ -92,19 +92,20 @@ def _one_per_line(items: list) -> str:
     return ",\n".join(map(json.dumps, items))
 
 
+def detections_field(key: str, value) -> str:
+    """One field of ``detections.json``: a non-empty list one item per line, anything else on one line."""
+    if isinstance(value, list) and value:
+        return f"{json.dumps(key)}: [\n" + one_per_line(value) + "\n]"
+    return f"{json.dumps(key)}: {json.dumps(value)}"
+
+
 def detections_json(detections: dict) -> bytes:
     """A COCO object as ``detections.json`` holds it: one line per image, category and annotation.
 
     Lines are written by ``json``'s C encoder: ``indent=`` would use its pure-Python one,
     several times slower on a picture with tens of thousands of boxes.
     """
-    fields = []
-    for key, value in detections.items():
-        if isinstance(value, list) and value:
-            fields.append(f"{json.dumps(key)}: [\n" + _one_per_line(value) + "\n]")
-        else:
-            fields.append(f"{json.dumps(key)}: {json.dumps(value)}")
-    return ("{\n" + ",\n".join(fields) + "\n}\n").encode()
+    return ("{\n" + ",\n".join(detections_field(k, v) for k, v in detections.items()) + "\n}\n").encode()
 
 
 def boxes_from_table(table: pa.Table, classes, thresholds: dict, *, merge: str, iou: float):

@@ -31,6 +31,10 @@ logger = logging.getLogger(__name__)
 _PART = "part-00000.parquet"
 #: Files read at a time from the output folder (each one a request on blob storage).
 READ_THREADS = 16
+#: Kept pictures' detections read before they are handed on (memory holds one batch).
+READ_BATCH = 256
+#: What a run keeps of a kept picture's manifest.
+KEPT_FIELDS = ("input", "counts", "finished")
 #: The options a picture's results depend on, and each one's key in a manifest's ``parameters``.
 RESULT_OPTIONS = {"--engine": "engine", "--window": "window", "--stride": "stride", "--edge": "edge",
                   "--keep": "keep", "--threshold": "thresholds", "--merge": "merge", "--merge-iou": "merge_iou"}
@@ -76,8 +80,8 @@ def _json_object(data: bytes | str):
 
 def kept_manifests(fs, root: str, url: str, pictures: dict, expected: dict, *,
                    storage_options: dict | None = None) -> dict:
-    """The manifests of the finished pictures that ``--resume`` keeps, each checked to record
-    ``expected`` (:func:`scored_with` of this run).
+    """What the run keeps (:data:`KEPT_FIELDS`) of the manifests of the finished pictures that
+    ``--resume`` keeps, each checked to record ``expected`` (:func:`scored_with` of this run).
 
     ``pictures`` maps the name of each finished picture to the URL it has in this run. One
     whose file is not the one it was scored from (another URL, or another version there) is
@@ -109,7 +113,7 @@ def kept_manifests(fs, root: str, url: str, pictures: dict, expected: dict, *,
                 raise InputError(f"--resume: {name} in {redact(url)} was scored with {what} {recorded[option]!r}, "
                                  f"this run with {value!r}; keep the earlier settings, or pass --overwrite to "
                                  "score every picture again")
-    return manifests
+    return {name: {key: manifest.get(key) for key in KEPT_FIELDS} for name, manifest in manifests.items()}
 
 
 def _changed(pictures: dict, manifests: dict, storage_options) -> set:
@@ -131,16 +135,17 @@ def _changed(pictures: dict, manifests: dict, storage_options) -> set:
         return {name for name, moved in zip(manifests, pool.map(changed, manifests)) if moved}
 
 
-def kept_annotations(fs, root: str, url: str, names) -> dict:
-    """``name -> COCO annotations`` (as its ``detections.json`` holds them) of each kept picture,
-    or the one-line reason they cannot be read."""
-    found = {}
-    for name, data in _read_each(fs, root, url, names, "detections.json").items():
-        doc = _json_object(data)
-        annotations = doc.get("annotations") if isinstance(doc, dict) else None
-        found[name] = annotations if isinstance(annotations, list) else \
-            doc if isinstance(doc, str) else "its detections.json holds no annotations list"
-    return found
+def kept_annotations(fs, root: str, url: str, names):
+    """``(name, COCO annotations)`` of each kept picture in turn, as its ``detections.json``
+    holds them, or ``(name, the one-line reason they cannot be read)``; read in parallel, a
+    batch at a time."""
+    names = list(names)
+    for start in range(0, len(names), READ_BATCH):
+        for name, data in _read_each(fs, root, url, names[start:start + READ_BATCH], "detections.json").items():
+            doc = _json_object(data)
+            annotations = doc.get("annotations") if isinstance(doc, dict) else None
+            yield name, (annotations if isinstance(annotations, list) else
+                         doc if isinstance(doc, str) else "its detections.json holds no annotations list")
 
 
 def tidy_dataset(fs, root: str, url: str, *, results, kept) -> None:

@@ -243,14 +243,15 @@ class _Progress(threading.Thread):
 
 def run_job(spark, waves: list, jobs: dict, bundle, context, *, engine: str, pictures: dict, window: int,
             stride: int, edge: str, batch_size: int, floor: float, storage_options,
-            quiet: bool = False) -> tuple[list[dict], dict]:
+            quiet: bool = False, on_wave=None) -> tuple[list[dict], dict]:
     """Score the tasks of each wave and finish its pictures on Spark, a wave at a time; the
     pictures' summaries and the job's timings.
 
     ``waves`` are lists of :class:`tiling.Task`, each wave holding all the bands of its
     pictures. ``pictures`` maps a picture index to its :class:`pixels.ImageInfo`, ``jobs`` to
     its :class:`scoring.finish.PictureJob`; ``bundle`` should carry only ``engine``'s files:
-    it is broadcast once, as it is, for every wave.
+    it is broadcast once, as it is, for every wave. ``on_wave`` is called with each wave's
+    summaries as the wave ends (it may take what it needs out of them).
     """
     sc = spark.sparkContext
     ship_packages(spark, engine)
@@ -277,9 +278,12 @@ def run_job(spark, waves: list, jobs: dict, bundle, context, *, engine: str, pic
                 sc.setJobDescription(f"tilescan: {sum(t.n_windows for t in wave):,} windows of {len(members):,} "
                                      f"pictures in {len(wave)} tasks" + (f", wave {number} of {len(waves)}"
                                                                          if len(waves) > 1 else ""))
-                summaries += (sc.parallelize(wave, len(wave)).mapPartitions(scorer)
-                              .groupByKey(finishing, partitionFunc=lambda index: index)
-                              .mapPartitions(finisher).collect())
+                done = (sc.parallelize(wave, len(wave)).mapPartitions(scorer)
+                        .groupByKey(finishing, partitionFunc=lambda index: index)
+                        .mapPartitions(finisher).collect())
+                if on_wave is not None:
+                    on_wave(done)
+                summaries += done
     except KeyboardInterrupt:
         progress.stop()  # the broadcast stays: cancelled tasks may still be letting go of it
         raise

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
 import uuid
@@ -184,6 +185,13 @@ class RunWriter:
         storage.write_bytes(self.fs, storage.join(self.staging, name), data,
                             url=storage.join(self._staging_url, name))
         self._written[name] = len(data)
+
+    def write_file(self, name: str, local_path: str) -> None:
+        """Stage the local file ``local_path`` as ``name``, streamed (on blob storage, in blocks)."""
+        self._begin()
+        with storage.errors("write", storage.join(self._staging_url, name)):
+            self.fs.put_file(local_path, storage.join(self.staging, name))
+        self._written[name] = os.path.getsize(local_path)
 
     def commit(self) -> None:
         """Move every staged file into place, check their sizes, then write ``_SUCCESS``.

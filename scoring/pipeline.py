@@ -26,13 +26,13 @@ from core.project import ROOT
 from core.redaction import redact
 from engines import create_engine, engine_class
 from pixels import ImageInfo, probe_image
-from scoring.boxes import coco_annotations, coco_categories, detections_json
 from scoring.earlier_runs import dataset_part, kept_annotations, kept_manifests, scored_with, tidy_dataset
 from scoring.executor import probe_picture
 from scoring.finish import PictureJob, RunContext, manifest_bytes
 from scoring.inputs import Inputs, output_names, resolve_inputs
 from scoring.outputs import SUCCESS, Destination, RunWriter
 from scoring.params import ScoreParams, Settings
+from scoring.run_detections import RunDetections
 from tiling import Piece, Task, WindowGrid, plan_tasks, plan_waves
 
 __all__ = ["Picture", "PreparedRun", "prepare", "run", "engine_bundle", "package_versions", "installed_versions",
@@ -68,7 +68,13 @@ class Picture:
     error: str | None = None
     seen: Destination | None = None
     skipped: bool = False
-    kept: dict | None = None  # the manifest of a picture --resume keeps (then ``skipped``)
+    kept: dict | None = None  # of a picture --resume keeps (then ``skipped``): its manifest's input, counts, finished
+
+    def coco_image(self) -> dict:
+        """The picture's entry in a run's COCO ``images``."""
+        size = self.info.to_json() if self.info is not None else self.kept["input"]
+        return {"id": self.index + 1, "file_name": self.url, "name": self.name, "width": size["width"],
+                "height": size["height"]}
 
     def take_header(self, header: ImageInfo | str) -> None:
         """Keep what :func:`scoring.executor.probe_picture` found: the header, or why there is none."""
@@ -347,23 +353,52 @@ def run(prepared: PreparedRun, spark) -> dict:
                                   dataset=None if prepared.single else dataset_part(prepared.writer.url, pic.name),
                                   attributes=pic.attributes)
             for k, pic in enumerate(ready)}
-    summaries, job_timings = ([], {"spark_job_s": 0.0}) if not waves else run_job(
-        spark, waves, jobs, prepared.bundle, context, engine=s.engine,
-        pictures={pic.index: pic.info for pic in ready}, window=p.window, stride=p.stride, edge=p.edge,
-        batch_size=p.batch_size, floor=min([p.keep, *s.thresholds.values()]),
-        storage_options=prepared.executor_options, quiet=p.quiet)
-    timings.update(job_timings)
-    by_index = {summary["index"]: summary for summary in summaries}
-    for picture in ready:
-        summary = by_index.get(picture.index)
-        if summary is None or summary["status"] not in ("scored", "staged"):
-            picture.error = (summary or {}).get("error", "not scored")
     if prepared.single:
-        if pictures[0].error:
+        summaries, job_timings = run_job(spark, waves, jobs, prepared.bundle, context, engine=s.engine,
+                                         pictures={pic.index: pic.info for pic in ready}, window=p.window,
+                                         stride=p.stride, edge=p.edge, batch_size=p.batch_size,
+                                         floor=min([p.keep, *s.thresholds.values()]),
+                                         storage_options=prepared.executor_options, quiet=p.quiet)
+        timings.update(job_timings)
+        summary = summaries[0] if summaries else {}
+        if summary.get("status") != "staged":
             prepared.writer.abort()
-            raise InputError(pictures[0].error)
-        return _commit_picture(prepared, by_index[0], timings)
-    return _commit_run(prepared, base, by_index, timings, began)
+            raise InputError(summary.get("error", "not scored"))
+        return _commit_picture(prepared, summary, timings)
+
+    with RunDetections(spec.classes, spec.background) as detections:
+        _add_kept(prepared, detections)
+
+        def add_scored(wave_summaries: list) -> None:  # a wave's boxes go to the spool, not the driver's memory
+            for summary in wave_summaries:
+                if summary["status"] == "scored":
+                    detections.add(pictures[summary["index"]].coco_image(), boxes=summary.pop("boxes"))
+
+        summaries, job_timings = ([], {"spark_job_s": 0.0}) if not waves else run_job(
+            spark, waves, jobs, prepared.bundle, context, engine=s.engine,
+            pictures={pic.index: pic.info for pic in ready}, window=p.window, stride=p.stride, edge=p.edge,
+            batch_size=p.batch_size, floor=min([p.keep, *s.thresholds.values()]),
+            storage_options=prepared.executor_options, quiet=p.quiet, on_wave=add_scored)
+        timings.update(job_timings)
+        by_index = {summary["index"]: summary for summary in summaries}
+        for picture in ready:
+            summary = by_index.get(picture.index)
+            if summary is None or summary["status"] != "scored":
+                picture.error = (summary or {}).get("error", "not scored")
+        return _commit_run(prepared, base, by_index, timings, detections)
+
+
+def _add_kept(prepared: PreparedRun, detections: RunDetections) -> None:
+    """The boxes of the pictures --resume keeps, read back into the run's detections; one that
+    cannot be read fails (it stays as it was)."""
+    writer = prepared.writer
+    by_name = {picture.name: picture for picture in prepared.pictures if picture.skipped}
+    for name, found in kept_annotations(writer.fs, writer.root, writer.url, by_name):
+        picture = by_name[name]
+        if isinstance(found, str):
+            picture.error = f"finished earlier, but {found}; remove its folder to score it again"
+        else:
+            detections.add(picture.coco_image(), annotations=found)
 
 
 def _commit_picture(prepared: PreparedRun, summary: dict, timings: dict) -> dict:
@@ -383,7 +418,8 @@ def _commit_picture(prepared: PreparedRun, summary: dict, timings: dict) -> dict
     return manifest
 
 
-def _commit_run(prepared: PreparedRun, base: dict, summaries: dict, timings: dict, began: datetime) -> dict:
+def _commit_run(prepared: PreparedRun, base: dict, summaries: dict, timings: dict,
+                detections: RunDetections) -> dict:
     """The run's manifest and multi-picture detections, committed with the run's ``_SUCCESS`` last.
 
     Pictures kept by ``--resume`` are in both, with the boxes and counts they were finished with.
@@ -391,34 +427,21 @@ def _commit_run(prepared: PreparedRun, base: dict, summaries: dict, timings: dic
     spec = prepared.bundle.spec
     writer = prepared.writer
     foreground = [c for c in spec.classes if c != spec.background]
-    kept = kept_annotations(writer.fs, writer.root, writer.url, [p.name for p in prepared.pictures if p.skipped])
-    entries, images, annotations = [], [], []
+    entries = []
     for picture in prepared.pictures:
-        summary = summaries.get(picture.index, {})
-        if isinstance(kept.get(picture.name), str):
-            picture.error = f"finished earlier, but {kept[picture.name]}; remove its folder to score it again"
         status = "failed" if picture.error else "skipped" if picture.skipped else "scored"
         entry = {"name": picture.name, "url": picture.url, "status": status, "attributes": picture.attributes,
                  "manifest": storage.join(picture.name, "manifest.json")}
         if picture.error:
             entry["error"] = picture.error
-        size = picture.info.to_json() if picture.info is not None else (picture.kept or {}).get("input", {})
+        size = picture.info.to_json() if picture.info is not None else (picture.kept or {}).get("input") or {}
         if size:
             entry.update(width=size.get("width"), height=size.get("height"), etag=size.get("etag"))
-        if status == "failed":
-            entries.append(entry)
-            continue
-        image = {"id": picture.index + 1, "file_name": picture.url, "name": picture.name,
-                 "width": entry["width"], "height": entry["height"]}
-        images.append(image)
         if status == "scored":
+            summary = summaries[picture.index]
             entry.update(counts=summary["counts"], timings_s=summary["timings_s"])
-            annotations += coco_annotations(summary["boxes"], spec.classes, spec.background,
-                                            image_id=image["id"], first_id=len(annotations) + 1)
-        else:
+        elif status == "skipped":
             entry.update(counts=picture.kept.get("counts"), finished=picture.kept.get("finished"))
-            annotations += [{**a, "id": len(annotations) + n, "image_id": image["id"]}
-                            for n, a in enumerate(kept[picture.name], start=1)]
         entries.append(entry)
     scored = [e for e in entries if e["status"] == "scored"]
     counts = {
@@ -430,9 +453,6 @@ def _commit_run(prepared: PreparedRun, base: dict, summaries: dict, timings: dic
         "boxes": sum(e["counts"]["boxes"] for e in scored),
         "boxes_per_class": {c: sum(e["counts"]["boxes_per_class"][c] for e in scored) for c in foreground},
     }
-    detections = {"info": {"description": "tilescan detections"}, "images": images,
-                  "categories": coco_categories(spec.classes, spec.background),
-                  "annotations": annotations}
     started = time.time()
     manifest = {**base, "inputs": {"source": prepared.inputs.source, "count": len(entries)},
                 "finished": datetime.now(timezone.utc).isoformat(), "counts": counts,
@@ -441,7 +461,7 @@ def _commit_run(prepared: PreparedRun, base: dict, summaries: dict, timings: dic
         tidy_dataset(writer.fs, writer.root, writer.url,
                      results={e["name"] for e in entries if e["status"] != "failed"},
                      kept={e["name"] for e in entries if e["status"] == "skipped"})
-        writer.write("detections.json", detections_json(detections))
+        detections.write(writer)
         manifest["timings_s"]["write_s"] = time.time() - started
         writer.write("manifest.json", manifest_bytes(manifest))
         writer.commit()

@@ -1,4 +1,4 @@
-"""The bytes of a picture's outputs: the overlay's PNG and the COCO ``detections.json``."""
+"""The bytes of the outputs: a picture's overlay PNG, and the COCO ``detections.json`` of a picture and of a run."""
 from __future__ import annotations
 
 import io
@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scoring.boxes import coco_annotations, coco_detections, detections_json
+from scoring.boxes import coco_annotations, coco_categories, coco_detections, detections_json
 from scoring.overlay import draw_overlay
 from scoring.png import encode_png
+from scoring.run_detections import RunDetections
 
 CLASSES = ("background", "car", "boat")
 
@@ -119,3 +120,36 @@ def test_overlay_outlines_each_box_inside_it_in_its_class_colour():
         assert (image[[y0, y1], x0:x1 + 1] == colour).all() and (image[y0:y1 + 1, [x0, x1]] == colour).all()
         assert not image[y0 + 1:y1, x0 + 1:x1].any()
     assert int((image.any(axis=2)).sum()) == 2 * (10 + 10) - 4 + 2 * (20 + 25) - 4
+
+
+class StagedBytes:
+    """Stands for a RunWriter: keeps what is staged with ``write_file``."""
+
+    def __init__(self):
+        self.files = {}
+
+    def write_file(self, name, local_path):
+        with open(local_path, "rb") as fh:
+            self.files[name] = fh.read()
+
+
+def test_a_runs_detections_spooled_picture_by_picture_are_the_whole_documents_bytes():
+    many = np.array([[k, k, k + 32.5, k + 32, 0.5 + k / 1000, 1 + k % 2] for k in range(300)], np.float64)
+    kept = coco_annotations(boxes(), CLASSES, "background", image_id=7, first_id=40)  # numbered by an earlier run
+    images = [{"id": k, "file_name": f"{k}.png", "name": str(k), "width": 512, "height": 512} for k in (1, 2, 3, 4)]
+    staged = StagedBytes()
+    with RunDetections(CLASSES, "background") as run:
+        run.add(images[0], annotations=kept)
+        run.add(images[1], boxes=np.zeros((0, 6)))
+        run.add(images[2], boxes=many)
+        run.add(images[3], annotations=[])
+        run.write(staged)
+    annotations = [{**a, "id": n, "image_id": 1} for n, a in enumerate(kept, start=1)]
+    annotations += coco_annotations(many, CLASSES, "background", image_id=3, first_id=len(kept) + 1)
+    whole = {"info": {"description": "tilescan detections"}, "images": images,
+             "categories": coco_categories(CLASSES, "background"), "annotations": annotations}
+    assert staged.files == {"detections.json": detections_json(whole)}
+    with RunDetections(CLASSES, "background") as run:
+        run.add(images[0], boxes=np.zeros((0, 6)))
+        run.write(staged)
+    assert json.loads(staged.files["detections.json"])["annotations"] == []
