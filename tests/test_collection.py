@@ -163,6 +163,35 @@ def test_resume_keeps_boxes_counts_and_windows_and_refuses_other_settings(spark,
     assert status == {"small": "scored", "wide": "skipped"}
 
 
+def test_a_kept_picture_whose_outputs_are_damaged(spark, capsys, tmp_path, pictures, random_bundle_dir):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("wide", "small"):
+        (folder / f"{name}.png").write_bytes((pictures / f"{name}.png").read_bytes())
+    out = tmp_path / "run"
+    argv = ["--image", str(folder), "--out", str(out), "--model", random_bundle_dir,
+            "--master", spark.sparkContext.master, *COMMON, "--resume"]
+    assert score.main(argv) == 0
+    capsys.readouterr()
+
+    # A manifest that cannot be read: refused before Spark, in one line.
+    good = (out / "wide" / "manifest.json").read_bytes()
+    (out / "wide" / "manifest.json").write_text("{not json")
+    assert score.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --resume: the manifest of wide, finished earlier in ") and "not JSON" in err
+    assert err.count("\n") == 1
+    (out / "wide" / "manifest.json").write_bytes(good)
+
+    # Boxes that cannot be read: that picture fails alone (exit 3), the other is kept.
+    (out / "small" / "detections.json").write_text("[]")
+    assert score.main(argv) == EXIT_SOME_FAILED
+    status = {p["name"]: (p["status"], p.get("error", "")) for p in json.load(open(out / "manifest.json"))["pictures"]}
+    assert status["wide"] == ("skipped", "")
+    assert status["small"][0] == "failed" and "not a JSON object" in status["small"][1]
+    assert sorted(os.listdir(out / "windows")) == ["image=wide"]
+
+
 def test_waves_commit_as_they_go_and_give_the_results_of_one(spark, tmp_path, pictures, random_bundle_dir,
                                                               monkeypatch):
     from pyspark import RDD
