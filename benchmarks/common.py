@@ -7,6 +7,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import shutil
 import statistics
 import sys
@@ -21,7 +22,7 @@ from core.project import project_path
 from scoring.params import DEFAULT_MODEL, defaults
 
 __all__ = [
-    "Inputs", "base_parser", "inputs_from_args", "resolve_model", "demo_image", "synthetic_png",
+    "Inputs", "base_parser", "parser_for", "inputs_from_args", "resolve_model", "demo_image", "synthetic_png",
     "core_counts", "spark_env", "local_spark", "ship_benchmarks", "measure_rate", "best_of", "configure_logging",
     "write_json", "bench_main", "JOB_BATCH",
 ]
@@ -50,9 +51,17 @@ class Inputs:
     quick: bool
 
 
+def parser_for(description: str) -> argparse.ArgumentParser:
+    """An empty parser for a benchmark's command line, named as its docstring says to run it
+    (``python -m benchmarks.NAME``), not by argparse's file name."""
+    command = re.search(r"python -m benchmarks\.\w+", description or "")
+    return argparse.ArgumentParser(prog=command.group(0) if command else None, description=description,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
 def base_parser(description: str) -> argparse.ArgumentParser:
     """The options every benchmark script shares."""
-    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser_for(description)
     p.add_argument("--model", default=DEFAULT_MODEL,
                    help="model bundle folder (default models/default; a random ResNet-20 when absent)")
     p.add_argument("--image", help="picture to score (default: the demo collage, built into --work)")

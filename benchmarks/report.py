@@ -8,7 +8,6 @@ returns its markdown; the benchmark scripts print the same text.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -516,7 +515,9 @@ def write(results: dict, md_path: str, json_path: str | None = None) -> None:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from benchmarks.common import parser_for
+
+    p = parser_for(__doc__)
     p.add_argument("--json", help="results file (default: none, which writes the empty template)")
     p.add_argument("--md", default=project_path("BENCHMARKS.md"), help="output (default %(default)s)")
     args = p.parse_args(argv)

@@ -43,14 +43,18 @@ def assert_one_line(code: int, err: str, message: str) -> None:
     assert len(err.splitlines()) == 1, err
 
 
-@pytest.mark.parametrize("command", ["collage", "demo", "evaluate", "evaluate_model", "lake", "quantize", "score",
-                                     "train", "train_detector"])
-def test_every_command_names_how_it_is_run(command, capsys):
+@pytest.mark.parametrize("module", [
+    *(f"app.{name}" for name in ("collage", "demo", "evaluate", "evaluate_model", "lake", "quantize", "score", "train",
+                                 "train_detector")),
+    *(f"benchmarks.{name}" for name in ("baseline", "breakdown", "collection", "dense", "end_to_end", "engine",
+                                        "machine", "memory", "merge", "quantize", "report", "run_all", "scaling")),
+])
+def test_every_command_names_how_it_is_run(module, capsys):
     """Usage lines (and argparse's own errors) show the command a user types, not a file name."""
-    main = importlib.import_module(f"app.{command}").main
+    main = importlib.import_module(module).main
     with pytest.raises(SystemExit) as exit_:
         main(["--help"])
-    run_as = "score.py" if command == "score" else f"python -m app.{command}"
+    run_as = "score.py" if module == "app.score" else f"python -m {module}"
     assert exit_.value.code == 0
     assert capsys.readouterr().out.startswith(f"usage: {run_as} ")
 
