@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import posixpath
 from concurrent.futures import ThreadPoolExecutor
 
 from core import storage
@@ -160,7 +161,6 @@ def tidy_dataset(fs, root: str, url: str, *, results, kept) -> None:
         for name in sorted(pictures - set(results)):
             fs.rm(storage.join(folder, f"image={name}"), recursive=True)
     for name in sorted(set(kept) - pictures):
-        target = dataset_part(root, name)
-        storage.make_folder(fs, target.rsplit("/", 1)[0], url=dataset_part(url, name).rsplit("/", 1)[0])
-        storage.write_bytes(fs, target, storage.read_bytes(fs, storage.join(root, name, "windows.parquet")),
-                            url=dataset_part(url, name))
+        target, where = dataset_part(root, name), dataset_part(url, name)
+        storage.make_folder(fs, posixpath.dirname(target), url=posixpath.dirname(where))
+        storage.write_bytes(fs, target, storage.read_bytes(fs, storage.join(root, name, "windows.parquet")), url=where)

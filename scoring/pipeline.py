@@ -10,6 +10,7 @@ never holds pixels.
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import logging
 import os
 import platform
@@ -70,11 +71,16 @@ class Picture:
     skipped: bool = False
     kept: dict | None = None  # of a picture --resume keeps (then ``skipped``): its manifest's input, counts, finished
 
+    @property
+    def header(self) -> dict:
+        """The header as a manifest records it: read in this run, or kept from the earlier one ({} if neither)."""
+        return self.info.to_json() if self.info is not None else (self.kept or {}).get("input") or {}
+
     def coco_image(self) -> dict:
         """The picture's entry in a run's COCO ``images``."""
-        size = self.info.to_json() if self.info is not None else self.kept["input"]
-        return {"id": self.index + 1, "file_name": self.url, "name": self.name, "width": size["width"],
-                "height": size["height"]}
+        header = self.header
+        return {"id": self.index + 1, "file_name": self.url, "name": self.name, "width": header["width"],
+                "height": header["height"]}
 
     def take_header(self, header: ImageInfo | str) -> None:
         """Keep what :func:`scoring.executor.probe_picture` found: the header, or why there is none."""
@@ -353,12 +359,12 @@ def run(prepared: PreparedRun, spark) -> dict:
                                   dataset=None if prepared.single else dataset_part(prepared.writer.url, pic.name),
                                   attributes=pic.attributes)
             for k, pic in enumerate(ready)}
+    score = functools.partial(run_job, spark, waves, jobs, prepared.bundle, context, engine=s.engine,
+                              pictures={pic.index: pic.info for pic in ready}, window=p.window, stride=p.stride,
+                              edge=p.edge, batch_size=p.batch_size, floor=min([p.keep, *s.thresholds.values()]),
+                              storage_options=prepared.executor_options, quiet=p.quiet)
     if prepared.single:
-        summaries, job_timings = run_job(spark, waves, jobs, prepared.bundle, context, engine=s.engine,
-                                         pictures={pic.index: pic.info for pic in ready}, window=p.window,
-                                         stride=p.stride, edge=p.edge, batch_size=p.batch_size,
-                                         floor=min([p.keep, *s.thresholds.values()]),
-                                         storage_options=prepared.executor_options, quiet=p.quiet)
+        summaries, job_timings = score()
         timings.update(job_timings)
         summary = summaries[0] if summaries else {}
         if summary.get("status") != "staged":
@@ -374,11 +380,7 @@ def run(prepared: PreparedRun, spark) -> dict:
                 if summary["status"] == "scored":
                     detections.add(pictures[summary["index"]].coco_image(), boxes=summary.pop("boxes"))
 
-        summaries, job_timings = ([], {"spark_job_s": 0.0}) if not waves else run_job(
-            spark, waves, jobs, prepared.bundle, context, engine=s.engine,
-            pictures={pic.index: pic.info for pic in ready}, window=p.window, stride=p.stride, edge=p.edge,
-            batch_size=p.batch_size, floor=min([p.keep, *s.thresholds.values()]),
-            storage_options=prepared.executor_options, quiet=p.quiet, on_wave=add_scored)
+        summaries, job_timings = score(on_wave=add_scored) if waves else ([], {"spark_job_s": 0.0})
         timings.update(job_timings)
         by_index = {summary["index"]: summary for summary in summaries}
         for picture in ready:
@@ -434,9 +436,9 @@ def _commit_run(prepared: PreparedRun, base: dict, summaries: dict, timings: dic
                  "manifest": storage.join(picture.name, "manifest.json")}
         if picture.error:
             entry["error"] = picture.error
-        size = picture.info.to_json() if picture.info is not None else (picture.kept or {}).get("input") or {}
-        if size:
-            entry.update(width=size.get("width"), height=size.get("height"), etag=size.get("etag"))
+        header = picture.header
+        if header:
+            entry.update({key: header.get(key) for key in ("width", "height", "etag")})
         if status == "scored":
             summary = summaries[picture.index]
             entry.update(counts=summary["counts"], timings_s=summary["timings_s"])
