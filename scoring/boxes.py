@@ -9,7 +9,7 @@ import pyarrow as pa
 from scoring.merge import merge_hits
 from scoring.results import BOX_COLUMNS, probability_column
 
-__all__ = ["hits_from_table", "boxes_from_table", "coco_detections", "coco_categories", "coco_annotations",
+__all__ = ["hits_from_table", "boxes_from_table", "coco_detections", "coco_categories", "coco_annotations", "rounded",
            "detections_json", "detections_field", "one_per_line"]
 
 
@@ -56,25 +56,36 @@ def coco_categories(classes, background: str) -> list:
     return [{"id": i + 1, "name": name, "supercategory": "object"} for i, name in enumerate(foreground)]
 
 
+def rounded(values, digits: int) -> list:
+    """``round(v, digits)`` of each value, as Python floats: the same values, for a whole array at once.
+
+    numpy's rounding scales the values first, and the product's own rounding can carry one
+    across a half: a value that close to a half is rounded by Python itself. Python's
+    ``round`` per value took most of the time of a picture's 15,000 annotations.
+    """
+    values = np.asarray(values, np.float64)
+    scale = 10.0 ** digits
+    with np.errstate(invalid="ignore", over="ignore"):
+        scaled = values * scale
+        near_half = np.abs(scaled - np.floor(scaled) - 0.5) <= 1e-9 + 4e-16 * np.abs(scaled)
+    # A product of 2**52 or more is whole: the value is its own rounding (and the product may overflow).
+    out = np.where(np.abs(scaled) < 2.0 ** 52, np.rint(scaled) / scale, values).tolist()
+    for k in np.flatnonzero(near_half).tolist():
+        out[k] = round(float(values[k]), digits)
+    return out
+
+
 def coco_annotations(boxes, classes, background: str, *, image_id: int = 1, first_id: int = 1) -> list:
     """COCO ``annotations`` of ``(N, 6)`` boxes on picture ``image_id``, numbered from ``first_id``."""
     foreground = [c for c in classes if c != background]
     category_id = {k: foreground.index(c) + 1 for k, c in enumerate(classes) if c != background}
-    annotations = []
-    # Python floats (one tolist) round several times faster than numpy scalars, to the same values.
-    for n, (x0, y0, x1, y1, score, cat) in enumerate(np.asarray(boxes, np.float64).reshape(-1, 6).tolist(),
-                                                    start=first_id):
-        w, h = x1 - x0, y1 - y0
-        annotations.append({
-            "id": n,
-            "image_id": image_id,
-            "category_id": category_id[int(cat)],
-            "bbox": [round(x0, 2), round(y0, 2), round(w, 2), round(h, 2)],
-            "area": round(w * h, 2),
-            "score": round(score, 6),
-            "iscrowd": 0,
-        })
-    return annotations
+    x0, y0, x1, y1, score, cat = np.asarray(boxes, np.float64).reshape(-1, 6).T
+    w, h = x1 - x0, y1 - y0
+    return [{"id": n, "image_id": image_id, "category_id": category_id[k], "bbox": [bx, by, bw, bh], "area": area,
+             "score": p, "iscrowd": 0}
+            for n, bx, by, bw, bh, area, p, k in zip(
+                range(first_id, first_id + len(cat)), rounded(x0, 2), rounded(y0, 2), rounded(w, 2), rounded(h, 2),
+                rounded(w * h, 2), rounded(score, 6), cat.astype(int).tolist())]
 
 
 def one_per_line(items: list) -> str:

@@ -8,9 +8,11 @@ import zlib
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
-from scoring.boxes import coco_annotations, coco_categories, coco_detections, detections_json
+from scoring.boxes import coco_annotations, coco_categories, coco_detections, detections_json, rounded
 from scoring.overlay import draw_overlay
 from scoring.png import encode_png
 from scoring.run_detections import RunDetections
@@ -80,6 +82,42 @@ def test_annotations_from_arrays_and_lists_agree():
     assert (first["id"], first["image_id"], first["category_id"]) == (7, 3, 1)
     assert first["bbox"] == [10.12, 20.0, 32.0, 32.0] and first["score"] == 0.912346
     assert coco_annotations(np.zeros((0, 6)), CLASSES, "background") == []
+
+
+def python_rounded(values, digits):
+    return [repr(round(v, digits)) for v in np.asarray(values, np.float64).tolist()]
+
+
+@pytest.mark.parametrize("digits", [2, 6])
+def test_rounded_is_pythons_round_value_for_value(digits):
+    rng = np.random.default_rng(5)
+    step = 10.0 ** -digits
+    values = np.concatenate([
+        rng.uniform(-5000, 5000, 20_000),
+        (np.arange(-2000, 2000) + 0.5) * step,                   # halves, as near as a float gets
+        (np.arange(-2000, 2000) + 0.5) * step + 1e-12,            # just beside them
+        np.round(rng.uniform(0, 4000, 20_000), digits + 1),       # one digit more than kept
+        [0.0, -0.0, -0.001, 1e300, -1e300, np.inf, -np.inf, np.nan, 5e-324],
+    ])
+    got = rounded(values, digits)
+    assert all(type(v) is float for v in got)
+    assert [repr(v) for v in got] == python_rounded(values, digits)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.floats(allow_nan=True, allow_infinity=True), max_size=50), st.sampled_from([2, 6]))
+def test_rounded_is_pythons_round_for_any_floats(values, digits):
+    assert [repr(v) for v in rounded(values, digits)] == python_rounded(values, digits)
+
+
+def test_annotations_round_as_pythons_round_of_each_box():
+    rng = np.random.default_rng(6)
+    corners = np.sort(rng.uniform(0, 3000, (2000, 2, 2)), axis=1).reshape(-1, 4)[:, [0, 2, 1, 3]]
+    many = np.column_stack([corners, rng.uniform(0.4, 1, 2000), rng.integers(1, 3, 2000)])
+    for got, (x0, y0, x1, y1, score, _) in zip(coco_annotations(many, CLASSES, "background"), many.tolist()):
+        w, h = x1 - x0, y1 - y0
+        assert json.dumps(got["bbox"] + [got["area"], got["score"]]) == json.dumps(
+            [round(x0, 2), round(y0, 2), round(w, 2), round(h, 2), round(w * h, 2), round(score, 6)])
 
 
 def test_detections_json_reads_back_with_one_annotation_per_line():
