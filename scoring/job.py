@@ -258,6 +258,7 @@ def run_job(spark, waves: list, jobs: dict, bundle, context, *, engine: str, pic
     windows = sc.accumulator(0)
     finished = sc.accumulator(0)
     broadcast = sc.broadcast(bundle)
+    threads = engine_threads(spark)
     tasks = [task for wave in waves for task in wave]
     total = sum(t.n_windows for t in tasks)
     progress = _Progress(windows, finished, total, len(jobs), quiet=quiet)
@@ -269,7 +270,7 @@ def run_job(spark, waves: list, jobs: dict, bundle, context, *, engine: str, pic
             for number, wave in enumerate(waves, start=1):
                 # Each wave's closures carry only its own pictures.
                 members = sorted({piece.image for task in wave for piece in task.pieces})
-                scorer = BandScorer(broadcast, bundle.sha256, engine=engine, threads=engine_threads(spark),
+                scorer = BandScorer(broadcast, bundle.sha256, engine=engine, threads=threads,
                                     pictures={i: pictures[i] for i in members}, window=window, stride=stride,
                                     edge=edge, batch_size=batch_size, floor=floor, storage_options=storage_options,
                                     counter=windows)

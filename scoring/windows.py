@@ -39,7 +39,7 @@ def window_batches(pixels: np.ndarray, ys: np.ndarray, xs: np.ndarray, window: i
     """
     if batch_size < 1:
         raise ValueError(f"`batch_size` must be >= 1, got {batch_size}")
-    # (H-w+1, W-w+1, 3, w, w): every possible window, channels already first.
+    # (H-w+1, W-w+1, 3, w, w): every possible window, channels first in shape (not in memory).
     views = np.lib.stride_tricks.sliding_window_view(pixels, (window, window), axis=(0, 1))
     yy, xx = np.meshgrid(ys, xs, indexing="ij")
     yy, xx = yy.ravel(), xx.ravel()
