@@ -99,13 +99,24 @@ def _list_rows(data: bytes, name: str) -> list[dict]:
     """The rows of a list file: ``{"path": ...}`` per line of text, or each row of a CSV or Parquet table."""
     lowered = name.lower()
     if lowered.endswith(".parquet"):
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        table = pq.read_table(io.BytesIO(data))
+        try:
+            table = pq.read_table(io.BytesIO(data))
+        except (pa.ArrowException, OSError) as exc:
+            raise InputError(f"--images {name}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
         if "path" not in table.column_names:
             raise InputError(f"--images {name}: a Parquet list needs a `path` column, it has {table.column_names}")
+        kind = table.schema.field("path").type
+        if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+            raise InputError(f"--images {name}: the `path` column must hold strings, it holds {kind}")
         return table.to_pylist()
-    text = data.decode("utf-8-sig")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"--images {name}: not UTF-8 text (byte {data[exc.start]:#04x} at offset {exc.start}); "
+                         "a list is a text file of paths, or a CSV or Parquet file with a `path` column") from None
     if lowered.endswith(".csv"):
         reader = csv.DictReader(io.StringIO(text))
         if "path" not in (reader.fieldnames or []):
@@ -115,6 +126,8 @@ def _list_rows(data: bytes, name: str) -> list[dict]:
 
 
 def _from_list(images: str, storage_options) -> Inputs:
+    if images.lower().endswith(PICTURE_SUFFIXES):  # not read: a picture may be gigabytes
+        raise InputError(f"--images takes a list of pictures, {images} is a picture (use --image)")
     fs, path = storage.filesystem(images, storage_options)
     try:
         data = storage.read_bytes(fs, path, url=images)

@@ -266,6 +266,37 @@ def test_an_input_below_a_file_is_not_found(option, message, tmp_path, capsys, s
     assert not (tmp_path / "run").exists()
 
 
+def _parquet_bytes(table) -> bytes:
+    import io
+
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    return sink.getvalue()
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("list.txt", bytes(range(256)), "list.txt: not UTF-8 text (byte 0x80 at offset 128)"),
+    ("list.csv", "path\n".encode() + bytes(range(128, 256)), "list.csv: not UTF-8 text (byte 0x80 at offset 5)"),
+    ("list.parquet", b"PAR1 not a table PAR1", "list.parquet: not a readable Parquet file ("),
+    ("list.parquet", "ints", "list.parquet: the `path` column must hold strings, it holds int64"),
+    ("list.csv", b"file,label\nx.png,1\n", "list.csv: a CSV list needs a `path` column, it has ['file', 'label']"),
+    ("list.csv", b"path,label\n,1\n", "list.csv: a row has no path"),
+    ("scan.PNG", b"\x89PNG\r\n\x1a\n", "--images takes a list of pictures, {path} is a picture (use --image)"),
+])
+def test_a_list_that_is_no_list_is_one_line_before_spark(name, content, message, tmp_path, capsys,
+                                                         random_bundle_dir, no_spark):
+    import pyarrow as pa
+
+    if content == "ints":
+        content = _parquet_bytes(pa.table({"path": [1, 2]}))
+    listed = tmp_path / name
+    listed.write_bytes(content)
+    code, err = run_cli(score.main, capsys, "--images", str(listed), "--out", str(tmp_path / "run"),
+                        "--model", random_bundle_dir)
+    assert_one_line(code, err, message.format(path=listed))
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("url", [
     "ftp://127.0.0.1:1/x.png",  # fsspec's FTP filesystem connects as it is made; nothing listens on port 1
     "zip://x.png::{tmp}/missing.zip",  # a chained URL opens its archive as it is made
