@@ -198,9 +198,12 @@ def prepare(params: ScoreParams, *, storage_options: dict | None = None, inputs:
     timings["load_model_s"] = time.time() - started
 
     started = time.time()
-    urls = [_absolute(u) for u in inputs.urls]
+    first = {}  # a picture a list names twice (a/x.png, ./a/x.png) is scored once, as first named
+    for k, url in enumerate(_absolute(u) for u in inputs.urls):
+        first.setdefault(url, k)
+    urls = list(first)
     names = output_names(urls)
-    attributes = inputs.attributes or ({},) * len(urls)
+    attributes = [inputs.attributes[k] for k in first.values()] if inputs.attributes else [{}] * len(urls)
     if inputs.single:
         pictures = [Picture(0, urls[0], "", out, dict(attributes[0]), seen=seen)]
         pictures[0].info = probe_image(urls[0], max_pixels=params.max_pixels, min_side=params.window,

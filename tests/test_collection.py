@@ -272,6 +272,17 @@ def test_a_list_file_with_attributes_and_headers_read_on_executors(spark, tmp_pa
     assert all(by_name[n]["status"] == "scored" for n in SIZES)
 
 
+def test_a_picture_a_list_names_in_several_ways_is_scored_once(tmp_path, pictures, random_bundle_dir):
+    picture = pictures / "small.png"
+    relative = os.path.relpath(picture, tmp_path)
+    listing = tmp_path / "list.csv"
+    listing.write_text(f"path,note\n{relative},first\n./{relative},second\n"
+                       f"../{tmp_path.name}/{relative},third\n{picture},fourth\n")
+    params = ScoreParams(out=str(tmp_path / "run"), images=str(listing), model=random_bundle_dir, quiet=True)
+    prepared = prepare(params)
+    assert [(p.url, p.name, p.attributes) for p in prepared.pictures] == [(str(picture), "small", {"note": "first"})]
+
+
 def test_python_api_returns_boxes_of_every_picture(spark, tmp_path, pictures, random_bundle_dir):
     urls = [str(pictures / f"{n}.png") for n in ("wide", "tall")]
     result = score_images(spark, urls, str(tmp_path / "run"), model=random_bundle_dir, threshold={"*": 0.34}, keep=0.0,
