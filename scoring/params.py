@@ -128,6 +128,10 @@ class ScoreParams:
             (not (self.overwrite and self.resume), "--overwrite and --resume exclude each other: choose one"),
             ((self.image is None) != (self.images is None),
              "give either --image (a picture, glob or folder) or --images (a list of pictures)"),
+            (str(self.out).strip() != "", "--out must name a folder, got ''"),
+            (self.image is None or str(self.image).strip() != "",
+             "--image must name a picture, glob or folder, got ''"),
+            (not isinstance(self.images, str) or self.images.strip() != "", "--images must name a list file, got ''"),
         ]
         for ok, message in checks:
             if not ok:

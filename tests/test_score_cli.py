@@ -102,6 +102,22 @@ def test_bad_input(case, message, capsys, tmp_path, out, random_bundle_dir, smal
     assert not os.path.exists(out)
 
 
+@pytest.mark.parametrize("option, message", [
+    ("--out", "--out must name a folder, got ''"),
+    ("--image", "--image must name a picture, glob or folder, got ''"),
+    ("--images", "--images must name a list file, got ''"),
+])
+def test_an_empty_name_is_refused_not_taken_as_here(option, message, capsys, tmp_path, random_bundle_dir,
+                                                    small_image, no_spark, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # '' would otherwise mean the working folder
+    given = {"--image": small_image, "--out": str(tmp_path / "run"), option: ""}
+    if option == "--images":
+        del given["--image"]
+    code, err = run_cli(capsys, *[a for pair in given.items() for a in pair], "--model", random_bundle_dir)
+    assert code == 2 and err == f"error: {message}"
+    assert os.listdir(tmp_path) == []
+
+
 def test_exit_code_through_a_real_process(tmp_path, random_bundle_dir):
     out = tmp_path / "run"
     proc = subprocess.run(
