@@ -26,7 +26,7 @@ from core import storage
 from core.errors import InputError, StorageError, TilescanError
 from core.redaction import redact
 from pixels.convert import samples_to_rgb8
-from pixels.read import ImageInfo, decode_image
+from pixels.read import ImageInfo, check_decoded_size, decode_image
 
 __all__ = ["read_band", "read_reduced", "WHOLE_PIXELS", "TIFF_STEP_PIXELS"]
 
@@ -79,13 +79,14 @@ def _open(info: ImageInfo, storage_options):
         return fs.open(path, "rb", block_size=_BLOCK)
 
 
-def _tiff_band(fh, y0: int, y1: int) -> np.ndarray:
+def _tiff_band(info: ImageInfo, fh, y0: int, y1: int) -> np.ndarray:
     import tifffile
     import zarr
 
     with tifffile.TiffFile(fh) as tif:
         with tif.pages[0].aszarr() as store:
             samples = zarr.open(store, mode="r")
+            check_decoded_size(info, samples.shape[1], samples.shape[0])
             rows = samples.chunks[0]
             step = rows * max(1, TIFF_STEP_PIXELS // (rows * samples.shape[1]))
             band = np.empty((y1 - y0, *samples.shape[1:]), samples.dtype)
@@ -110,6 +111,12 @@ class _RowStream:
         self.source.on_read(lambda size: self.fh.read(size))
         self.source.on_seek(lambda offset, whence: (self.fh.seek(offset, whence), self.fh.tell())[1])
         self.image = pyvips.Image.new_from_source(self.source, "", **_VIPS_LOAD)
+        try:
+            check_decoded_size(info, self.image.width, self.image.height)
+        except InputError:
+            self.image = self.source = None
+            self.fh.close()
+            raise
         self.width, self.bands = self.image.width, self.image.bands
         self.dtype = _VIPS_DTYPES[self.image.format]
         self.region = pyvips.Region.new(self.image)
@@ -161,6 +168,7 @@ def _vips_whole(info: ImageInfo, storage_options) -> np.ndarray:
     fs, path = storage.filesystem(info.url, storage_options)
     data = storage.read_bytes(fs, path, url=info.url)
     image = pyvips.Image.new_from_buffer(data, "", **_VIPS_LOAD)
+    check_decoded_size(info, image.width, image.height)
     samples = np.frombuffer(image.write_to_memory(), _VIPS_DTYPES[image.format])
     return samples.reshape(image.height, image.width, image.bands)
 
@@ -205,7 +213,7 @@ def read_band(info: ImageInfo, y0: int, y1: int, *, storage_options: dict | None
     with _decoding(info):
         if info.reader == "tiff":
             with _open(info, storage_options) as fh:
-                samples = _tiff_band(fh, y0, y1)
+                samples = _tiff_band(info, fh, y0, y1)
         else:
             try:
                 samples = _stream_band(info, y0, y1, storage_options)

@@ -273,7 +273,13 @@ def decode_image(info: ImageInfo, *, storage_options: dict | None = None) -> np.
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"image is truncated or corrupt: {url} ({exc})") from None
     pixels = pil_to_rgb8(image, info.bit_depth)
-    if pixels.shape[:2] != (info.height, info.width):
-        raise InputError(f"image decoded to {pixels.shape[1]}x{pixels.shape[0]}, its header says "
-                         f"{info.width}x{info.height}: {url}")
+    check_decoded_size(info, pixels.shape[1], pixels.shape[0])
     return np.ascontiguousarray(pixels, dtype=np.uint8)
+
+
+def check_decoded_size(info: ImageInfo, width: int, height: int) -> None:
+    """Refuse a decoder's size that is not the probed header's: a header that lies, or a file
+    replaced after it was probed (its bands would be cut from another picture's rows)."""
+    if (width, height) != (info.width, info.height):
+        raise InputError(f"image decodes to {width}x{height}, but its header read {info.width}x{info.height} "
+                         f"when the run was planned (replaced since?): {info.url}")

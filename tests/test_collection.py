@@ -102,6 +102,22 @@ def test_a_damaged_picture_is_recorded_and_the_others_finish_then_resume(spark, 
     assert (out / "square" / "_SUCCESS").exists() and (out / "_SUCCESS").exists()
 
 
+def test_a_picture_replaced_between_planning_and_scoring_fails_alone(spark, tmp_path, pictures, random_bundle_dir):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("wide", "small", "square"):
+        (folder / f"{name}.png").write_bytes((pictures / f"{name}.png").read_bytes())
+    params = ScoreParams(out=str(tmp_path / "run"), image=str(folder), model=random_bundle_dir,
+                         threshold={"*": 0.34}, quiet=True)
+    prepared = prepare(params)
+    write_noise_png(folder / "square.png", 300, 150, seed=9)  # the planned bands reach below its last row
+    manifest = run(prepared, spark)
+    status = {p["name"]: (p["status"], p.get("error", "")) for p in manifest["pictures"]}
+    assert status["wide"][0] == status["small"][0] == "scored"
+    assert status["square"] == ("failed", f"image decodes to 300x150, but its header read 300x300 when the run was "
+                                          f"planned (replaced since?): {folder / 'square.png'}")
+
+
 def without_ids(detections: dict) -> dict:
     """Each picture's annotations, by picture name, with the run-wide ids left out."""
     names = {image["id"]: image["name"] for image in detections["images"]}

@@ -185,6 +185,32 @@ def test_damaged_pixel_data_is_refused_by_band_reads(tmp_path):
         read_band(info, 250, 301)
 
 
+REPLACEABLE = {"png": ("vips", PILLOW_CASES["png-rgb"]), "tiff": ("tiff", TIFF_CASES["tiff-tiled"]),
+               "bmp": ("pillow", lambda p: save_pillow(p / "a.bmp", Image.fromarray(PICTURE)))}
+
+
+@pytest.mark.parametrize("kept", [True, False], ids=["kept-whole", "streamed"])
+@pytest.mark.parametrize("side", ["smaller", "taller", "wider"])
+@pytest.mark.parametrize("case", REPLACEABLE)
+def test_a_picture_replaced_after_its_header_was_read_is_refused(tmp_path, case, side, kept, monkeypatch):
+    """Its bands would be cut from another picture's rows: too few of them, or some never scored."""
+    if not kept:
+        monkeypatch.setattr("pixels.bands.WHOLE_PIXELS", 0)
+    reader, write = REPLACEABLE[case]
+    path = write(tmp_path)
+    info = probe_image(path)
+    assert info.reader == reader
+    height, width = {"smaller": (150, 263), "taller": (400, 263), "wider": (301, 300)}[side]
+    other = tmp_path / "other"
+    other.mkdir()
+    monkeypatch.setattr(f"{__name__}.PICTURE", smooth(height, width, seed=1))
+    replacement = write(other)
+    (other / replacement.rsplit("/", 1)[-1]).replace(path)
+    with pytest.raises(InputError, match=rf"decodes to {width}x{height}, but its header read 263x301 when the run "
+                                         rf"was planned \(replaced since\?\): {path}"):
+        read_band(info, 0, 40)
+
+
 def test_band_outside_the_picture_is_refused(tmp_path):
     info = probe_image(PILLOW_CASES["png-rgb"](tmp_path))
     with pytest.raises(InputError, match="outside"):
