@@ -54,16 +54,24 @@ def _explain(exc: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def errors(action: str, url: str) -> Iterator[None]:
+def errors(action: str, url: str, *, writing: bool = False) -> Iterator[None]:
     """Turn a storage backend's failure into a one-line :class:`StorageError`.
 
     ``FileNotFoundError`` and ``IsADirectoryError`` pass through unchanged: they are the
     contract callers turn into their own messages. ``NotADirectoryError`` (a file where the
     path needs a folder) becomes ``FileNotFoundError``: nothing can be at that path.
+    ``writing`` makes ``FileNotFoundError`` a :class:`StorageError` too: a writer's own
+    folder, or a file it staged, was removed from under it.
     """
     try:
         yield
-    except (FileNotFoundError, IsADirectoryError, StorageError):
+    except FileNotFoundError as exc:
+        if writing:
+            gone = redact(str(exc.filename)) if exc.filename and str(exc.filename) != url else "its folder"
+            raise StorageError(f"cannot {action} {redact(url)}: {gone} is gone "
+                               "(removed while tilescan wrote?)") from None
+        raise
+    except (IsADirectoryError, StorageError):
         raise
     except NotADirectoryError as exc:
         raise FileNotFoundError(errno.ENOENT, "no such file (a file is in the way)", exc.filename) from None
@@ -139,7 +147,7 @@ def read_bytes(fs, path: str, *, url: str | None = None) -> bytes:
 
 
 def write_bytes(fs, path: str, data: bytes, *, url: str | None = None) -> None:
-    with errors("write", url or fs.unstrip_protocol(path)):
+    with errors("write", url or fs.unstrip_protocol(path), writing=True):
         fs.pipe_file(path, data)
 
 

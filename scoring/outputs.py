@@ -189,7 +189,7 @@ class RunWriter:
     def write_file(self, name: str, local_path: str) -> None:
         """Stage the local file ``local_path`` as ``name``, streamed (on blob storage, in blocks)."""
         self._begin()
-        with storage.errors("write", storage.join(self._staging_url, name)):
+        with storage.errors("write", storage.join(self._staging_url, name), writing=True):
             self.fs.put_file(local_path, storage.join(self.staging, name))
         self._written[name] = os.path.getsize(local_path)
 
@@ -212,7 +212,7 @@ class RunWriter:
                 raise OutputExistsError(f"{self.url}: another run finished there while this one ran; "
                                         "nothing was replaced (run again, with --overwrite to replace it)")
             success = storage.join(self.root, SUCCESS)
-            with storage.errors("commit the outputs to", self.url):
+            with storage.errors("commit the outputs to", self.url, writing=True):
                 self._remove(success)  # from here on the folder no longer claims to be finished
                 self._remove(storage.join(self.root, _MANIFEST))  # nor describes files it no longer holds
                 self.fs.pipe_file(storage.join(self.root, MARKER), self._marker())

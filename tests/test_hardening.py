@@ -20,6 +20,7 @@ import pytest
 from PIL import Image
 
 from app import collage, lake, score
+from core.errors import TilescanError
 from core.project import ROOT
 from localservices.azurite import AZURE_ENV
 from localservices.ports import free_ports
@@ -452,6 +453,30 @@ def test_an_interrupted_overwrite_leaves_no_success_and_no_stale_manifest(tmp_pa
     again.write("manifest.json", json.dumps({"tool": "tilescan", "run_id": again.run_id}).encode())
     again.commit()
     assert sorted(read_folder(out)) == sorted(["windows.parquet", "manifest.json", SUCCESS, MARKER])
+
+
+@pytest.mark.parametrize("removed", ["staging folder", "staged file", "whole output"])
+def test_outputs_removed_while_a_run_writes_are_one_line(removed, tmp_path):
+    out = tmp_path / "run"
+    writer = RunWriter(str(out))
+    writer.check()
+    writer.write("windows.parquet", b"windows")
+    staged = out / writer.staged["staging"]
+    if removed == "staged file":
+        (staged / "windows.parquet").unlink()
+        with pytest.raises(TilescanError, match=rf"^cannot commit the outputs to {out}: {staged / 'windows.parquet'} "
+                                                r"is gone \(removed while tilescan wrote\?\)$"):
+            writer.commit()
+    else:
+        shutil.rmtree(staged if removed == "staging folder" else out)
+        small = tmp_path / "small.json"
+        small.write_bytes(b"{}")
+        for write in (lambda: writer.write("manifest.json", b"{}"),
+                      lambda: writer.write_file("extra.json", str(small))):
+            with pytest.raises(TilescanError, match=r"^cannot write .*: its folder is gone \(removed while tilescan "
+                                                    r"wrote\?\)$"):
+                write()
+    assert not (out / SUCCESS).exists()
 
 
 # --- 8. secrets and unknown storage options ----------------------------------------------------
