@@ -61,7 +61,7 @@ def make_collage(out: str, params: CollageParams, *, target: str | None = None, 
     """
     from PIL import Image
 
-    target = target or default_target()
+    target = default_target() if target is None else target
     fs, root = storage.filesystem(out, storage_options)
     timings = {}
     started = time.time()

@@ -133,6 +133,12 @@ def test_a_header_claiming_a_huge_picture_is_one_line_before_spark(tmp_path, cap
     assert_one_line(code, err, "cannot hold its 15000x15000 pixels")
 
 
+def test_an_empty_collage_target_is_refused_not_taken_as_the_default(tmp_path, capsys):
+    code, err = run_cli(collage.main, capsys, "--target", "", "--out", str(tmp_path / "collage"))
+    assert_one_line(code, err, "a path or URL is required, got ''")
+    assert not (tmp_path / "collage").exists()
+
+
 def test_a_collage_over_a_225_megapixel_target(tmp_path, capsys):
     target = flat_png(tmp_path / "big.png", 15000, 15000)
     library = tile_library(tmp_path / "tiles", 4)
