@@ -112,6 +112,15 @@ class ScoreParams:
     quiet: bool = False
 
     def __post_init__(self) -> None:
+        # From Python (a notebook), the option's text or one number is taken as on the command line.
+        if self.threshold is not None and not isinstance(self.threshold, dict):
+            object.__setattr__(self, "threshold", parse_class_values(self.threshold, "threshold"))
+        elif self.threshold is not None:
+            for key, value in self.threshold.items():
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+                    raise TilescanError(f"--threshold: values must be numbers in [0, 1], got {key}={value!r}")
+        if isinstance(self.colors, str):
+            object.__setattr__(self, "colors", parse_colors(self.colors))
         checks = [
             (self.engine is None or self.engine in ENGINES,
              f"--engine must be one of {', '.join(ENGINES)}, got {self.engine!r}"),

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -116,6 +117,28 @@ def test_an_empty_name_is_refused_not_taken_as_here(option, message, capsys, tmp
     code, err = run_cli(capsys, *[a for pair in given.items() for a in pair], "--model", random_bundle_dir)
     assert code == 2 and err == f"error: {message}"
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("given, expected", [
+    (0.5, {"*": 0.5}),
+    (1, {"*": 1.0}),
+    ("car=0.95,boat=0.9", {"car": 0.95, "boat": 0.9}),
+    ({"car": 0.95, "*": 0}, {"car": 0.95, "*": 0}),
+    (2, "--threshold: values must be in [0, 1], got '2'"),
+    ({"car": 1.5}, "--threshold: values must be numbers in [0, 1], got car=1.5"),
+    ({"car": "0.9"}, "--threshold: values must be numbers in [0, 1], got car='0.9'"),
+    ({"car": True}, "--threshold: values must be numbers in [0, 1], got car=True"),
+])
+def test_thresholds_from_python_are_taken_as_on_the_command_line(given, expected):
+    from core.errors import TilescanError
+    from scoring.params import ScoreParams
+
+    if isinstance(expected, str):
+        with pytest.raises(TilescanError, match=f"^{re.escape(expected)}$"):
+            ScoreParams(out="run", image="a.png", threshold=given)
+    else:
+        assert ScoreParams(out="run", image="a.png", threshold=given).threshold == expected
+    assert ScoreParams(out="run", image="a.png", colors="car=blue").colors == {"car": (0, 0, 255)}
 
 
 def test_exit_code_through_a_real_process(tmp_path, random_bundle_dir):
