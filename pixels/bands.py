@@ -2,8 +2,9 @@
 
 What an executor calls for its rows, by the reader :func:`pixels.read.probe_image` chose:
 
-- ``tiff``: tiled or stripped TIFF and BigTIFF (COG included), read through tifffile's zarr
-  view: only the tiles or strips that the band touches are fetched and decoded;
+- ``tiff``: tiled or stripped TIFF and BigTIFF (COG included; interleaved or separate colour
+  planes; JPEG in YCbCr too), read through tifffile's zarr view: only the tiles or strips
+  that the band touches are fetched and decoded;
 - ``vips``: JPEG and PNG, decoded from the top by libvips (sequential access, a few rows
   held at a time): a process keeps its decoder open, so bands asked for top to bottom
   cost one decode in all; a band above the decoder's position starts it again;
@@ -84,16 +85,22 @@ def _tiff_band(info: ImageInfo, fh, y0: int, y1: int) -> np.ndarray:
     import zarr
 
     with tifffile.TiffFile(fh) as tif:
+        planes = int(tif.pages[0].planarconfig) == 2 and tif.pages[0].samplesperpixel > 1
         with tif.pages[0].aszarr() as store:
-            samples = zarr.open(store, mode="r")
-            check_decoded_size(info, samples.shape[1], samples.shape[0])
-            rows = samples.chunks[0]
-            step = rows * max(1, TIFF_STEP_PIXELS // (rows * samples.shape[1]))
-            band = np.empty((y1 - y0, *samples.shape[1:]), samples.dtype)
+            samples = zarr.open(store, mode="r")  # (H, W[, S]), or (S, H, W) for separate planes
+            shape = (*samples.shape[1:], samples.shape[0]) if planes else samples.shape
+            check_decoded_size(info, shape[1], shape[0])
+            rows = samples.chunks[1 if planes else 0]
+            step = rows * max(1, TIFF_STEP_PIXELS // (rows * shape[1] * (shape[2] if planes else 1)))
+            band = np.empty((y1 - y0, *shape[1:]), samples.dtype)
             top = y0
             while top < y1:
                 bottom = min(y1, (top // step + 1) * step)  # whole chunk rows, but the band's first and last
-                samples.get_basic_selection(slice(top, bottom), out=band[top - y0:bottom - y0])
+                if planes:
+                    band[top - y0:bottom - y0] = np.moveaxis(samples.get_basic_selection((slice(None),
+                                                                                          slice(top, bottom))), 0, -1)
+                else:
+                    samples.get_basic_selection(slice(top, bottom), out=band[top - y0:bottom - y0])
                 top = bottom
             return band
 

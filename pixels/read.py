@@ -140,8 +140,12 @@ def _probe_tiff(fh, url: str) -> dict | None:
             photometric, samples, dtype = int(page.photometric), int(page.samplesperpixel), page.dtype
             orientation = int(page.tags.valueof(274, default=1) or 1)
             height, width, tiled = int(page.imagelength), int(page.imagewidth), bool(page.is_tiled)
-            simple = (photometric in (1, 2) and samples in (1, 2, 3, 4) and dtype in (np.uint8, np.uint16)
-                      and int(page.planarconfig) == 1 and orientation == 1 and not page.is_subsampled)
+            # JPEG tiles in YCbCr (scanners', slide scanners' and many COGs' choice) decode to RGB in
+            # the JPEG codec; other subsampled YCbCr is left to Pillow. Separate colour planes are
+            # read plane by plane and interleaved.
+            jpeg_ycbcr = photometric == 6 and int(page.compression) == 7 and samples == 3
+            simple = ((photometric in (1, 2) and not page.is_subsampled or jpeg_ycbcr) and samples in (1, 2, 3, 4)
+                      and dtype in (np.uint8, np.uint16) and orientation == 1)
             ends = [o + n for o, n in zip(page.dataoffsets, page.databytecounts) if n]
     except (tifffile.TiffFileError, ValueError, OSError, KeyError, IndexError) as exc:
         raise InputError(f"image is truncated or corrupt: {url} ({exc})") from None

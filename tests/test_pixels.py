@@ -59,6 +59,15 @@ TIFF_CASES = {
     "tiff-gray16-tiled": lambda p: tiff(p / "a.tif", PICTURE[:, :, 0].astype(np.uint16) * 257 + 3,
                                         photometric="minisblack", tile=(64, 64)),
     "tiff-uncompressed": lambda p: tiff(p / "a.tif", PICTURE, photometric="rgb"),
+    # JPEG tiles or strips in YCbCr, subsampled (slide scanners', many COGs'): the codec gives RGB.
+    "tiff-jpeg-ycbcr-tiled": lambda p: tiff(p / "a.tif", PICTURE, photometric="ycbcr", tile=(64, 64),
+                                            compression="jpeg", subsampling=(2, 2)),
+    "tiff-jpeg-ycbcr-stripped": lambda p: tiff(p / "a.tif", PICTURE, photometric="ycbcr", rowsperstrip=24,
+                                               compression="jpeg", subsampling=(2, 1)),
+    "tiff-planes-tiled": lambda p: tiff(p / "a.tif", np.moveaxis(PICTURE, 2, 0), photometric="rgb",
+                                        planarconfig="separate", tile=(64, 64), compression="zlib"),
+    "tiff-planes-stripped": lambda p: tiff(p / "a.tif", np.moveaxis(PICTURE, 2, 0), photometric="rgb",
+                                           planarconfig="separate", rowsperstrip=16),
 }
 
 
