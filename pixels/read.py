@@ -275,6 +275,10 @@ def decode_image(info: ImageInfo, *, storage_options: dict | None = None) -> np.
             if info.orientation != 1:
                 image = ImageOps.exif_transpose(image)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        if info.reader == "tiff":  # a compression Pillow's libtiff lacks (WebP or JPEG 2000 tiles)
+            from pixels.bands import read_band  # here: bands builds on this module
+
+            return read_band(info, 0, info.height, storage_options=storage_options)
         raise InputError(f"image is truncated or corrupt: {url} ({exc})") from None
     pixels = pil_to_rgb8(image, info.bit_depth)
     check_decoded_size(info, pixels.shape[1], pixels.shape[0])

@@ -194,6 +194,16 @@ def test_damaged_pixel_data_is_refused_by_band_reads(tmp_path):
         read_band(info, 250, 301)
 
 
+@pytest.mark.parametrize("compression", ["webp", "jpeg2000"])
+def test_a_tiff_whose_compression_pillow_lacks_is_read_whole_and_in_bands(tmp_path, compression):
+    path = tiff(tmp_path / "a.tif", PICTURE, photometric="rgb", tile=(64, 64), compression=compression,
+                compressionargs={"level": 100, "lossless": True} if compression == "webp" else {"level": 0})
+    whole, info = read_image(path)
+    assert info.reader == "tiff"
+    np.testing.assert_array_equal(whole, tifffile.imread(path))
+    np.testing.assert_array_equal(read_band(info, 100, 157), whole[100:157])
+
+
 REPLACEABLE = {"png": ("vips", PILLOW_CASES["png-rgb"]), "tiff": ("tiff", TIFF_CASES["tiff-tiled"]),
                "bmp": ("pillow", lambda p: save_pillow(p / "a.bmp", Image.fromarray(PICTURE)))}
 
