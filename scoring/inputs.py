@@ -79,9 +79,13 @@ def _pictures_under(fs, root: str, like: str) -> list[str]:
 
 def _from_image(image: str, storage_options) -> Inputs:
     fs, path = storage.filesystem(image, storage_options)
-    if _GLOB.search(path):
-        with storage.errors("list", image):
+    pattern = bool(_GLOB.search(path))
+    if pattern:
+        with storage.errors("read", image):
             fs.invalidate_cache()
+            pattern = not fs.exists(path)  # a picture or folder named with [ ] * ? is itself, not a pattern
+    if pattern:
+        with storage.errors("list", image):
             runs = _run_folders(fs.glob(posixpath.join(posixpath.dirname(path), MARKER)))
             urls = [_url(fs, p, image) for p in sorted(fs.glob(path)) if posixpath.dirname(p) not in runs
                     and not fs.isdir(p)]

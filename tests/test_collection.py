@@ -272,6 +272,20 @@ def test_a_run_inside_the_folder_it_scores_never_scores_its_own_outputs(spark, t
     assert sorted(p["url"] for p in json.load(open(folder / "results" / "manifest.json"))["pictures"]) == mine
 
 
+def test_a_name_with_glob_characters_that_exists_is_itself_not_a_pattern(tmp_path):
+    from scoring.inputs import resolve_inputs
+
+    folder = tmp_path / "scans[2024]"
+    folder.mkdir()
+    for name in ("q[1].png", "q1.png"):
+        write_noise_png(folder / name, 40, 40)
+    literal = resolve_inputs(str(folder / "q[1].png"))
+    assert literal.single and literal.urls == (str(folder / "q[1].png"),)
+    assert sorted(resolve_inputs(str(folder)).urls) == sorted(str(folder / n) for n in ("q1.png", "q[1].png"))
+    pattern = resolve_inputs(str(tmp_path / "scans[[]2024]" / "q[12].png"))  # no such name: a pattern
+    assert not pattern.single and pattern.urls == (str(folder / "q1.png"),)
+
+
 def test_a_list_file_with_attributes_and_headers_read_on_executors(spark, tmp_path, pictures, random_bundle_dir,
                                                                    monkeypatch):
     monkeypatch.setattr(pipeline, "PROBE_ON_DRIVER", 1)  # read the headers on the executors
