@@ -17,6 +17,8 @@ import hashlib
 import io
 import posixpath
 import re
+import unicodedata
+from collections import Counter
 from dataclasses import dataclass, field
 
 from core import storage
@@ -28,7 +30,7 @@ __all__ = ["Inputs", "resolve_inputs", "output_names", "PICTURE_SUFFIXES"]
 #: The file endings a folder's pictures are found by.
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp")
 _GLOB = re.compile(r"[*?\[]")
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_UNSAFE = re.compile(r"[^\w.-]+")  # letters and digits of every script stay: scans are named in many languages
 
 
 @dataclass(frozen=True)
@@ -186,9 +188,11 @@ def output_names(urls) -> list[str]:
 
     >>> output_names(["scans/windows.png", "scans/door.png"])
     ['windows-ed6da656', 'door']
+    >>> output_names(["scans/über.png", "scans/扫描 1.png", "scans/#1.png"])
+    ['über', '扫描_1', '1']
     """
-    stems = [_UNSAFE.sub("_", url.rstrip("/").rsplit("/", 1)[-1].rsplit(".", 1)[0]).strip("._") or "picture"
-             for url in urls]
-    counts = {s: stems.count(s) for s in stems}
+    stems = [_UNSAFE.sub("_", unicodedata.normalize("NFC", url.rstrip("/").rsplit("/", 1)[-1].rsplit(".", 1)[0]))
+             .strip("._") or "picture" for url in urls]
+    counts = Counter(stems)
     return [f"{s}-{hashlib.sha1(u.encode()).hexdigest()[:8]}" if counts[s] > 1 or s.lower() == DATASET else s
             for s, u in zip(stems, urls)]

@@ -313,6 +313,18 @@ def test_a_picture_a_list_names_in_several_ways_is_scored_once(tmp_path, picture
     assert [(p.url, p.name, p.attributes) for p in prepared.pictures] == [(str(picture), "small", {"note": "first"})]
 
 
+def test_pictures_named_in_any_script_keep_their_names(spark, tmp_path, random_bundle_dir):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for k, name in enumerate(("über", "扫描 1", "кот")):
+        write_noise_png(folder / f"{name}.png", 64, 48, seed=k)
+    result = score_images(spark, str(folder), str(tmp_path / "run"), model=random_bundle_dir, keep=0.0, quiet=True)
+    names = {"über", "扫描_1", "кот"}
+    assert {p["name"] for p in result.pictures} == names and not result.failed
+    assert all((tmp_path / "run" / name / "_SUCCESS").exists() for name in names)
+    assert set(result.windows().column("image").to_pylist()) == names
+
+
 def test_python_api_returns_boxes_of_every_picture(spark, tmp_path, pictures, random_bundle_dir):
     urls = [str(pictures / f"{n}.png") for n in ("wide", "tall")]
     result = score_images(spark, urls, str(tmp_path / "run"), model=random_bundle_dir, threshold={"*": 0.34}, keep=0.0,
