@@ -138,6 +138,8 @@ def load_run(url: str, *, storage_options: dict | None = None) -> RunData:
     ------
     FileNotFoundError
         When ``url`` holds no finished run (no ``_SUCCESS``) or an output is missing.
+    ValueError
+        When ``url`` is a collection's folder (its pictures' folders hold the runs).
     """
     import pyarrow.parquet as pq
 
@@ -148,6 +150,10 @@ def load_run(url: str, *, storage_options: dict | None = None) -> RunData:
         raise FileNotFoundError(f"no finished run in {url}: {SUCCESS} is missing (a failed or unfinished run, "
                                 "or the wrong folder)")
     manifest = read_json(fs, storage.join(root, "manifest.json"), "manifest")
+    if isinstance(manifest, dict) and isinstance(manifest.get("pictures"), list):
+        named = next((p.get("name") for p in manifest["pictures"] if isinstance(p, dict)), None)
+        raise ValueError(f"{url} is a collection's folder: load one picture's folder (e.g. "
+                         f"{storage.join(url, named or '<picture>')})")
     detections = read_json(fs, storage.join(root, "detections.json"), "detections")
     windows = None
     path = storage.join(root, "windows.parquet")
@@ -250,6 +256,11 @@ def evaluate_run(run: str, truth: str, *, storage_options: dict | None = None) -
     fs, root = storage.filesystem(run, storage_options)
     truth_doc = load_truth(truth, storage_options=storage_options)
     detections = read_json(fs, storage.join(root, "detections.json"), "detections")
+    images = detections.get("images") if isinstance(detections, dict) else None
+    if isinstance(images, list) and len(images) > 1:  # a collection's: the truth is one collage's
+        named = images[0].get("name") if isinstance(images[0], dict) else None
+        raise ValueError(f"{run} holds the detections of {len(images)} pictures: evaluate the picture the truth "
+                         f"is for, by its folder (e.g. --run {storage.join(run, named or '<picture>')})")
     windows = _read_windows(fs, root)
     if isinstance(windows, str):
         logger.info("no window confusion matrix: %s", windows)

@@ -216,3 +216,27 @@ def test_command_without_detections_exits_2(tmp_path, capsys):
     assert evaluate_app.main(["--run", str(tmp_path / "run"), "--truth", str(tmp_path / "truth.json")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "detections" in err and "\n" not in err
+
+
+def test_a_collection_of_pictures_is_pointed_to_the_picture_folder(tmp_path, capsys):
+    truth = quadrant_truth()
+    (tmp_path / "truth.json").write_text(json.dumps(truth))
+    run = write_run(tmp_path / "run", truth, [(1, 16, 16)])
+    detections = json.loads((tmp_path / "run" / "detections.json").read_text())
+    detections["images"] = [{**truth["images"][0], "id": k, "name": name} for k, name in ((1, "first"), (2, "second"))]
+    (tmp_path / "run" / "detections.json").write_text(json.dumps(detections))
+    assert evaluate_app.main(["--run", run, "--truth", str(tmp_path / "truth.json")]) == 2
+    assert capsys.readouterr().err.strip() == (f"error: {run} holds the detections of 2 pictures: evaluate the picture "
+                                               f"the truth is for, by its folder (e.g. --run {run}/first)")
+    assert not (tmp_path / "run" / "evaluation.json").exists()
+
+
+def test_loading_a_collections_folder_points_to_a_picture_folder(tmp_path):
+    from evaluation.runs import load_run
+
+    run = write_run(tmp_path / "run", quadrant_truth(), [(1, 16, 16)])
+    (tmp_path / "run" / "manifest.json").write_text(json.dumps({"pictures": [{"name": "first", "status": "scored"}]}))
+    (tmp_path / "run" / "_SUCCESS").write_text("")
+    with pytest.raises(ValueError, match=f"^{run} is a collection's folder: load one picture's folder "
+                                         rf"\(e.g. {run}/first\)$"):
+        load_run(run)
