@@ -53,7 +53,10 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
         if given is not None and f.name != "gpus":
             values[f.name] = given
     if args.gpus:
-        values["gpus"] = tuple(int(g) for g in args.gpus.split(","))
+        try:
+            values["gpus"] = tuple(int(g) for g in args.gpus.split(","))
+        except ValueError:
+            raise ValueError(f"--gpus must be comma-separated GPU ids such as 0,1, got {args.gpus!r}") from None
     values.setdefault("data", os.path.join(data_root(), "cifar10"))
     if "out" not in values:
         raise ValueError("--out is required")

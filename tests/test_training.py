@@ -153,6 +153,22 @@ def test_a_bad_config_file_is_one_line_before_training(content, message, tmp_pat
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("gpus, message", [
+    ("99", "--gpus 99: MXNet sees "),  # no machine has a 100th GPU
+    ("0,x", "--gpus must be comma-separated GPU ids such as 0,1, got '0,x'"),
+    ("-1", "`gpus` must be GPU ids (0, 1, ...), got (-1,)"),
+])
+def test_gpus_that_are_not_there_are_one_line_before_training(gpus, message, tmp_path, capsys):
+    from app import train
+
+    data = tmp_path / "cifar10"
+    data.mkdir()  # the data are not read before the GPUs are checked
+    code, err = run_cli(train.main, capsys, f"--gpus={gpus}", "--out", str(tmp_path / "run"), "--data", str(data),
+                        "--quiet")
+    assert_one_line(code, err, message)
+    assert not (tmp_path / "run").exists()
+
+
 @needs_cifar
 @pytest.mark.slow
 def test_short_training_run_learns_and_exports_a_scorable_bundle(tmp_path):

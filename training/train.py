@@ -71,6 +71,8 @@ class TrainConfig:
         check_config(self, positive=("epochs", "tiles_per_epoch", "batch_size", "canvas_size", "canvases_per_class"))
         if not 0 <= self.plain_fraction <= 1:
             raise ValueError(f"`plain_fraction` must be in [0, 1], got {self.plain_fraction}")
+        if any(not isinstance(g, int) or g < 0 for g in self.gpus):
+            raise ValueError(f"`gpus` must be GPU ids (0, 1, ...), got {self.gpus}")
 
 
 class BatchSampler:
@@ -161,6 +163,10 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True,
     from training.export import export_bundle
     from training.resnet import build_resnet
 
+    seen = mx.context.num_gpus() if config.gpus else 0
+    if any(g >= seen for g in config.gpus):  # before anything is written: MXNet would fail mid-way
+        raise ValueError(f"--gpus {','.join(map(str, config.gpus))}: MXNet sees {seen} GPU(s) here (a CPU-only "
+                         "build, or no such device); leave --gpus out to train on the CPU")
     ckpt_dir = start_run(config.out, config.seed)
     rng = np.random.default_rng(config.seed)
     ctx = [mx.gpu(i) for i in config.gpus] or [mx.cpu()]
