@@ -169,6 +169,24 @@ def test_gpus_that_are_not_there_are_one_line_before_training(gpus, message, tmp
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("trainer", ["train", "train_detector"])
+def test_training_never_writes_into_a_folder_of_other_files(trainer, tmp_path, capsys):
+    import importlib
+
+    main = importlib.import_module(f"app.{trainer}").main
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "mine.txt").write_text("not a model")
+    (tmp_path / "a-file").write_text("not a folder")
+    for out, message in ((tmp_path / "notes", "holds files that are not a model bundle or a training run"),
+                         (tmp_path / "a-file", "is a file, not a folder")):
+        code, err = run_cli(main, capsys, "--out", str(out), "--data", str(tmp_path / "none"), "--quiet")
+        assert_one_line(code, err, f"--out {out} {message}")
+    assert sorted(os.listdir(tmp_path / "notes")) == ["mine.txt"]
+    # Data that are not there are found before the run's folder is made.
+    code, err = run_cli(main, capsys, "--out", str(tmp_path / "new"), "--data", str(tmp_path / "none"), "--quiet")
+    assert code == 2 and "not found" in err and not (tmp_path / "new").exists()
+
+
 @needs_cifar
 @pytest.mark.slow
 def test_short_training_run_learns_and_exports_a_scorable_bundle(tmp_path):

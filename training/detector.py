@@ -35,6 +35,7 @@ from training.collage_windows import (
 from training.loop import (
     balanced_accuracy,
     check_config,
+    check_out,
     learning_rate,
     normaliser,
     per_class_accuracy,
@@ -212,10 +213,11 @@ def train_detector(config: DetectorConfig, *, resume: bool = False, progress: bo
     from training.export import export_bundle
     from training.resnet import build_resnet
 
+    check_out(config.out)
+    data = load_cifar(config.data, "train", storage_options=storage_options)  # before anything is written
     ckpt_dir = start_run(config.out, config.seed)
     ctx = [mx.cpu()]
 
-    data = load_cifar(config.data, "train", storage_options=storage_options)
     channels = split_channels(data, val_fraction=config.val_fraction, seed=config.seed)
     write_manifest(os.path.join(config.out, "manifest.csv"), data, channels)
     train_data, val_data = data.take(channels["train"]), data.take(channels["val"])

@@ -14,8 +14,8 @@ import numpy as np
 from core.project import project_relative
 from tilesets import MODEL_CLASSES
 
-__all__ = ["check_config", "start_run", "normaliser", "sgd_trainer", "restore", "learning_rate", "latest_checkpoint",
-           "save_checkpoint", "per_class_accuracy", "balanced_accuracy", "run_record"]
+__all__ = ["check_config", "check_out", "start_run", "normaliser", "sgd_trainer", "restore", "learning_rate",
+           "latest_checkpoint", "save_checkpoint", "per_class_accuracy", "balanced_accuracy", "run_record"]
 
 
 def check_config(config, *, positive: tuple) -> None:
@@ -42,10 +42,26 @@ def check_config(config, *, positive: tuple) -> None:
         raise ValueError(f"`class_mix` needs {len(MODEL_CLASSES)} fractions (>= 0) summing to 1, got {mix}")
 
 
+#: What a bundle or a training run holds: a folder with none of them is never trained into.
+_RUN_FILES = ("model.json", "checkpoints", "metrics.jsonl")
+
+
+def check_out(out: str) -> None:
+    """Refuse (``ValueError``) a file, or a folder holding files but no bundle or training run."""
+    if os.path.isfile(out):
+        raise ValueError(f"--out {out} is a file, not a folder")
+    if os.path.isdir(out) and os.listdir(out) and not any(os.path.exists(os.path.join(out, name))
+                                                          for name in _RUN_FILES):
+        raise ValueError(f"--out {out} holds files that are not a model bundle or a training run; "
+                         "choose a new or empty folder")
+
+
 def start_run(out: str, seed: int) -> str:
-    """Make the bundle folder and its ``checkpoints/``, seed numpy and MXNet; returns the checkpoint folder."""
+    """Make the bundle folder and its ``checkpoints/`` (see :func:`check_out`), seed numpy and
+    MXNet; returns the checkpoint folder."""
     import mxnet as mx
 
+    check_out(out)
     ckpt_dir = os.path.join(out, "checkpoints")
     os.makedirs(ckpt_dir, exist_ok=True)
     np.random.seed(seed)

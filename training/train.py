@@ -22,6 +22,7 @@ from training.canvas import canvas_tiles, make_canvases, sample_canvas_tiles
 from training.loop import (
     balanced_accuracy,
     check_config,
+    check_out,
     learning_rate,
     normaliser,
     per_class_accuracy,
@@ -167,11 +168,12 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True,
     if any(g >= seen for g in config.gpus):  # before anything is written: MXNet would fail mid-way
         raise ValueError(f"--gpus {','.join(map(str, config.gpus))}: MXNet sees {seen} GPU(s) here (a CPU-only "
                          "build, or no such device); leave --gpus out to train on the CPU")
+    check_out(config.out)
+    data = load_cifar(config.data, "train", storage_options=storage_options)  # before anything is written
     ckpt_dir = start_run(config.out, config.seed)
     rng = np.random.default_rng(config.seed)
     ctx = [mx.gpu(i) for i in config.gpus] or [mx.cpu()]
 
-    data = load_cifar(config.data, "train", storage_options=storage_options)
     channels = split_channels(data, val_fraction=config.val_fraction, seed=config.seed)
     if config.limit_per_class:
         channels = {name: _limit(data, idx, config.limit_per_class, rng) for name, idx in channels.items()}
