@@ -112,3 +112,20 @@ def test_bad_options_are_refused(bundle_copy, tmp_path):
 def test_int8_engine_needs_the_int8_file(random_bundle):
     with pytest.raises(BundleError, match="onnx-int8"):
         create_engine(random_bundle, "onnxruntime-int8")
+
+
+def test_calibration_takes_exactly_count_images_even_where_a_class_is_rare():
+    from tilesets import LabelledImages
+    from training.calibration import calibration_images
+
+    rng = np.random.default_rng(3)
+    original = np.array(["automobile"] * 4 + ["ship"] * 6 + ["frog"] * 90)  # car 4 %, boat 6 %
+    ids = np.array([str(k) for k in range(len(original))])
+    train = LabelledImages(rng.integers(0, 256, (len(original), 32, 32, 3), np.uint8), original, ids, ids)
+    for count in (2, 3, 7, 11, 48, 200):
+        images = calibration_images(train, count)
+        assert images.shape == (count, 32, 32, 3) and images.dtype == np.uint8
+        raw = images[:count - count // 2]  # the first part is training images as they are
+        assert all(any(np.array_equal(image, known) for known in train.images) for image in raw)
+    with pytest.raises(ValueError, match=r"`count` must be from 2 to 200 \(twice the training images\), got 201"):
+        calibration_images(train, 201)
