@@ -12,9 +12,10 @@
 # runs in its own session, so its PID is also its process-group id: `kill -- -PID` stops a
 # worker together with its executors and their Python workers (what a failure test wants).
 #
-# `up` waits until the master reports N alive workers (or fails with the logs' last lines) and
-# starts again any worker that has died since; `status` exits 1 when no master runs; `down` stops
-# exactly the processes in the pid files, and is fine when nothing runs.
+# `up` waits until the master reports N alive workers (or fails with the logs' last lines,
+# stopping what it started) and starts again any worker that has died since; `status` exits 1
+# when no master runs; `down` stops exactly the processes in the pid files, and is fine when
+# nothing runs.
 #
 # Environment: TILESCAN_PYTHON (default <repo>/.venv/bin/python) picks the Python, hence the
 # pyspark; SPARK_MASTER_PORT and SPARK_MASTER_WEBUI_PORT give defaults for --port and
@@ -134,7 +135,16 @@ load_state() {
     source "$RUN_DIR/cluster.env"
 }
 
+# A cluster this `up` started and that did not come up is stopped (its logs stay): nothing is
+# left running for the user to find and stop.
+fail_up() {
+    log_tails
+    ((FRESH)) && cmd_down >/dev/null
+    die "$@"
+}
+
 cmd_up() {
+    FRESH=0
     if is_daemon "$(pid_of "$RUN_DIR/master.pid")" "$MASTER_CLASS"; then
         local want_port=$PORT want_webui=$WEBUI_PORT want_workers=$WORKERS
         local want_cores=$CORES want_memory=$MEMORY
@@ -159,6 +169,7 @@ cmd_up() {
         SPARK_MASTER_OPTS="${SPARK_MASTER_OPTS:-} -Dspark.port.maxRetries=0" \
             start_daemon master "$MASTER_CLASS" \
             --host "$HOST" --port "$PORT" --webui-port "$WEBUI_PORT"
+        FRESH=1
     fi
 
     local i started=0
@@ -186,15 +197,13 @@ cmd_up() {
             class=$WORKER_CLASS
             [[ $name == master ]] && class=$MASTER_CLASS
             if ! is_daemon "$(pid_of "$RUN_DIR/$name.pid")" "$class"; then
-                log_tails
-                die "$name exited while the cluster was starting (logs in $RUN_DIR)"
+                fail_up "$name exited while the cluster was starting (logs in $RUN_DIR)"
             fi
         done
         sleep 0.5
     done
     if ((alive < WORKERS)); then
-        log_tails
-        die "$alive of $WORKERS workers alive after ${TIMEOUT}s (logs in $RUN_DIR)"
+        fail_up "$alive of $WORKERS workers alive after ${TIMEOUT}s (logs in $RUN_DIR)"
     fi
     echo "up: spark://$HOST:$PORT with $WORKERS workers of $CORES cores and $MEMORY" \
         "(web UI http://$HOST:$WEBUI_PORT, state in $RUN_DIR)"
@@ -279,8 +288,9 @@ main() {
     done
     require_int --cores "$CORES" 1 1024
     [[ $MEMORY =~ ^[0-9]+[mMgG]$ ]] || die "--memory must look like 512m or 2g, got '$MEMORY'"
-    require_int --port "$PORT" 1 65535
-    require_int --webui-port "$WEBUI_PORT" 1 65535
+    # Spark binds no port below 1024.
+    require_int --port "$PORT" 1024 65535
+    require_int --webui-port "$WEBUI_PORT" 1024 65535
     ((PORT != WEBUI_PORT)) || die "--port and --webui-port must differ, both are $PORT"
     require_int --timeout "$TIMEOUT" 1 3600
 

@@ -317,6 +317,17 @@ def spark_daemon_alive(pid: int) -> bool:
         return False
 
 
+def command_lines() -> list:
+    """Every process's command line, as bytes (one that ends while being read is left out)."""
+    found = []
+    for path in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            found.append(path.read_bytes())
+        except OSError:
+            pass
+    return found
+
+
 def pids(run_dir: Path) -> dict:
     return {p.stem: int(p.read_text()) for p in run_dir.glob("*.pid")}
 
@@ -350,6 +361,7 @@ def submit_job(port: int, folder: Path) -> subprocess.CompletedProcess:
     (["up", "2", "--memory", "1TB"], "--memory must look like"),
     (["up", "2", "--port", "9000", "--webui-port", "9000"], "must differ"),
     (["up", "2", "--workers", "3"], "unknown option '--workers'"),
+    (["up", "1", "--port", "80"], "--port must be an integer from 1024 to 65535, got '80'"),  # Spark refuses it
 ])
 def test_local_cluster_rejects_bad_arguments(args, message, tmp_path):
     result = cluster(*args, run_dir=tmp_path / "cluster")
@@ -374,6 +386,24 @@ def test_local_cluster_refuses_a_busy_port(tmp_path):
     assert result.returncode == 1
     assert f"port {port} on 127.0.0.1 is in use" in result.stderr
     assert pids(tmp_path / "cluster") == {}
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_a_cluster_that_does_not_come_up_is_stopped(tmp_path):
+    run_dir = tmp_path / "cluster"
+    port, webui = free_ports(2)
+    # A recovery factory that does not exist: the master runs but never takes workers.
+    broken = "-Dspark.deploy.recoveryMode=CUSTOM -Dspark.deploy.recoveryMode.factory=no.such.Factory"
+    result = run([LOCAL_CLUSTER, "up", "1", "--port", str(port), "--webui-port", str(webui), "--timeout", "8",
+                  "--dir", run_dir], env=script_env(TILESCAN_PYTHON=sys.executable, SPARK_MASTER_OPTS=broken),
+                 timeout=180)
+    assert result.returncode == 1
+    assert f"0 of 1 workers alive after 8s (logs in {run_dir})" in result.stderr
+    assert pids(run_dir) == {}
+    assert not [cmd for cmd in command_lines() if str(run_dir).encode() in cmd], \
+        "a daemon started for the run folder (a worker's --work-dir is in it) still runs"
+    assert (run_dir / "master.log").exists() and (run_dir / "worker-1.log").exists()
 
 
 def up_args(workers: int, port: int, webui: int) -> list:
