@@ -16,7 +16,7 @@ from core import storage
 from evaluation.heatmap import ScoreGrid, score_grid
 from evaluation.metrics import evaluate, plot_pr_curves
 from pixels import read_image
-from scoring.outputs import SUCCESS
+from scoring.outputs import EVALUATION_FILES, SUCCESS
 
 __all__ = [
     "BOX_COLUMNS", "EVALUATION_FILE", "CURVE_FILE", "RunData", "read_json", "load_run", "load_truth",
@@ -25,8 +25,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-EVALUATION_FILE = "evaluation.json"
-CURVE_FILE = "pr_curve.png"
+EVALUATION_FILE, CURVE_FILE = EVALUATION_FILES
 #: The corner columns of every box frame.
 BOX_COLUMNS = ["x0", "y0", "x1", "y1"]
 

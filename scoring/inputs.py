@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from core import storage
 from core.errors import InputError
-from scoring.outputs import DATASET, MARKER
+from scoring.outputs import MARKER, RESERVED_NAMES
 
 __all__ = ["Inputs", "resolve_inputs", "output_names", "PICTURE_SUFFIXES"]
 
@@ -183,16 +183,17 @@ def resolve_inputs(image: str | None = None, images=None, *, storage_options: di
 
 def output_names(urls) -> list[str]:
     """One folder name per picture: its file name without the ending, made safe; names that
-    would collide, with each other or with the run's own ``windows`` dataset, get a short
-    hash of their full URL (``a/x.png`` and ``b/x.png`` become ``x-15a6511e`` and ``x-29cc070f``).
+    would collide, with each other or with the run's own files and ``windows`` dataset
+    (:data:`scoring.outputs.RESERVED_NAMES`), get a short hash of their full URL (``a/x.png``
+    and ``b/x.png`` become ``x-15a6511e`` and ``x-29cc070f``).
 
-    >>> output_names(["scans/windows.png", "scans/door.png"])
-    ['windows-ed6da656', 'door']
+    >>> output_names(["scans/windows.png", "scans/door.png", "scans/manifest.json.png"])
+    ['windows-ed6da656', 'door', 'manifest.json-17f5bd65']
     >>> output_names(["scans/über.png", "scans/扫描 1.png", "scans/#1.png"])
     ['über', '扫描_1', '1']
     """
     stems = [_UNSAFE.sub("_", unicodedata.normalize("NFC", url.rstrip("/").rsplit("/", 1)[-1].rsplit(".", 1)[0]))
              .strip("._") or "picture" for url in urls]
     counts = Counter(stems)
-    return [f"{s}-{hashlib.sha1(u.encode()).hexdigest()[:8]}" if counts[s] > 1 or s.lower() == DATASET else s
+    return [f"{s}-{hashlib.sha1(u.encode()).hexdigest()[:8]}" if counts[s] > 1 or s.lower() in RESERVED_NAMES else s
             for s, u in zip(stems, urls)]

@@ -31,7 +31,8 @@ from core import storage
 from core.errors import OutputExistsError, TilescanError
 from core.redaction import redact
 
-__all__ = ["RunWriter", "Destination", "SUCCESS", "MARKER", "OUTPUT_FILES", "DATASET"]
+__all__ = ["RunWriter", "Destination", "SUCCESS", "MARKER", "OUTPUT_FILES", "DATASET", "EVALUATION_FILES",
+           "RESERVED_NAMES"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,10 @@ _STAGING = re.compile(r"^_temporary-[0-9a-f]{12}$")
 OUTPUT_FILES = ("windows.parquet", "detections.json", "overlay.png", "manifest.json")
 #: A collection run's windows dataset, a folder of the run partitioned by picture (``image=<name>``).
 DATASET = "windows"
+#: What ``app.evaluate`` writes beside a run's outputs: the metrics and the PR curves.
+EVALUATION_FILES = ("evaluation.json", "pr_curve.png")
+#: Names a collection's own files and folders take: no picture's folder may take one (lower case).
+RESERVED_NAMES = frozenset({*OUTPUT_FILES, DATASET, *EVALUATION_FILES})
 #: A commit takes seconds; a commit lock older than this was left by a run that was
 #: stopped while committing, or lost its storage then.
 _STALE_LOCK_S = 300

@@ -325,6 +325,20 @@ def test_pictures_named_in_any_script_keep_their_names(spark, tmp_path, random_b
     assert set(result.windows().column("image").to_pylist()) == names
 
 
+def test_pictures_named_like_the_runs_own_files_get_folders_of_their_own(spark, tmp_path, random_bundle_dir):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for k, name in enumerate(("manifest.json", "detections.json", "windows", "evaluation.json")):
+        write_noise_png(folder / f"{name}.png", 64, 48, seed=k)
+    result = score_images(spark, str(folder), str(tmp_path / "run"), model=random_bundle_dir, quiet=True)
+    assert not result.failed and len(result.pictures) == 4
+    run_folder = tmp_path / "run"
+    assert (run_folder / "manifest.json").is_file() and (run_folder / "detections.json").is_file()
+    for picture in result.pictures:
+        assert picture["name"] not in ("manifest.json", "detections.json", "windows", "evaluation.json")
+        assert (run_folder / picture["name"] / "_SUCCESS").exists()
+
+
 def test_python_api_returns_boxes_of_every_picture(spark, tmp_path, pictures, random_bundle_dir):
     urls = [str(pictures / f"{n}.png") for n in ("wide", "tall")]
     result = score_images(spark, urls, str(tmp_path / "run"), model=random_bundle_dir, threshold={"*": 0.34}, keep=0.0,
