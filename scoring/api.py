@@ -18,6 +18,7 @@ import pandas as pd
 from core import storage
 from core.errors import InputError
 from scoring.inputs import resolve_inputs
+from scoring.outputs import DATASET
 from scoring.params import ScoreParams
 from scoring.pipeline import prepare, run
 
@@ -55,12 +56,17 @@ class ScoredRun:
         return pd.DataFrame(rows, columns=["picture", "url", "class", "x0", "y0", "x1", "y1", "score"])
 
     def windows(self):
-        """The run's windows, all pictures (``windows/image=<name>/``), as a pyarrow Table with an ``image`` column."""
+        """The run's windows, all pictures (``windows/image=<name>/``), as a pyarrow Table with an
+        ``image`` column; a table with only that column and no rows when no picture was scored."""
+        import pyarrow as pa
         import pyarrow.dataset as ds
 
         fs, root = storage.filesystem(self.out, self.storage_options)
-        dataset = ds.dataset(storage.join(root, "windows"), filesystem=fs, format="parquet", partitioning="hive")
-        return dataset.to_table()
+        folder = storage.join(root, DATASET)
+        with storage.errors("read", storage.join(self.out, DATASET)):
+            if not fs.exists(folder):  # no picture was scored: the run has no dataset
+                return pa.table({"image": pa.array([], pa.string())})
+            return ds.dataset(folder, filesystem=fs, format="parquet", partitioning="hive").to_table()
 
 
 def score_images(spark, images, out: str, *, storage_options: dict | None = None, **options) -> ScoredRun:

@@ -339,6 +339,18 @@ def test_pictures_named_like_the_runs_own_files_get_folders_of_their_own(spark, 
         assert (run_folder / picture["name"] / "_SUCCESS").exists()
 
 
+def test_python_api_on_a_run_where_every_picture_failed(spark, tmp_path, pictures, random_bundle_dir):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    damaged_copy(pictures / "square.png", folder / "square.png")
+    (folder / "empty.png").write_bytes(b"")
+    result = score_images(spark, str(folder), str(tmp_path / "run"), model=random_bundle_dir, quiet=True)
+    assert [p["status"] for p in result.failed] == ["failed", "failed"]
+    assert len(result.boxes()) == 0
+    windows = result.windows()
+    assert windows.num_rows == 0 and windows.column_names == ["image"]
+
+
 def test_python_api_returns_boxes_of_every_picture(spark, tmp_path, pictures, random_bundle_dir):
     urls = [str(pictures / f"{n}.png") for n in ("wide", "tall")]
     result = score_images(spark, urls, str(tmp_path / "run"), model=random_bundle_dir, threshold={"*": 0.34}, keep=0.0,
