@@ -13,8 +13,10 @@ scores does not score its overlays the next time.
 from __future__ import annotations
 
 import csv
+import datetime
 import hashlib
 import io
+import math
 import posixpath
 import re
 import unicodedata
@@ -131,6 +133,24 @@ def _list_rows(data: bytes, name: str) -> list[dict]:
     return [{"path": line.strip()} for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
 
 
+def _plain(value):
+    """A list's cell as JSON holds it (the manifest carries it): dates and times in ISO 8601,
+    bytes in hex, NaN and infinities as null, anything else not JSON (a decimal) as text."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, (str, int)):
+        return value
+    if isinstance(value, (datetime.date, datetime.time)):  # a datetime is a date
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.hex()
+    return str(value)
+
+
 def _from_list(images: str, storage_options) -> Inputs:
     if images.lower().endswith(PICTURE_SUFFIXES):  # not read: a picture may be gigabytes
         raise InputError(f"--images takes a list of pictures, {images} is a picture (use --image)")
@@ -151,7 +171,7 @@ def _from_list(images: str, storage_options) -> Inputs:
         if url not in seen:
             seen.add(url)
             urls.append(url)
-            attributes.append({k: v for k, v in row.items() if k != "path"})
+            attributes.append({k: _plain(v) for k, v in row.items() if k != "path"})
     return Inputs(tuple(urls), single=False, source=images, attributes=tuple(attributes))
 
 

@@ -286,6 +286,26 @@ def test_a_name_with_glob_characters_that_exists_is_itself_not_a_pattern(tmp_pat
     assert not pattern.single and pattern.urls == (str(folder / "q1.png"),)
 
 
+def test_typed_columns_of_a_parquet_list_travel_as_json(tmp_path, pictures):
+    import datetime
+    import decimal
+
+    import pyarrow as pa
+
+    from scoring.inputs import resolve_inputs
+
+    listing = tmp_path / "list.parquet"
+    pq.write_table(pa.table({
+        "path": [str(pictures / "small.png")], "taken": [datetime.datetime(2026, 1, 2, 3, 4, 5)],
+        "day": [datetime.date(2026, 1, 2)], "price": pa.array([decimal.Decimal("1.50")], pa.decimal128(5, 2)),
+        "raw": [b"\x00\x01"], "tags": [["a", "b"]], "gap": [float("nan")], "ok": [True], "n": [3],
+    }), listing)
+    (attributes,) = resolve_inputs(images=str(listing)).attributes
+    assert attributes == {"taken": "2026-01-02T03:04:05", "day": "2026-01-02", "price": "1.50", "raw": "0001",
+                          "tags": ["a", "b"], "gap": None, "ok": True, "n": 3}
+    json.dumps(attributes, allow_nan=False)  # what the manifests hold is strict JSON
+
+
 def test_a_list_file_with_attributes_and_headers_read_on_executors(spark, tmp_path, pictures, random_bundle_dir,
                                                                    monkeypatch):
     monkeypatch.setattr(pipeline, "PROBE_ON_DRIVER", 1)  # read the headers on the executors
