@@ -25,7 +25,6 @@ from scoring.params import (
     ScoreParams,
     defaults,
     format_class_values,
-    parse_class_values,
     parse_colors,
 )
 from tiling.grid import EDGE_POLICIES
@@ -84,7 +83,7 @@ def params_from_args(args: argparse.Namespace) -> ScoreParams:
     return ScoreParams(
         image=args.image, images=args.images, out=args.out, model=args.model, engine=args.engine, window=args.window,
         stride=args.stride, edge=args.edge, strips=args.strips, batch_size=args.batch_size, keep=args.keep,
-        threshold=None if args.threshold is None else parse_class_values(args.threshold, "threshold"),
+        threshold=args.threshold,
         merge=args.merge, merge_iou=args.merge_iou,
         colors=parse_colors(args.colors), max_pixels=args.max_pixels, overwrite=args.overwrite, resume=args.resume,
         quiet=args.quiet,

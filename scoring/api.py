@@ -75,8 +75,9 @@ def score_images(spark, images, out: str, *, storage_options: dict | None = None
     The outputs always have a collection's layout (``out/<picture>/``), one picture or many.
     ``options`` are :class:`scoring.params.ScoreParams` fields (``model``, ``stride``,
     ``threshold``, ``resume``...); ``threshold`` and ``colors`` may also be given as on the
-    command line (``threshold=0.8`` or ``"car=0.95,boat=0.9"``). Bad input raises :class:`core.errors.TilescanError`
-    before Spark does any work; pictures that fail are listed in :attr:`ScoredRun.failed`.
+    command line (``threshold=0.8`` or ``"car=0.95,boat=0.9"``). Bad input raises
+    :class:`core.errors.TilescanError` before Spark does any work; pictures that fail are
+    listed in :attr:`ScoredRun.failed`.
     """
     if not isinstance(out, (str, os.PathLike)) or not os.fspath(out):
         raise InputError(f"`out` must be a path or URL, got {out!r}")

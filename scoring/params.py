@@ -25,8 +25,16 @@ DEFAULT_COLORS = {"car": (255, 0, 0), "boat": (0, 200, 0)}
 _FALLBACK_COLORS = [(255, 200, 0), (0, 120, 255), (255, 0, 255), (0, 230, 230)]
 
 
-def parse_class_values(text: str, name: str) -> dict:
-    """``"0.9"`` or ``"car=0.95,boat=0.9"`` or ``"0.9,car=0.95"`` -> ``{"*": 0.9, "car": 0.95}``."""
+def parse_class_values(text, name: str) -> dict:
+    """``"0.9"`` or ``"car=0.95,boat=0.9"`` or ``"0.9,car=0.95"`` -> ``{"*": 0.9, "car": 0.95}``.
+
+    From Python, one number stands for its text, and a dict is checked as it is given.
+    """
+    if isinstance(text, dict):
+        for key, value in text.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+                raise TilescanError(f"--{name}: values must be numbers in [0, 1], got {key}={value!r}")
+        return dict(text)
     values = {}
     for token in filter(None, (t.strip() for t in str(text).split(","))):
         key, _, value = token.rpartition("=")
@@ -112,13 +120,9 @@ class ScoreParams:
     quiet: bool = False
 
     def __post_init__(self) -> None:
-        # From Python (a notebook), the option's text or one number is taken as on the command line.
-        if self.threshold is not None and not isinstance(self.threshold, dict):
+        # The option's text as on the command line, or from Python (a notebook) a number or a dict.
+        if self.threshold is not None:
             object.__setattr__(self, "threshold", parse_class_values(self.threshold, "threshold"))
-        elif self.threshold is not None:
-            for key, value in self.threshold.items():
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-                    raise TilescanError(f"--threshold: values must be numbers in [0, 1], got {key}={value!r}")
         if isinstance(self.colors, str):
             object.__setattr__(self, "colors", parse_colors(self.colors))
         checks = [

@@ -57,11 +57,10 @@ def check_out(out: str) -> None:
 
 
 def start_run(out: str, seed: int) -> str:
-    """Make the bundle folder and its ``checkpoints/`` (see :func:`check_out`), seed numpy and
-    MXNet; returns the checkpoint folder."""
+    """Make the bundle folder and its ``checkpoints/`` (``out`` checked by :func:`check_out`
+    first, before the data are read), seed numpy and MXNet; returns the checkpoint folder."""
     import mxnet as mx
 
-    check_out(out)
     ckpt_dir = os.path.join(out, "checkpoints")
     os.makedirs(ckpt_dir, exist_ok=True)
     np.random.seed(seed)
