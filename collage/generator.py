@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy.spatial import cKDTree
 
+from pixels import DEFAULT_MAX_PIXELS
 from tiling.box import Box
 
 __all__ = ["CollageParams", "Placements", "Collage", "layout", "tile_descriptors", "target_descriptors",
@@ -107,6 +108,11 @@ class CollageParams:
             raise ValueError(f"`min_visible` must be in [0, 1], got {self.min_visible}")
         if self.match not in MATCH_MODES:
             raise ValueError(f"`match` must be one of {', '.join(MATCH_MODES)}, got {self.match!r}")
+        # Built, written and evaluated whole in memory (`make_collage` peaks near 20 bytes a
+        # pixel): no bigger than a picture that is decoded whole may be.
+        if self.height is not None and self.width * self.height > DEFAULT_MAX_PIXELS:
+            raise ValueError(f"a {self.width}x{self.height} collage is {self.width * self.height:,} pixels, "
+                             f"more than the {DEFAULT_MAX_PIXELS:,} it may have (it is built in memory)")
 
     def resolve(self, target_shape: tuple) -> CollageParams:
         """These parameters with ``height`` set from the target's ``(rows, cols, ...)`` shape.
@@ -154,10 +160,14 @@ class Collage:
     params: CollageParams
 
 
+def _axis_cells(size: int, step: int) -> int:
+    return -(-size // step)
+
+
 def _axis_origins(size: int, step: int, jitter: int) -> np.ndarray:
     # Cell i is [i * step, (i + 1) * step); its tile starts in [i*step - 2*jitter, i*step], so
     # it covers the cell whenever step + 2 * jitter <= tile; clipping to the picture keeps that.
-    return np.arange(-(-size // step), dtype=np.int64) * step - jitter
+    return np.arange(_axis_cells(size, step), dtype=np.int64) * step - jitter
 
 
 def layout(height: int, width: int, *, tile_size: int, step: int, jitter: int,
@@ -353,14 +363,16 @@ def build_collage(target: np.ndarray, images: np.ndarray, labels, params: Collag
         raise ValueError(f"`labels` and `ids` need one entry per image ({len(images)}), "
                          f"got {labels.shape} and {ids.shape}")
     params = params.resolve(target.shape)
+    # Counted before the layout is made: a collage too big for the library fails at once.
+    placements = _axis_cells(params.height, params.step) * _axis_cells(params.width, params.step)
+    if len(images) * params.max_uses < placements:
+        raise ValueError(
+            f"`max_uses` ({params.max_uses}) x {len(images)} library tiles is fewer than the "
+            f"{placements} placements of a {params.width}x{params.height} collage"
+        )
     rng = np.random.default_rng(params.seed)
     corners = layout(params.height, params.width, tile_size=t, step=params.step, jitter=params.jitter, rng=rng)
     corners = corners[rng.permutation(len(corners))]
-    if len(images) * params.max_uses < len(corners):
-        raise ValueError(
-            f"`max_uses` ({params.max_uses}) x {len(images)} library tiles is fewer than the "
-            f"{len(corners)} placements of a {params.width}x{params.height} collage"
-        )
 
     if params.match == "random":
         # Every tile max_uses times, shuffled: uniform picks within the use limit.

@@ -14,6 +14,7 @@ from app import collage as collage_app
 from collage import (
     CollageParams,
     build_collage,
+    generator,
     ground_truth,
     layout,
     owner_map,
@@ -190,10 +191,24 @@ def test_bad_params_name_the_argument(change, match):
         CollageParams(**change)
 
 
-def test_too_few_tiles_for_max_uses():
+def test_too_few_tiles_for_max_uses(monkeypatch):
     images, labels = noise_library(10)
     with pytest.raises(ValueError, match="max_uses"):
         build_collage(gradient_target(), images, labels, CollageParams(width=256, height=192, max_uses=2))
+
+    # Counted before any layout is made: a collage far too big for the library fails at once.
+    def no_layout(*args, **kwargs):
+        raise AssertionError("laid out a collage the library cannot fill")
+
+    monkeypatch.setattr(generator, "layout", no_layout)
+    with pytest.raises(ValueError, match=r"fewer than the 695556 placements of a 20000x20000"):
+        build_collage(gradient_target(), images, labels, CollageParams(width=20000, height=20000))
+
+
+@pytest.mark.parametrize("size", [{"width": 100_000, "height": 100_000}, {"width": 400_000}])
+def test_collage_over_the_pixel_cap_is_refused(size):
+    with pytest.raises(ValueError, match=r"collage is [\d,]+ pixels, more than the 400,000,000"):
+        CollageParams(**size).resolve((2, 1, 3))
 
 
 def test_bad_target_and_windows():
