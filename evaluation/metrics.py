@@ -51,6 +51,28 @@ def _boxes(annotations: list, what: str, *, scored: bool) -> tuple[np.ndarray, n
     return boxes, scores
 
 
+def _truth_annotations(truths: list, names: dict) -> list[dict]:
+    """The truth's annotations with ``category_id`` one of ``names`` and ``iscrowd`` 0 or 1.
+
+    COCO files from other annotation tools often leave ``iscrowd`` out: it is then 0, as
+    pycocotools' own ground truth loader would have it, instead of its KeyError later.
+    """
+    checked = []
+    for k, a in enumerate(truths):
+        try:
+            category, crowd = int(a["category_id"]), int(a.get("iscrowd", 0))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"ground truth: annotation {k} needs an integer `category_id` and `iscrowd` "
+                             f"({type(exc).__name__}: {exc})") from None
+        if category not in names:
+            raise ValueError(f"ground truth: annotation {k} has category_id {category}, not one of the "
+                             f"categories {sorted(names)}")
+        if crowd not in (0, 1):
+            raise ValueError(f"ground truth: annotation {k} has iscrowd {crowd}, not 0 or 1")
+        checked.append({**a, "category_id": category, "iscrowd": crowd})
+    return checked
+
+
 def _overlap_groups(boxes: np.ndarray) -> np.ndarray:
     """``(N,)`` group of each ``x, y, w, h`` box, such that boxes that overlap share a group.
 
@@ -137,6 +159,7 @@ def box_metrics(truth: dict, detections: dict) -> dict:
     if not isinstance(truths, list) or not isinstance(found, list):
         raise ValueError("ground truth and detections need an `annotations` list")
     _boxes(truths, "ground truth", scored=False)
+    truths = _truth_annotations(truths, names)
     _, scores = _boxes(found, "detections", scored=True)
     try:
         found = [{"category_id": ids[det_names[int(a["category_id"])]], "bbox": [float(v) for v in a["bbox"]],

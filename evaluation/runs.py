@@ -212,11 +212,16 @@ def truth_frame(truth: dict) -> pd.DataFrame:
 
 def read_json(fs, path: str, what: str) -> dict:
     try:
-        return json.loads(storage.read_bytes(fs, path))
+        doc = json.loads(storage.read_bytes(fs, path))
     except FileNotFoundError:
         raise FileNotFoundError(f"{what} not found: {path}") from None
+    except IsADirectoryError:
+        raise ValueError(f"{what} {path} is a folder, not a JSON file") from None
     except ValueError as exc:
         raise ValueError(f"{what} {path} is not JSON ({exc})") from None
+    if not isinstance(doc, dict):
+        raise ValueError(f"{what} {path} must hold a JSON object, got a {type(doc).__name__}")
+    return doc
 
 
 def _read_windows(fs, root: str) -> tuple[np.ndarray, np.ndarray] | str:
@@ -260,7 +265,8 @@ def evaluate_run(run: str, truth: str, *, storage_options: dict | None = None) -
         named = images[0].get("name") if isinstance(images[0], dict) else None
         raise ValueError(f"{run} holds the detections of {len(images)} pictures: evaluate the picture the truth "
                          f"is for, by its folder (e.g. --run {storage.join(run, named or '<picture>')})")
-    windows = _read_windows(fs, root)
+    # A plain COCO ground truth (not a collage's) has no tiles to give each window a class.
+    windows = _read_windows(fs, root) if "collage" in truth_doc else "the ground truth is not a collage's"
     if isinstance(windows, str):
         logger.info("no window confusion matrix: %s", windows)
         result = evaluate(truth_doc, detections)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 
 import numpy as np
 import pyarrow as pa
@@ -127,6 +128,28 @@ def test_mismatched_or_malformed_detections(change, match):
         box_metrics(truth_doc(), {**detections_doc(TRUTH_BOXES), **change})
 
 
+@pytest.mark.parametrize("change, match", [
+    ({"category_id": 99}, r"annotation 0 has category_id 99, not one of the categories \[1, 2\]"),
+    ({"category_id": "car"}, "annotation 0 needs an integer `category_id`"),
+    ({"iscrowd": 2}, "annotation 0 has iscrowd 2, not 0 or 1"),
+])
+def test_malformed_truth_annotations_are_refused(change, match):
+    truth = truth_doc()
+    truth["annotations"][0].update(change)
+    with pytest.raises(ValueError, match=match):
+        box_metrics(truth, detections_doc(TRUTH_BOXES))
+
+
+def test_truths_without_iscrowd_count_as_not_crowd():
+    # Other annotation tools leave iscrowd out; pycocotools raised KeyError on it.
+    truth = truth_doc()
+    for annotation in truth["annotations"]:
+        del annotation["iscrowd"], annotation["ignore"]
+    result = box_metrics(truth, detections_doc(TRUTH_BOXES[:3]))
+    assert result["classes"]["car"]["ap50"] == 1 and result["classes"]["car"]["truths"] == 3
+    assert result["classes"]["boat"]["truths"] == 2 and result["classes"]["boat"]["recall"] == 0
+
+
 def quadrant_truth() -> dict:
     """A 64x64 collage of four tiles: car, boat / background, car; a fifth car on top in the middle."""
     placements = Placements(x=np.array([0, 32, 0, 32, 16]), y=np.array([0, 0, 32, 32, 16]),
@@ -191,6 +214,33 @@ def test_partial_windows_give_no_confusion_matrix(tmp_path):
     run = write_run(tmp_path / "run", truth, [], np.array([[0, 0, 32, 32]]), ["car"], scored=9)
     result = evaluate_run(run, str(tmp_path / "truth.json"))
     assert "1 of the 9" in result["windows"]["skipped"]
+
+
+def test_a_plain_coco_truth_gives_box_metrics_without_a_confusion_matrix(tmp_path):
+    truth = quadrant_truth()
+    del truth["collage"]  # as from an annotation tool: no tiles to give a window its class
+    (tmp_path / "truth.json").write_text(json.dumps(truth))
+    windows = np.array([[0, 0, 32, 32]])
+    run = write_run(tmp_path / "run", truth, [(1, 16, 16)], windows, ["car"], scored=1)
+    result = evaluate_run(run, str(tmp_path / "truth.json"))
+    assert result["windows"] == {"skipped": "the ground truth is not a collage's"}
+    assert result["classes"]["car"]["true_positives"] == 1
+
+
+@pytest.mark.parametrize("truth, match", [
+    ("folder", r"ground truth .*truth is a folder, not a JSON file$"),
+    ("[1, 2]", r"ground truth .*truth must hold a JSON object, got a list$"),
+])
+def test_a_truth_that_is_no_json_object_exits_2(tmp_path, capsys, truth, match):
+    run = write_run(tmp_path / "run", quadrant_truth(), [(1, 16, 16)])
+    if truth == "folder":
+        (tmp_path / "truth").mkdir()
+    else:
+        (tmp_path / "truth").write_text(truth)
+    assert evaluate_app.main(["--run", run, "--truth", str(tmp_path / "truth")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err
+    assert re.search(match, err)
 
 
 def test_command_prints_a_summary(tmp_path, capsys):
