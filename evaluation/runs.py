@@ -226,16 +226,24 @@ def read_json(fs, path: str, what: str) -> dict:
 
 def _read_windows(fs, root: str) -> tuple[np.ndarray, np.ndarray] | str:
     """The run's windows and labels, or why there is no window confusion matrix."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     path = storage.join(root, "windows.parquet")
     if not fs.exists(path):
         return "the run has no windows.parquet"
-    with fs.open(path, "rb") as fh:
-        table = pq.read_table(fh, columns=["x", "y", "width", "height", "label"])
+    damaged = None
+    with storage.errors("read", fs.unstrip_protocol(path)), fs.open(path, "rb") as fh:
+        try:
+            table = pq.read_table(fh, columns=["x", "y", "width", "height", "label"])
+        except pa.ArrowException as exc:  # damaged, or not the windows of a run
+            damaged = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+    if damaged:
+        raise ValueError(f"{path} cannot be read as a run's windows ({damaged})")
     manifest = storage.join(root, "manifest.json")
     if fs.exists(manifest):
-        scored = read_json(fs, manifest, "manifest").get("counts", {}).get("windows_scored")
+        counts = read_json(fs, manifest, "manifest").get("counts")
+        scored = counts.get("windows_scored") if isinstance(counts, dict) else None
         if scored is not None and scored != table.num_rows:
             return (f"windows.parquet holds {table.num_rows} of the {scored} windows scored "
                     "(score with --keep 0 to keep every window)")

@@ -243,6 +243,31 @@ def test_a_truth_that_is_no_json_object_exits_2(tmp_path, capsys, truth, match):
     assert re.search(match, err)
 
 
+@pytest.mark.parametrize("windows, match", [
+    (b"garbage", r"windows.parquet cannot be read as a run's windows \(ArrowInvalid: .*footer"),
+    (pa.table({"x": [1]}), r"windows.parquet cannot be read as a run's windows \(ArrowInvalid: No match .*y"),
+])
+def test_damaged_windows_exit_2_naming_the_file(tmp_path, capsys, windows, match):
+    truth = quadrant_truth()
+    (tmp_path / "truth.json").write_text(json.dumps(truth))
+    run = write_run(tmp_path / "run", truth, [(1, 16, 16)])
+    if isinstance(windows, bytes):
+        (tmp_path / "run" / "windows.parquet").write_bytes(windows)
+    else:
+        pq.write_table(windows, str(tmp_path / "run" / "windows.parquet"))
+    assert evaluate_app.main(["--run", run, "--truth", str(tmp_path / "truth.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and re.search(match, err)
+
+
+def test_a_manifest_without_counts_still_evaluates_the_windows(tmp_path):
+    truth = quadrant_truth()
+    (tmp_path / "truth.json").write_text(json.dumps(truth))
+    run = write_run(tmp_path / "run", truth, [(1, 16, 16)], np.array([[0, 0, 32, 32]]), ["car"])
+    (tmp_path / "run" / "manifest.json").write_text(json.dumps({"counts": 5}))
+    assert evaluate_run(run, str(tmp_path / "truth.json"))["windows"]["windows"] == 1
+
+
 def test_command_prints_a_summary(tmp_path, capsys):
     # Three cars and a boat, all at least half visible; one box, exactly on the middle car.
     truth = quadrant_truth()
