@@ -24,6 +24,7 @@ import time
 
 from app import cli
 from collage.make import TEST_COLLAGES, make_collage
+from core.errors import InputError
 from core.project import project_path
 from evaluation.metrics import box_metrics, format_number, summary_lines
 from evaluation.runs import evaluate_run
@@ -63,17 +64,42 @@ def target_picture(root: str, work: str) -> str:
     return path
 
 
-def score(image: str, out: str, extra: list) -> float:
+def score_command(image: str, out: str, extra: list) -> list:
+    """score.py's arguments for the demo's run, checked as score.py would check them.
+
+    The demo sets the pictures and the output itself (it evaluates what it wrote there), so
+    extra options may not move them; bad options fail here, before the collages are built.
+    """
+    from app.score import build_parser, params_from_args
+
+    arguments = ["--image", image, "--out", out, "--keep", "0", "--overwrite", *extra]
+    args = build_parser().parse_args(arguments)
+    if args.image != image or args.images is not None or args.out != out:
+        raise InputError("the demo sets score.py's --image and --out itself: leave them out of its options")
+    params_from_args(args)
+    return arguments
+
+
+def score(arguments: list) -> float:
     env = dict(os.environ, SPARK_LOCAL_IP="127.0.0.1", PYSPARK_PYTHON=sys.executable,
                PYSPARK_DRIVER_PYTHON=sys.executable, SPARK_CONF_DIR=project_path("conf"),
                PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
     # No --driver-memory: the driver holds headers, not pixels (Spark's default 1g will do).
-    command = [spark_submit_executable(), "--master", "local[*]", project_path("app", "score.py"),
-               "--image", image, "--out", out, "--keep", "0", "--overwrite", *extra]
+    command = [spark_submit_executable(), "--master", "local[*]", project_path("app", "score.py"), *arguments]
     logger.info("running: %s", " ".join(command))
     started = time.time()
-    subprocess.run(command, check=True, env=env)
+    exit_code = subprocess.run(command, env=env).returncode
+    if exit_code:
+        raise DemoFailed(exit_code)
     return time.time() - started
+
+
+class DemoFailed(Exception):
+    """score.py failed; it has said why on stderr."""
+
+    def __init__(self, exit_code: int) -> None:
+        super().__init__(f"scoring failed: spark-submit exited with code {exit_code} (its reason is above)")
+        self.exit_code = exit_code
 
 
 def compare_merges(run: str, truth: dict, iou: float) -> dict:
@@ -102,23 +128,34 @@ def main(argv=None) -> int:
     p.add_argument("score_args", nargs="*", help="extra score.py options after --, e.g. -- --merge nms")
     args = p.parse_args(argv)
     cli.configure_logging()
-    os.makedirs(args.work, exist_ok=True)
-    root = ensure_data(args.work)
+    try:
+        return cli.run_command(lambda: _demo(args.work, args.score_args))
+    except DemoFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+def _demo(work: str, score_args: list) -> int:
+    if os.path.exists(work) and not os.path.isdir(work):
+        raise InputError(f"--work {work} is a file, not a folder")
+    pictures = os.path.join(work, "pictures")
+    run_dir = os.path.join(work, "run")
+    arguments = score_command(pictures, run_dir, score_args)
+    os.makedirs(work, exist_ok=True)
+    root = ensure_data(work)
     os.environ["TILESCAN_DATA"] = root
-    target = target_picture(root, args.work)
-    pictures = os.path.join(args.work, "pictures")
+    target = target_picture(root, work)
     os.makedirs(pictures, exist_ok=True)
     built = {}
     for name, params in TEST_COLLAGES.items():
         started = time.time()
-        folder = os.path.join(args.work, "collages", name)
+        folder = os.path.join(work, "collages", name)
         built[name] = (make_collage(folder, params, target=target), time.time() - started)
         link = os.path.join(pictures, f"{name}.png")  # the run's folder of pictures, without copies
         if os.path.lexists(link):
             os.remove(link)
         os.link(os.path.join(folder, "collage.png"), link)
-    run_dir = os.path.join(args.work, "run")
-    score_s = score(pictures, run_dir, args.score_args)
+    score_s = score(arguments)
     manifest = json.load(open(os.path.join(run_dir, "manifest.json")))
     counts, timings = manifest["counts"], manifest["timings_s"]
 
@@ -138,7 +175,7 @@ def main(argv=None) -> int:
           f"{parameters['merge_iou']} ({', '.join(sorted(set(parameters['settings_source'].values())))})")
     for name in built:
         picture_run = os.path.join(run_dir, name)
-        truth_path = os.path.join(args.work, "collages", name, "ground_truth.json")
+        truth_path = os.path.join(work, "collages", name, "ground_truth.json")
         evaluation = evaluate_run(picture_run, truth_path)
         picture = json.load(open(os.path.join(picture_run, "manifest.json")))
         merges = compare_merges(picture_run, json.load(open(truth_path)), parameters["merge_iou"])

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from app import collage, lake, score
+from app import collage, demo, lake, score
 from core.errors import TilescanError
 from core.project import ROOT
 from localservices.azurite import AZURE_ENV
@@ -149,6 +149,35 @@ def test_a_collage_over_a_225_megapixel_target(tmp_path, capsys):
     summary = json.load(open(out / "collage.json"))
     assert summary["target_size"] == [15000, 15000]
     assert Image.open(out / "collage.png").size == (256, 256)
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--bogus"], "unrecognized arguments: --bogus"),
+    (["--ou", "elsewhere"], "the demo sets score.py's --image and --out itself"),
+    (["--stride", "0"], "--stride must be >= 1, got 0"),
+])
+def test_bad_demo_score_options_fail_before_anything_is_built(options, message, tmp_path, capsys):
+    work = tmp_path / "demo"
+    try:
+        code = demo.main(["--work", str(work), "--", *options])
+    except SystemExit as exit_:  # argparse's own error, as score.py gives it
+        code = exit_.code
+    assert code == 2 and message in capsys.readouterr().err
+    assert not work.exists()
+
+
+def test_a_demo_work_folder_that_is_a_file_is_one_line(tmp_path, capsys):
+    (tmp_path / "work").write_text("")
+    code, err = run_cli(demo.main, capsys, "--work", str(tmp_path / "work"))
+    assert_one_line(code, err, "is a file, not a folder")
+
+
+def test_a_failed_demo_scoring_is_one_line_with_its_exit_code(monkeypatch, capsys):
+    monkeypatch.setattr(demo, "spark_submit_executable", lambda: shutil.which("false"))
+    with pytest.raises(demo.DemoFailed) as failed:
+        demo.score(["--image", "x"])
+    assert failed.value.exit_code == 1
+    assert str(failed.value) == "scoring failed: spark-submit exited with code 1 (its reason is above)"
 
 
 # --- 4. bundle errors -------------------------------------------------------------------------
