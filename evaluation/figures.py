@@ -110,14 +110,18 @@ def plot_boxes_and_scores(run: RunData):
     axes[0].set(title="boxes per class", ylabel="boxes")
     bins = np.linspace(0, 1, 41)
     for ax, cls in zip(axes[1:], classes):
+        shown = 0
         if run.windows is not None:
+            shown += len(run.windows)
             ax.hist(run.windows[probability_column(cls)], bins=bins, color="0.6",
                     label="windows" + ("" if run.windows_complete else " (kept)"))
-        ax.hist(run.boxes.loc[run.boxes["class"] == cls, "score"], bins=bins, color=run.colors.get(cls, "C0"),
-                alpha=0.8, label="boxes")
+        scores = run.boxes.loc[run.boxes["class"] == cls, "score"]
+        shown += len(scores)
+        ax.hist(scores, bins=bins, color=run.colors.get(cls, "C0"), alpha=0.8, label="boxes")
         if cls in run.thresholds:
             ax.axvline(run.thresholds[cls], color="k", linestyle="--", linewidth=1, label="threshold")
-        ax.set(title=f"scores: {cls}", xlabel=f"p({cls})", yscale="log", xlim=(0, 1))
+        # A log axis of empty histograms only draws matplotlib's warning.
+        ax.set(title=f"scores: {cls}", xlabel=f"p({cls})", yscale="log" if shown else "linear", xlim=(0, 1))
         ax.legend(fontsize=8)
     return figure
 

@@ -7,6 +7,7 @@ import io
 import json
 import os
 import re
+import warnings
 
 import nbformat
 import numpy as np
@@ -16,7 +17,7 @@ from PIL import Image
 
 from collage import CollageParams, build_collage, ground_truth
 from core.project import ROOT
-from evaluation import detection_errors, heatmap, runs
+from evaluation import detection_errors, figures, heatmap, runs
 from evaluation.metrics import box_metrics
 from evaluation.regions import auto_regions, regions_from_xywh
 from scoring.params import ScoreParams
@@ -142,6 +143,19 @@ def test_an_error_crop_outside_the_picture_writes_no_tile(tmp_path):
     with pytest.raises(ValueError, match="is not inside the 64x64 picture"):
         detection_errors.export_tiles(picture, errors, str(tmp_path / "tiles"))
     assert not (tmp_path / "tiles").exists()
+
+
+def test_score_histograms_of_a_run_without_hits_draw_no_warning():
+    # A log axis over empty histograms made matplotlib warn in the notebook's output.
+    detections = {"categories": [{"id": 1, "name": "car"}, {"id": 2, "name": "boat"}], "annotations": []}
+    manifest = {"parameters": {"thresholds": {"car": 0.5}, "colors": {"car": [255, 0, 0], "boat": [0, 255, 0]}},
+                "counts": {"windows_kept": 0, "windows_scored": 6}}
+    run = runs.RunData(url="run", manifest=manifest, detections=detections, boxes=runs.boxes_frame(detections),
+                       windows=None, overlay=np.zeros((32, 48, 3), np.uint8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        figure = figures.plot_boxes_and_scores(run)
+    assert [ax.get_yscale() for ax in figure.axes] == ["linear", "linear", "linear"]
 
 
 # ---------------------------------------------------------------------------------------
