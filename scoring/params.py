@@ -44,7 +44,10 @@ def parse_class_values(text, name: str) -> dict:
             raise TilescanError(f"--{name}: {token!r} is not a number or CLASS=NUMBER") from None
         if not 0 <= number <= 1:
             raise TilescanError(f"--{name}: values must be in [0, 1], got {token!r}")
-        values[key.strip() or "*"] = number
+        key = key.strip() or "*"
+        if key in values:  # a typo for another class, most likely: never let the last one win silently
+            raise TilescanError(f"--{name}: {'the default' if key == '*' else key} is given twice in {text!r}")
+        values[key] = number
     if not values:
         raise TilescanError(f"--{name}: give a number or CLASS=NUMBER pairs")
     return values
@@ -62,6 +65,8 @@ def parse_colors(text: str | None) -> dict:
         key, sep, value = token.partition("=")
         if not sep:
             raise TilescanError(f"--colors: {token!r} is not CLASS=COLOR")
+        if key.strip() in colors:
+            raise TilescanError(f"--colors: {key.strip()} is given twice in {text!r}")
         try:
             colors[key.strip()] = ImageColor.getrgb(value.strip())[:3]
         except ValueError:

@@ -128,6 +128,8 @@ def test_an_empty_name_is_refused_not_taken_as_here(option, message, capsys, tmp
     ({"car": 1.5}, "--threshold: values must be numbers in [0, 1], got car=1.5"),
     ({"car": "0.9"}, "--threshold: values must be numbers in [0, 1], got car='0.9'"),
     ({"car": True}, "--threshold: values must be numbers in [0, 1], got car=True"),
+    ("car=0.5,car=0.6", "--threshold: car is given twice in 'car=0.5,car=0.6'"),
+    ("0.5,boat=0.4,0.6", "--threshold: the default is given twice in '0.5,boat=0.4,0.6'"),
 ])
 def test_thresholds_from_python_are_taken_as_on_the_command_line(given, expected):
     from core.errors import TilescanError
@@ -138,7 +140,15 @@ def test_thresholds_from_python_are_taken_as_on_the_command_line(given, expected
             ScoreParams(out="run", image="a.png", threshold=given)
     else:
         assert ScoreParams(out="run", image="a.png", threshold=given).threshold == expected
+
+
+def test_colors_from_python_are_taken_as_on_the_command_line():
+    from core.errors import TilescanError
+    from scoring.params import ScoreParams
+
     assert ScoreParams(out="run", image="a.png", colors="car=blue").colors == {"car": (0, 0, 255)}
+    with pytest.raises(TilescanError, match=r"^--colors: car is given twice in 'car=red, car=blue'$"):
+        ScoreParams(out="run", image="a.png", colors="car=red, car=blue")
 
 
 def test_exit_code_through_a_real_process(tmp_path, random_bundle_dir):
