@@ -22,6 +22,7 @@ from engines import ENGINES
 from scoring.merge import MERGE_METHODS
 from scoring.params import (
     FALLBACK_SETTINGS,
+    MAX_BATCH_SIZE,
     ScoreParams,
     defaults,
     format_class_values,
@@ -53,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strips", type=int, default=d["strips"],
                    help="Spark tasks (per wave of a large collection); 0 = 4 x the cluster's parallelism (default)")
     p.add_argument("--batch-size", type=int, default=d["batch_size"],
-                   help="windows per inference batch (default %(default)s)")
+                   help=f"windows per inference batch, at most {MAX_BATCH_SIZE} (default %(default)s)")
     p.add_argument("--keep", type=float, default=d["keep"],
                    help="keep windows whose best non-background score is >= this in windows.parquet; "
                         "0 keeps all (default %(default)s)")

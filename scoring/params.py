@@ -13,7 +13,7 @@ from scoring.merge import MERGE_METHODS
 from tiling.grid import EDGE_POLICIES
 
 __all__ = ["ScoreParams", "Settings", "resolve_settings", "parse_class_values", "format_class_values", "parse_colors",
-           "DEFAULT_COLORS", "DEFAULT_MODEL", "FALLBACK_SETTINGS", "defaults"]
+           "DEFAULT_COLORS", "DEFAULT_MODEL", "FALLBACK_SETTINGS", "MAX_BATCH_SIZE", "defaults"]
 
 #: The bundled default model.
 DEFAULT_MODEL = project_path("models", "default")
@@ -21,6 +21,9 @@ DEFAULT_MODEL = project_path("models", "default")
 #: What a run uses for the settings a model may recommend, when neither the command line nor
 #: the model's ``recommended`` sets them.
 FALLBACK_SETTINGS = {"engine": DEFAULT_ENGINE, "threshold": {"*": 0.9}, "merge": "fuse", "merge_iou": 0.3}
+#: The largest --batch-size: a Python worker's memory grows by about 0.2 MB per window of a
+#: batch (the engine's activations), and batches past a few hundred windows are no faster.
+MAX_BATCH_SIZE = 4096
 DEFAULT_COLORS = {"car": (255, 0, 0), "boat": (0, 200, 0)}
 _FALLBACK_COLORS = [(255, 200, 0), (0, 120, 255), (255, 0, 255), (0, 230, 230)]
 
@@ -137,7 +140,8 @@ class ScoreParams:
             (self.stride >= 1, f"--stride must be >= 1, got {self.stride}"),
             (self.edge in EDGE_POLICIES, f"--edge must be one of {', '.join(EDGE_POLICIES)}, got {self.edge!r}"),
             (self.strips >= 0, f"--strips must be >= 0 (0 = automatic), got {self.strips}"),
-            (self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}"),
+            (1 <= self.batch_size <= MAX_BATCH_SIZE,
+             f"--batch-size must be in [1, {MAX_BATCH_SIZE}] (memory grows with it), got {self.batch_size}"),
             (0 <= self.keep <= 1, f"--keep must be in [0, 1], got {self.keep}"),
             (self.merge is None or self.merge in MERGE_METHODS,
              f"--merge must be one of {', '.join(MERGE_METHODS)}, got {self.merge!r}"),

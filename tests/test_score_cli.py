@@ -142,6 +142,16 @@ def test_thresholds_from_python_are_taken_as_on_the_command_line(given, expected
         assert ScoreParams(out="run", image="a.png", threshold=given).threshold == expected
 
 
+def test_a_batch_too_big_for_a_workers_memory_is_refused():
+    from core.errors import TilescanError
+    from scoring.params import MAX_BATCH_SIZE, ScoreParams
+
+    assert ScoreParams(out="run", image="a.png", batch_size=MAX_BATCH_SIZE).batch_size == 4096
+    with pytest.raises(TilescanError, match=r"^--batch-size must be in \[1, 4096\] \(memory grows with it\), "
+                                            r"got 100000$"):
+        ScoreParams(out="run", image="a.png", batch_size=100_000)
+
+
 def test_colors_from_python_are_taken_as_on_the_command_line():
     from core.errors import TilescanError
     from scoring.params import ScoreParams
