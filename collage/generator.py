@@ -114,6 +114,17 @@ class CollageParams:
             raise ValueError(f"a {self.width}x{self.height} collage is {self.width * self.height:,} pixels, "
                              f"more than the {DEFAULT_MAX_PIXELS:,} it may have (it is built in memory)")
 
+    def check_library(self, tiles: int) -> None:
+        """Refuse a library of ``tiles`` tiles too small for this (resolved) collage's placements.
+
+        Counted from the grid, before any layout is made: a collage far too big for the
+        library fails at once, and before anything is written.
+        """
+        placements = _axis_cells(self.height, self.step) * _axis_cells(self.width, self.step)
+        if tiles * self.max_uses < placements:
+            raise ValueError(f"`max_uses` ({self.max_uses}) x {tiles} library tiles is fewer than the "
+                             f"{placements} placements of a {self.width}x{self.height} collage")
+
     def resolve(self, target_shape: tuple) -> CollageParams:
         """These parameters with ``height`` set from the target's ``(rows, cols, ...)`` shape.
 
@@ -363,13 +374,7 @@ def build_collage(target: np.ndarray, images: np.ndarray, labels, params: Collag
         raise ValueError(f"`labels` and `ids` need one entry per image ({len(images)}), "
                          f"got {labels.shape} and {ids.shape}")
     params = params.resolve(target.shape)
-    # Counted before the layout is made: a collage too big for the library fails at once.
-    placements = _axis_cells(params.height, params.step) * _axis_cells(params.width, params.step)
-    if len(images) * params.max_uses < placements:
-        raise ValueError(
-            f"`max_uses` ({params.max_uses}) x {len(images)} library tiles is fewer than the "
-            f"{placements} placements of a {params.width}x{params.height} collage"
-        )
+    params.check_library(len(images))
     rng = np.random.default_rng(params.seed)
     corners = layout(params.height, params.width, tile_size=t, step=params.step, jitter=params.jitter, rng=rng)
     corners = corners[rng.permutation(len(corners))]

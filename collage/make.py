@@ -68,6 +68,7 @@ def make_collage(out: str, params: CollageParams, *, target: str | None = None, 
     info = probe_image(target, storage_options=storage_options)
     params = params.resolve((info.height, info.width))
     tiles = load_library(library, storage_options)
+    params.check_library(len(tiles))
     # On blob storage this creates the container; an unwritable --out fails before the work.
     storage.check_writable(fs, root, url=out)
     # A target far larger than the collage is box-reduced band by band as it is read (the

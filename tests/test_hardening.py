@@ -151,6 +151,15 @@ def test_a_collage_over_a_225_megapixel_target(tmp_path, capsys):
     assert Image.open(out / "collage.png").size == (256, 256)
 
 
+def test_a_library_too_small_for_the_collage_is_one_line_before_anything_is_written(tmp_path, capsys, small_image):
+    library = tile_library(tmp_path / "tiles", 2)
+    out = tmp_path / "collage"
+    code, err = run_cli(collage.main, capsys, "--target", small_image, "--library", str(library), "--out", str(out),
+                        "--width", "480", "--height", "480")
+    assert_one_line(code, err, "`max_uses` (8) x 6 library tiles is fewer than the 400 placements of a 480x480 collage")
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("options, message", [
     (["--bogus"], "unrecognized arguments: --bogus"),
     (["--ou", "elsewhere"], "the demo sets score.py's --image and --out itself"),
