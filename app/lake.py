@@ -16,7 +16,7 @@ from app import cli
 from core.credentials import is_local
 from core.errors import TilescanError
 from core.redaction import redact
-from core.transfer import DEFAULT_THREADS, transfer
+from core.transfer import CHUNK_BYTES, DEFAULT_THREADS, MAX_THREADS, transfer
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,7 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="upload: SRC is local, DEST a URL; download: SRC a URL, DEST local")
     p.add_argument("src", help="file or folder to copy")
     p.add_argument("dest", help="where it goes (a folder's tree goes under it)")
-    p.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="parallel copies (default %(default)s)")
+    p.add_argument("--threads", type=int, default=DEFAULT_THREADS,
+                   help=f"parallel copies, at most {MAX_THREADS} (default %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="copy files even when the destination has the same size")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     cli.add_storage_arguments(p)
@@ -34,8 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _copy(args: argparse.Namespace) -> int:
-    if args.threads < 1:
-        raise TilescanError(f"--threads must be >= 1, got {args.threads}")
+    if not 1 <= args.threads <= MAX_THREADS:
+        raise TilescanError(f"--threads must be in [1, {MAX_THREADS}] (each copy buffers "
+                            f"{CHUNK_BYTES // 2**20} MiB blocks), got {args.threads}")
     if args.command == "upload" and not is_local(args.src):
         raise TilescanError(f"upload copies from a local path, got {redact(args.src)}; use download to copy from a URL")
     if args.command == "download" and not is_local(args.dest):

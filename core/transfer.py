@@ -17,7 +17,7 @@ from core.credentials import is_local
 from core.errors import StorageError
 from core.redaction import redact
 
-__all__ = ["Transfer", "TransferResult", "plan_transfer", "transfer", "DEFAULT_THREADS"]
+__all__ = ["Transfer", "TransferResult", "plan_transfer", "transfer", "DEFAULT_THREADS", "MAX_THREADS"]
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +25,9 @@ DEFAULT_THREADS = 16
 # Read and write size, and the block size of both files: with adlfs' default (50 MiB) each
 # thread would hold a 50 MiB buffer. 8 MiB blocks allow blobs up to 390 GiB (50,000 blocks).
 CHUNK_BYTES = 8 * 2**20
+#: The most parallel copies: each holds up to three CHUNK_BYTES buffers (read-ahead, the
+#: chunk, the write block), 3 GiB at 128; a large --threads on a large tree would exhaust memory.
+MAX_THREADS = 128
 
 
 @dataclass(frozen=True)
@@ -170,14 +173,14 @@ def transfer(src_url: str, dest_url: str, *, threads: int = DEFAULT_THREADS, ove
     Raises
     ------
     ValueError
-        ``threads`` < 1.
+        ``threads`` outside [1, :data:`MAX_THREADS`].
     FileNotFoundError
         The source does not exist.
     StorageError
         A URL cannot be used, or listing the source or destination failed.
     """
-    if threads < 1:
-        raise ValueError(f"`threads` must be >= 1, got {threads}")
+    if not 1 <= threads <= MAX_THREADS:
+        raise ValueError(f"`threads` must be in [1, {MAX_THREADS}], got {threads}")
     from tqdm import tqdm
 
     started = time.time()

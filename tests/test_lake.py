@@ -247,7 +247,8 @@ def test_failed_copies_are_reported_not_swallowed(tmp_path, capsys):
     (["upload", "az://images/x", "{tmp}/dest"], "upload copies from a local path"),
     (["download", "az://images/x", "az://images/y"], "download copies to a local path"),
     (["download", "adl://store.azuredatalakestore.net/x", "{tmp}/dest"], "Gen1, retired"),
-    (["upload", "{tmp}", "az://images/x", "--threads", "0"], "--threads must be >= 1, got 0"),
+    (["upload", "{tmp}", "az://images/x", "--threads", "0"], "--threads must be in [1, 128]"),
+    (["upload", "{tmp}", "az://images/x", "--threads", "1000"], "(each copy buffers 8 MiB blocks), got 1000"),
 ])
 def test_lake_bad_arguments(args, message, capsys, tmp_path, no_azure_env):
     code, _, err = lake_cli(capsys, *(a.format(tmp=tmp_path) for a in args))
