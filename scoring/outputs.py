@@ -124,11 +124,12 @@ class RunWriter:
         leftovers = all(_STAGING.match(n) or n == _LOCK for n in names)
         return Destination(True, False, finished, run, tilescan or leftovers)
 
-    def check(self, *, resumable: bool = False) -> Destination:
+    def check(self, *, resumable: bool = False, resuming: bool = False) -> Destination:
         """Refuse a file, a folder that is not tilescan's, or a finished run (unless overwriting).
 
         Returns what the folder holds, which :meth:`commit` compares with what it finds then.
-        ``resumable`` (a collection) mentions ``--resume`` in the refusal.
+        ``resumable`` (a collection) mentions ``--resume`` in the refusal; ``resuming`` (one
+        picture with ``--resume``) says what it keeps instead.
         """
         seen = self.inspect()
         if seen.is_file:
@@ -137,6 +138,9 @@ class RunWriter:
             raise OutputExistsError(f"--out {self.url} holds files that are not a tilescan run; "
                                     "choose a new or empty folder")
         if seen.finished and not self.overwrite:
+            if resuming and not resumable:
+                raise OutputExistsError(f"{self.url} already holds a finished run of one picture: --resume has "
+                                        "nothing left to score there; pass --overwrite to score it again")
             hint = " (or --resume to keep its finished pictures)" if resumable else ""
             raise OutputExistsError(f"{self.url} already holds a finished run; pass --overwrite to replace it{hint}")
         self._seen = seen

@@ -179,9 +179,8 @@ def prepare(params: ScoreParams, *, storage_options: dict | None = None, inputs:
     if inputs is None:
         inputs = resolve_inputs(params.image, params.images, storage_options=storage_options)
     out = _absolute(params.out)
-    writer = RunWriter(out, run_id=run_id, overwrite=params.overwrite or params.resume,
-                       storage_options=storage_options)
-    seen = writer.check(resumable=not inputs.single)
+    writer = RunWriter(out, run_id=run_id, overwrite=_replaces(params, inputs.single), storage_options=storage_options)
+    seen = writer.check(resumable=not inputs.single, resuming=params.resume)
     writer.probe()
     timings["check_s"] = time.time() - started
 
@@ -233,6 +232,13 @@ def prepare(params: ScoreParams, *, storage_options: dict | None = None, inputs:
     timings["inputs_s"] = time.time() - started
     return PreparedRun(params, settings, bundle, inputs, pictures, writer, run_id, timings,
                        storage_options=storage_options)
+
+
+def _replaces(params: ScoreParams, single: bool) -> bool:
+    """Whether the run may replace a finished run in ``--out``: with ``--overwrite``, or in a
+    collection with ``--resume`` (which keeps its finished pictures). A single picture's
+    finished run is never replaced by ``--resume``: that would score it again."""
+    return params.overwrite or (params.resume and not single)
 
 
 def installed_versions(names) -> dict:
@@ -355,7 +361,7 @@ def run(prepared: PreparedRun, spark) -> dict:
     s = prepared.settings
     context = RunContext(classes=spec.classes, background=spec.background, thresholds=s.thresholds, merge=s.merge,
                          merge_iou=s.merge_iou, keep=p.keep, colors=prepared.colors, window=p.window,
-                         overwrite=p.overwrite or p.resume, run_id=prepared.run_id,
+                         overwrite=_replaces(p, prepared.single), run_id=prepared.run_id,
                          manifest=base, storage_options=prepared.executor_options)
     jobs = {pic.index: PictureJob(pic.index, pic.name, pic.info, pic.root, grids[k].n_windows,
                                   pieces.get(pic.index, 0), commit=not prepared.single, seen=pic.seen,

@@ -181,6 +181,11 @@ def test_finished_run_is_not_overwritten(capsys, tmp_path, out, random_bundle_di
     code, err = run_cli(capsys, "--image", small_image, "--out", out, "--model", random_bundle_dir)
     assert code == 2 and "already holds a finished run; pass --overwrite" in err
     assert sorted(os.listdir(out)) == ["_SUCCESS", "manifest.json"]
+    # --resume keeps a collection's finished pictures; it used to score one picture's finished run again.
+    code, err = run_cli(capsys, "--image", small_image, "--out", out, "--model", random_bundle_dir, "--resume")
+    assert code == 2 and err == (f"error: {out} already holds a finished run of one picture: --resume has nothing "
+                                 "left to score there; pass --overwrite to score it again")
+    assert sorted(os.listdir(out)) == ["_SUCCESS", "manifest.json"]
 
 
 @pytest.mark.parametrize(
