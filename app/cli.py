@@ -4,6 +4,7 @@ Logging is configured here and nowhere else: libraries only create their loggers
 """
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 from typing import Callable
@@ -12,8 +13,8 @@ from core.credentials import load_options_file, parse_option_pairs
 from core.errors import TilescanError
 from core.redaction import redact, remember_secrets
 
-__all__ = ["configure_logging", "add_storage_arguments", "storage_options_from_args", "run_command",
-           "EXIT_BAD_INPUT", "EXIT_INTERRUPTED"]
+__all__ = ["configure_logging", "add_storage_arguments", "add_version_argument", "storage_options_from_args",
+           "run_command", "EXIT_BAD_INPUT", "EXIT_INTERRUPTED"]
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -33,6 +34,24 @@ def configure_logging(*, quiet: bool = False) -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     for name in _SILENT:
         logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+
+
+class _Version(argparse.Action):
+    """``--version``: prints :func:`core.project.version_line` (found only when asked: it runs git)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from core.project import version_line
+
+        print(version_line())
+        parser.exit()
+
+
+def add_version_argument(parser) -> None:
+    """Add ``--version`` to an argparse parser."""
+    parser.add_argument("--version", action=_Version, help="print tilescan's version (and commit) and exit")
 
 
 def add_storage_arguments(parser) -> None:

@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     defaults = {f.name: f.default for f in dataclasses.fields(CollageParams)}
     p = argparse.ArgumentParser(prog="python -m app.collage", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    cli.add_version_argument(p)
     p.add_argument("--target", help="picture to imitate: local path or URL (default $TILESCAN_DATA/mona_lisa.jpg)")
     p.add_argument("--library", default=CIFAR_LIBRARY,
                    help=f"tiles: {CIFAR_LIBRARY} (CIFAR-10 test set) or a folder of CLASS/*.png (default %(default)s)")

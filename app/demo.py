@@ -124,6 +124,7 @@ def compare_merges(run: str, truth: dict, iou: float) -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m app.demo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    cli.add_version_argument(p)
     p.add_argument("--work", default=project_path("work", "demo"), help="working folder (default %(default)s)")
     p.add_argument("score_args", nargs="*", help="extra score.py options after --, e.g. -- --merge nms")
     args = p.parse_args(argv)

@@ -20,6 +20,7 @@ from evaluation.runs import CURVE_FILE, EVALUATION_FILE, evaluate_run
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m app.evaluate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    cli.add_version_argument(p)
     p.add_argument("--run", required=True, help="run folder written by app/score.py: local path or URL")
     p.add_argument("--truth", required=True, help="ground_truth.json written by app.collage: local path or URL")
     cli.add_storage_arguments(p)

@@ -90,6 +90,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m app.evaluate_model", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    cli.add_version_argument(p)
     p.add_argument("--model", default="models/default", help="bundle folder (default %(default)s)")
     p.add_argument("--data", default=None, help="CIFAR-10 folder (default $TILESCAN_DATA/cifar10)")
     p.add_argument("--write", action="store_true", help="record the results in the bundle")

@@ -22,6 +22,7 @@ from core.transfer import CHUNK_BYTES, DEFAULT_THREADS, MAX_THREADS, transfer
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m app.lake", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    cli.add_version_argument(p)
     p.add_argument("command", choices=("upload", "download"),
                    help="upload: SRC is local, DEST a URL; download: SRC a URL, DEST local")
     p.add_argument("src", help="file or folder to copy")

@@ -31,6 +31,7 @@ def _quantize(args: argparse.Namespace) -> int:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m app.quantize", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    cli.add_version_argument(p)
     p.add_argument("--model", default="models/default", help="bundle folder (default %(default)s)")
     p.add_argument("--count", type=int, default=500, help="calibration images (default %(default)s)")
     p.add_argument("--format", default=QUANT_FORMATS[0], choices=QUANT_FORMATS, help="ONNX quantisation format")

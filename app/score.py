@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = defaults()
     p = argparse.ArgumentParser(prog="score.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    cli.add_version_argument(p)
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--image", help="a picture, a glob ('az://scans/*.png') or a folder of pictures: local "
                                         "path or URL (az://, abfs://, file://)")

@@ -22,6 +22,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
     p = argparse.ArgumentParser(prog="python -m app.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    cli.add_version_argument(p)
     p.add_argument("--config", help="JSON file of TrainConfig fields; command-line options override it")
     p.add_argument("--data", help="CIFAR-10 binary folder (default: $TILESCAN_DATA/cifar10)")
     p.add_argument("--out", help="output bundle folder")

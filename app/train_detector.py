@@ -102,6 +102,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     defaults = {f.name: f.default for f in dataclasses.fields(DetectorConfig) if f.default is not dataclasses.MISSING}
     p = argparse.ArgumentParser(prog="python -m app.train_detector", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    cli.add_version_argument(p)
     p.add_argument("--out", required=True, help="output bundle folder (local)")
     p.add_argument("--data", help="CIFAR-10 binary folder (default: $TILESCAN_DATA/cifar10)")
     p.add_argument("--init", help="classifier bundle to start from (default models/classifier)")

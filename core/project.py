@@ -6,8 +6,9 @@ folder, the shared data beside it) are found from here, whatever the working dir
 from __future__ import annotations
 
 import os
+import subprocess
 
-__all__ = ["ROOT", "project_path", "project_relative"]
+__all__ = ["ROOT", "project_path", "project_relative", "checkout_commit", "version_line"]
 
 #: The checkout's root: the folder that holds the project's packages.
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -30,3 +31,24 @@ def project_relative(path: str) -> str:
     relative = os.path.relpath(os.path.abspath(path), ROOT)
     inside = relative != os.pardir and not relative.startswith(os.pardir + os.sep)
     return relative if inside else path
+
+
+def checkout_commit() -> str | None:
+    """The git commit of the code running, when it runs from a checkout."""
+    try:
+        done = subprocess.run(["git", "-C", ROOT, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() or None if done.returncode == 0 else None
+
+
+def version_line() -> str:
+    """``tilescan 0.1.0``, with the commit when it runs from a checkout."""
+    import importlib.metadata as md
+
+    try:
+        version = md.version("tilescan")
+    except md.PackageNotFoundError:
+        version = "(not installed)"
+    commit = checkout_commit()
+    return f"tilescan {version}" + (f" (commit {commit[:12]})" if commit else "")

@@ -14,7 +14,6 @@ import functools
 import logging
 import os
 import platform
-import subprocess
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from datetime import datetime, timezone
 from core import credentials, storage
 from core.bundle import ModelBundle, load_bundle
 from core.errors import BundleError, InputError, OutputExistsError, TilescanError
-from core.project import ROOT
+from core.project import checkout_commit
 from core.redaction import redact
 from engines import create_engine, engine_class
 from pixels import ImageInfo, probe_image
@@ -261,15 +260,6 @@ def package_versions(engine: str) -> dict:
     return installed_versions(names + (["mxnet"] if engine == "mxnet" else []))
 
 
-def _commit_of_checkout() -> str | None:
-    """The git commit of the code running, when it runs from a checkout."""
-    try:
-        done = subprocess.run(["git", "-C", ROOT, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return done.stdout.strip() or None if done.returncode == 0 else None
-
-
 def _settings_parameters(settings: Settings) -> dict:
     """The settings a run resolved from its options and the model, as its manifest's parameters record them."""
     return {"engine": settings.engine, "thresholds": settings.thresholds, "merge": settings.merge,
@@ -286,7 +276,7 @@ def _manifest_base(prepared: PreparedRun, spark, began: datetime, n_tasks: int) 
     return {
         "tool": "tilescan",
         "version": installed_versions(["tilescan"])["tilescan"],
-        "commit": _commit_of_checkout(),
+        "commit": checkout_commit(),
         "run_id": prepared.run_id,
         "started": began.isoformat(),
         "model": {"source": _absolute(p.model), "sha256": prepared.bundle.sha256, "name": spec.name,

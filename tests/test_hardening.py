@@ -60,6 +60,20 @@ def test_every_command_names_how_it_is_run(module, capsys):
     assert capsys.readouterr().out.startswith(f"usage: {run_as} ")
 
 
+@pytest.mark.parametrize("module", [f"app.{name}" for name in ("collage", "demo", "evaluate", "evaluate_model", "lake",
+                                                                "quantize", "score", "train", "train_detector")])
+def test_every_command_prints_its_version(module, capsys):
+    import importlib.metadata as md
+
+    main = importlib.import_module(module).main
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])  # before the required options are asked for
+    assert exit_.value.code == 0
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    commit = f" (commit {head[:12]})" if head else ""  # none outside a checkout
+    assert capsys.readouterr().out == f"tilescan {md.version('tilescan')}{commit}\n"
+
+
 def files_under(root) -> list[str]:
     return sorted(os.path.relpath(os.path.join(d, n), root) for d, _, names in os.walk(root) for n in names)
 
