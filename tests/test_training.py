@@ -122,6 +122,11 @@ def test_run_record_names_no_folder_of_the_training_machine_inside_the_project()
     ("warmup_epochs", -1.0, "`warmup_epochs` must be >= 0"),
     ("val_fraction", 0.0, "`val_fraction` must be in (0, 1)"),
     ("class_mix", (1.2, -0.2, 0.0), "fractions (>= 0) summing to 1"),
+    # As a config file can give them: they failed deep in training, or True trained one epoch.
+    ("epochs", 1.5, "`epochs` must be an integer, got 1.5"),
+    ("epochs", True, "`epochs` must be an integer, got True"),
+    ("batch_size", "128", "`batch_size` must be an integer, got '128'"),
+    ("lr", "0.1", "`lr` must be a number, got '0.1'"),
 ])
 def test_training_settings_out_of_range_are_refused(trainer, setting, value, message):
     from training.detector import DetectorConfig

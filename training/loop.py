@@ -22,7 +22,14 @@ def check_config(config, *, positive: tuple) -> None:
     """The checks both trainers' configurations share: ``depth`` is 6n + 2, each field named in
     ``positive`` is >= 1, the optimiser's settings are in range (a negative learning rate
     trains towards nan without a word), and ``class_mix`` has one fraction per class, summing
-    to 1."""
+    to 1; before them, that integer fields hold integers and number fields numbers (a config
+    file's ``"epochs": 1.5`` or ``true`` failed deep in training, or trained one epoch)."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if f.type == "int" and (isinstance(value, bool) or not isinstance(value, (int, np.integer))):
+            raise ValueError(f"`{f.name}` must be an integer, got {value!r}")
+        if f.type == "float" and (isinstance(value, bool) or not isinstance(value, (int, float, np.number))):
+            raise ValueError(f"`{f.name}` must be a number, got {value!r}")
     if (config.depth - 2) % 6 or config.depth < 8:
         raise ValueError(f"`depth` must be 6n + 2, got {config.depth}")
     for name in positive:
