@@ -6,6 +6,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from PIL import ImageColor
 
 from core.errors import TilescanError
+from core.fieldtypes import wrong_type
 from core.project import project_path
 from engines import DEFAULT_ENGINE, ENGINES, engine_class
 from pixels import DEFAULT_MAX_PIXELS
@@ -133,6 +134,10 @@ class ScoreParams:
             object.__setattr__(self, "threshold", parse_class_values(self.threshold, "threshold"))
         if isinstance(self.colors, str):
             object.__setattr__(self, "colors", parse_colors(self.colors))
+        wrong = wrong_type(self)  # from Python: stride="16" or overwrite="no" must not slip through
+        if wrong:
+            name, what, value = wrong
+            raise TilescanError(f"--{name.replace('_', '-')} must be {what}, got {value!r}")
         checks = [
             (self.engine is None or self.engine in ENGINES,
              f"--engine must be one of {', '.join(ENGINES)}, got {self.engine!r}"),

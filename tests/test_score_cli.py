@@ -152,6 +152,22 @@ def test_a_batch_too_big_for_a_workers_memory_is_refused():
         ScoreParams(out="run", image="a.png", batch_size=100_000)
 
 
+@pytest.mark.parametrize("given, message", [
+    ({"stride": "16"}, "--stride must be an integer, got '16'"),
+    ({"stride": True}, "--stride must be an integer, got True"),
+    ({"batch_size": 1.5}, "--batch-size must be an integer, got 1.5"),
+    ({"keep": "0.5"}, "--keep must be a number, got '0.5'"),
+    ({"overwrite": "no"}, "--overwrite must be true or false, got 'no'"),  # a string is truthy: it overwrote
+])
+def test_options_of_the_wrong_type_from_python_are_one_line(given, message):
+    from core.errors import TilescanError
+    from scoring.params import ScoreParams
+
+    with pytest.raises(TilescanError, match=f"^{re.escape(message)}$"):
+        ScoreParams(out="run", image="a.png", **given)
+    assert ScoreParams(out="run", image="a.png", keep=1, merge_iou=None).keep == 1  # an int is a number
+
+
 def test_colors_from_python_are_taken_as_on_the_command_line():
     from core.errors import TilescanError
     from scoring.params import ScoreParams

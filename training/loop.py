@@ -11,6 +11,7 @@ import platform
 
 import numpy as np
 
+from core.fieldtypes import wrong_type
 from core.project import project_relative
 from tilesets import MODEL_CLASSES
 
@@ -24,12 +25,9 @@ def check_config(config, *, positive: tuple) -> None:
     trains towards nan without a word), and ``class_mix`` has one fraction per class, summing
     to 1; before them, that integer fields hold integers and number fields numbers (a config
     file's ``"epochs": 1.5`` or ``true`` failed deep in training, or trained one epoch)."""
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        if f.type == "int" and (isinstance(value, bool) or not isinstance(value, (int, np.integer))):
-            raise ValueError(f"`{f.name}` must be an integer, got {value!r}")
-        if f.type == "float" and (isinstance(value, bool) or not isinstance(value, (int, float, np.number))):
-            raise ValueError(f"`{f.name}` must be a number, got {value!r}")
+    wrong = wrong_type(config)
+    if wrong:
+        raise ValueError("`{}` must be {}, got {!r}".format(*wrong))
     if (config.depth - 2) % 6 or config.depth < 8:
         raise ValueError(f"`depth` must be 6n + 2, got {config.depth}")
     for name in positive:
