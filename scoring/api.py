@@ -96,6 +96,8 @@ def score_images(spark, images, out: str, *, storage_options: dict | None = None
     else:
         listed = resolve_inputs(str(images), storage_options=storage_options)
         source = {"images": (str(images),)} if listed.single else {"image": str(images)}
+    if getattr(spark, "sparkContext", None) is None:  # checked before prepare claims the output folder
+        raise InputError(f"`spark` must be a SparkSession, got {type(spark).__name__}")
     prepared = prepare(ScoreParams(out=out, **source, **options), storage_options=storage_options,
                        inputs=None if listed is None or listed.single else listed)
     return ScoredRun(out=prepared.writer.url, manifest=run(prepared, spark), storage_options=storage_options)

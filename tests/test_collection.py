@@ -384,7 +384,7 @@ def test_python_api_returns_boxes_of_every_picture(spark, tmp_path, pictures, ra
 
 
 @pytest.mark.parametrize("single", [False, True])
-def test_python_api_lists_a_folder_once(tmp_path, pictures, random_bundle_dir, monkeypatch, single):
+def test_python_api_lists_a_folder_once(spark, tmp_path, pictures, random_bundle_dir, monkeypatch, single):
     from scoring import api
     from scoring.inputs import resolve_inputs
 
@@ -400,7 +400,7 @@ def test_python_api_lists_a_folder_once(tmp_path, pictures, random_bundle_dir, m
     prepared = []
     monkeypatch.setattr(api, "run", lambda p, spark: prepared.append(p) or {"pictures": []})
     target = str(pictures / "wide.png") if single else str(pictures)
-    score_images(None, target, str(tmp_path / "run"), model=random_bundle_dir, quiet=True)
+    score_images(spark, target, str(tmp_path / "run"), model=random_bundle_dir, quiet=True)
     assert listed == [target]
     assert not prepared[0].single, "the Python API always writes a collection's layout"
     expected = [target] if single else sorted(str(pictures / f"{n}.png") for n in SIZES)
@@ -427,11 +427,20 @@ def test_python_api_refuses_what_names_no_pictures_or_no_destination(images, out
     assert not (tmp_path / "run").exists()
 
 
-def test_python_api_takes_path_objects(tmp_path, pictures, random_bundle_dir, monkeypatch):
+def test_python_api_without_a_spark_session_is_one_line_before_the_output_is_made(tmp_path, pictures,
+                                                                                   random_bundle_dir):
+    from core.errors import InputError
+
+    with pytest.raises(InputError, match=r"^`spark` must be a SparkSession, got NoneType$"):
+        score_images(None, [str(pictures / "wide.png")], str(tmp_path / "run"), model=random_bundle_dir, quiet=True)
+    assert not (tmp_path / "run").exists()
+
+
+def test_python_api_takes_path_objects(spark, tmp_path, pictures, random_bundle_dir, monkeypatch):
     from scoring import api
 
     prepared = []
     monkeypatch.setattr(api, "run", lambda p, spark: prepared.append(p) or {"pictures": []})
-    result = score_images(None, [pictures / "wide.png"], tmp_path / "run", model=random_bundle_dir, quiet=True)
+    result = score_images(spark, [pictures / "wide.png"], tmp_path / "run", model=random_bundle_dir, quiet=True)
     assert [p.url for p in prepared[0].pictures] == [str(pictures / "wide.png")]
     assert result.out == str(tmp_path / "run")
