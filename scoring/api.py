@@ -96,8 +96,12 @@ def score_images(spark, images, out: str, *, storage_options: dict | None = None
     else:
         listed = resolve_inputs(str(images), storage_options=storage_options)
         source = {"images": (str(images),)} if listed.single else {"image": str(images)}
-    if getattr(spark, "sparkContext", None) is None:  # checked before prepare claims the output folder
-        raise InputError(f"`spark` must be a SparkSession, got {type(spark).__name__}")
+    # Checked before prepare claims the output folder. Spark Connect's session raises an
+    # AttributeError for sparkContext: the bands are an RDD job, which needs a classic session.
+    if getattr(spark, "sparkContext", None) is None:
+        kind = type(spark)
+        raise InputError("`spark` must be a SparkSession with a SparkContext (not a Spark Connect session), "
+                         f"got {kind.__module__}.{kind.__qualname__}")
     prepared = prepare(ScoreParams(out=out, **source, **options), storage_options=storage_options,
                        inputs=None if listed is None or listed.single else listed)
     return ScoredRun(out=prepared.writer.url, manifest=run(prepared, spark), storage_options=storage_options)

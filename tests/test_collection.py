@@ -431,8 +431,15 @@ def test_python_api_without_a_spark_session_is_one_line_before_the_output_is_mad
                                                                                    random_bundle_dir):
     from core.errors import InputError
 
-    with pytest.raises(InputError, match=r"^`spark` must be a SparkSession, got NoneType$"):
-        score_images(None, [str(pictures / "wide.png")], str(tmp_path / "run"), model=random_bundle_dir, quiet=True)
+    class ConnectLike:  # as Spark Connect's session answers for the JVM's attributes
+        def __getattr__(self, name):
+            raise AttributeError(f"[JVM_ATTRIBUTE_NOT_SUPPORTED] {name}")
+
+    for session, kind in ((None, "builtins.NoneType"), (ConnectLike(), f"{__name__}.{ConnectLike.__qualname__}")):
+        with pytest.raises(InputError, match=f"^`spark` must be a SparkSession with a SparkContext "
+                                             rf"\(not a Spark Connect session\), got {re.escape(kind)}$"):
+            score_images(session, [str(pictures / "wide.png")], str(tmp_path / "run"), model=random_bundle_dir,
+                         quiet=True)
     assert not (tmp_path / "run").exists()
 
 
