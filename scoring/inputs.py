@@ -33,6 +33,9 @@ __all__ = ["Inputs", "resolve_inputs", "output_names", "PICTURE_SUFFIXES"]
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp")
 _GLOB = re.compile(r"[*?\[]")
 _UNSAFE = re.compile(r"[^\w.-]+")  # letters and digits of every script stay: scans are named in many languages
+#: The longest folder name kept whole, in UTF-8 bytes: file systems allow 255 per name, and a
+#: picture's name also becomes ``image=<name>`` in the windows dataset.
+MAX_NAME_BYTES = 120
 
 
 @dataclass(frozen=True)
@@ -201,19 +204,29 @@ def resolve_inputs(image: str | None = None, images=None, *, storage_options: di
     return inputs
 
 
+def _stem(url: str) -> tuple[str, bool]:
+    """A picture's file name without its ending, made safe, and whether it had to be shortened
+    to :data:`MAX_NAME_BYTES` (cut on a character boundary)."""
+    stem = _UNSAFE.sub("_", unicodedata.normalize("NFC", url.rstrip("/").rsplit("/", 1)[-1].rsplit(".", 1)[0]))
+    data = stem.encode()
+    if len(data) > MAX_NAME_BYTES:
+        return data[:MAX_NAME_BYTES].decode(errors="ignore").strip("._") or "picture", True
+    return stem.strip("._") or "picture", False
+
+
 def output_names(urls) -> list[str]:
     """One folder name per picture: its file name without the ending, made safe; names that
     would collide, with each other or with the run's own files and ``windows`` dataset
-    (:data:`scoring.outputs.RESERVED_NAMES`), get a short hash of their full URL (``a/x.png``
-    and ``b/x.png`` become ``x-15a6511e`` and ``x-29cc070f``).
+    (:data:`scoring.outputs.RESERVED_NAMES`), and names shortened to :data:`MAX_NAME_BYTES`,
+    get a short hash of their full URL (``a/x.png`` and ``b/x.png`` become ``x-15a6511e``
+    and ``x-29cc070f``).
 
     >>> output_names(["scans/windows.png", "scans/door.png", "scans/manifest.json.png"])
     ['windows-ed6da656', 'door', 'manifest.json-17f5bd65']
     >>> output_names(["scans/über.png", "scans/扫描 1.png", "scans/#1.png"])
     ['über', '扫描_1', '1']
     """
-    stems = [_UNSAFE.sub("_", unicodedata.normalize("NFC", url.rstrip("/").rsplit("/", 1)[-1].rsplit(".", 1)[0]))
-             .strip("._") or "picture" for url in urls]
-    counts = Counter(stems)
-    return [f"{s}-{hashlib.sha1(u.encode()).hexdigest()[:8]}" if counts[s] > 1 or s.lower() in RESERVED_NAMES else s
-            for s, u in zip(stems, urls)]
+    stems = [_stem(url) for url in urls]
+    counts = Counter(s for s, _ in stems)
+    return [f"{s}-{hashlib.sha1(u.encode()).hexdigest()[:8]}" if cut or counts[s] > 1 or s.lower() in RESERVED_NAMES
+            else s for (s, cut), u in zip(stems, urls)]

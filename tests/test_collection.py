@@ -14,6 +14,7 @@ from app import score
 from core.errors import InputError
 from scoring import pipeline
 from scoring.api import score_images
+from scoring.inputs import MAX_NAME_BYTES
 from scoring.params import ScoreParams
 from scoring.pipeline import EXIT_SOME_FAILED, prepare, run
 from tests.conftest import write_noise_png
@@ -343,6 +344,22 @@ def test_pictures_named_in_any_script_keep_their_names(spark, tmp_path, random_b
     assert {p["name"] for p in result.pictures} == names and not result.failed
     assert all((tmp_path / "run" / name / "_SUCCESS").exists() for name in names)
     assert set(result.windows().column("image").to_pylist()) == names
+
+
+def test_pictures_with_names_too_long_for_a_folder_are_scored_under_shortened_names(spark, tmp_path,
+                                                                                     random_bundle_dir):
+    # 255 bytes are a file name's most; 'image=' + the name failed in the windows dataset.
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for k, name in enumerate(("a" * 251, "ü" * 125)):
+        write_noise_png(folder / f"{name}.png", 64, 48, seed=k)
+    result = score_images(spark, str(folder), str(tmp_path / "run"), model=random_bundle_dir, keep=0.0, quiet=True)
+    assert not result.failed
+    names = [p["name"] for p in result.pictures]
+    assert [name[:3] for name in names] == ["aaa", "üüü"]
+    assert all(len(name.encode()) <= MAX_NAME_BYTES + 9 for name in names)  # + '-' and 8 hex digits
+    assert all((tmp_path / "run" / name / "_SUCCESS").exists() for name in names)
+    assert set(result.windows().column("image").to_pylist()) == set(names)
 
 
 def test_pictures_named_like_the_runs_own_files_get_folders_of_their_own(spark, tmp_path, random_bundle_dir):
