@@ -33,9 +33,10 @@ __all__ = ["Inputs", "resolve_inputs", "output_names", "PICTURE_SUFFIXES"]
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp")
 _GLOB = re.compile(r"[*?\[]")
 _UNSAFE = re.compile(r"[^\w.-]+")  # letters and digits of every script stay: scans are named in many languages
-#: The longest folder name kept whole, in UTF-8 bytes: file systems allow 255 per name, and a
-#: picture's name also becomes ``image=<name>`` in the windows dataset.
-MAX_NAME_BYTES = 120
+#: The longest picture name kept whole, in UTF-8 bytes: file systems allow 255 per name, and
+#: the name also becomes ``image=<name>`` in the windows dataset. Longer ones are cut and
+#: get the short hash ('-' and 8 hex digits), ending up this long.
+MAX_NAME_BYTES = 255 - len("image=")
 
 
 @dataclass(frozen=True)
@@ -205,19 +206,19 @@ def resolve_inputs(image: str | None = None, images=None, *, storage_options: di
 
 
 def _stem(url: str) -> tuple[str, bool]:
-    """A picture's file name without its ending, made safe, and whether it had to be shortened
-    to :data:`MAX_NAME_BYTES` (cut on a character boundary)."""
+    """A picture's file name without its ending, made safe, and whether it was longer than
+    :data:`MAX_NAME_BYTES` and had to be cut (on a character boundary) to leave room for the hash."""
     stem = _UNSAFE.sub("_", unicodedata.normalize("NFC", url.rstrip("/").rsplit("/", 1)[-1].rsplit(".", 1)[0]))
     data = stem.encode()
     if len(data) > MAX_NAME_BYTES:
-        return data[:MAX_NAME_BYTES].decode(errors="ignore").strip("._") or "picture", True
+        return data[:MAX_NAME_BYTES - 9].decode(errors="ignore").strip("._") or "picture", True
     return stem.strip("._") or "picture", False
 
 
 def output_names(urls) -> list[str]:
     """One folder name per picture: its file name without the ending, made safe; names that
     would collide, with each other or with the run's own files and ``windows`` dataset
-    (:data:`scoring.outputs.RESERVED_NAMES`), and names shortened to :data:`MAX_NAME_BYTES`,
+    (:data:`scoring.outputs.RESERVED_NAMES`), and names cut to fit :data:`MAX_NAME_BYTES`,
     get a short hash of their full URL (``a/x.png`` and ``b/x.png`` become ``x-15a6511e``
     and ``x-29cc070f``).
 
