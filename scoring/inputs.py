@@ -78,11 +78,19 @@ def _run_folders(paths) -> set:
     return {posixpath.dirname(p) for p in paths if posixpath.basename(p) == MARKER}
 
 
+def _hidden(path: str, below: int) -> bool:
+    """Whether a file or folder from component ``below`` on in ``path`` is hidden (named
+    ``.x``): as Spark's own file listing and the shell's ``*`` do, a folder or a glob skips
+    them; macOS leaves an ``._x.png`` of resource data beside every ``x.png`` it copies."""
+    return any(part.startswith(".") and part not in (".", "..") for part in path.split("/")[below:])
+
+
 def _pictures_under(fs, root: str, like: str) -> list[str]:
     found = fs.find(root)
     runs = _run_folders(found)
+    below = len(root.rstrip("/").split("/"))
     return [_url(fs, p, like) for p in sorted(found)
-            if p.lower().endswith(PICTURE_SUFFIXES) and posixpath.dirname(p) not in runs]
+            if p.lower().endswith(PICTURE_SUFFIXES) and posixpath.dirname(p) not in runs and not _hidden(p, below)]
 
 
 def _from_image(image: str, storage_options) -> Inputs:
@@ -93,10 +101,14 @@ def _from_image(image: str, storage_options) -> Inputs:
             fs.invalidate_cache()
             pattern = not fs.exists(path)  # a picture or folder named with [ ] * ? is itself, not a pattern
     if pattern:
+        parts = path.split("/")
+        literal = next(k for k, part in enumerate(parts) if _GLOB.search(part))
+        # A pattern that itself names hidden files ('.*.png') gets them.
+        below = len(parts) if any(part.startswith(".") for part in parts[literal:]) else literal
         with storage.errors("list", image):
             runs = _run_folders(fs.glob(posixpath.join(posixpath.dirname(path), MARKER)))
             urls = [_url(fs, p, image) for p in sorted(fs.glob(path)) if posixpath.dirname(p) not in runs
-                    and not fs.isdir(p)]
+                    and not _hidden(p, below) and not fs.isdir(p)]
         return Inputs(tuple(urls), single=False, source=image)
     with storage.errors("read", image):
         fs.invalidate_cache()

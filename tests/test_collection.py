@@ -287,6 +287,24 @@ def test_a_name_with_glob_characters_that_exists_is_itself_not_a_pattern(tmp_pat
     assert not pattern.single and pattern.urls == (str(folder / "q1.png"),)
 
 
+def test_a_folder_or_a_glob_skips_hidden_files_and_folders(tmp_path):
+    from scoring.inputs import resolve_inputs
+
+    folder = tmp_path / "scans"
+    (folder / ".thumbs").mkdir(parents=True)
+    write_noise_png(folder / "a.png", 40, 40)
+    (folder / "._a.png").write_bytes(b"\x00\x05\x16\x07")  # macOS resource data: no picture, it failed the run
+    write_noise_png(folder / ".thumbs" / "t.png", 40, 40)
+    mine = (str(folder / "a.png"),)
+    assert resolve_inputs(str(folder)).urls == mine
+    assert resolve_inputs(f"{folder}/*.png").urls == mine
+    assert resolve_inputs(f"{folder}/**/*.png").urls == mine
+    # Named on purpose, they are taken: a pattern that names hidden files, a hidden folder, one file.
+    assert resolve_inputs(f"{folder}/.*.png").urls == (str(folder / "._a.png"),)
+    assert resolve_inputs(str(folder / ".thumbs")).urls == (str(folder / ".thumbs" / "t.png"),)
+    assert resolve_inputs(str(folder / "._a.png")).single
+
+
 def test_typed_columns_of_a_parquet_list_travel_as_json(tmp_path, pictures):
     import datetime
     import decimal
