@@ -54,6 +54,19 @@ def test_image_folder_loader(tmp_path):
     assert data.images[data.original == "boat"][1, 0, 0, 0] == 21
 
 
+def test_image_folder_loader_skips_hidden_files_and_names_a_damaged_tile(tmp_path):
+    (tmp_path / "car").mkdir()
+    (tmp_path / ".Trash" / "boat").mkdir(parents=True)
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "car" / "0.png")
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / ".Trash" / "boat" / "1.png")
+    (tmp_path / "car" / "._0.png").write_bytes(b"\x00\x05\x16\x07")  # macOS resource data
+    data = load_image_folder(str(tmp_path))
+    assert list(data.source) == [str(tmp_path / "car" / "0.png")]
+    (tmp_path / "car" / "1.png").write_bytes(b"junk")  # a traceback from PIL before
+    with pytest.raises(ValueError, match=r"car/1.png: not a readable image \(UnidentifiedImageError"):
+        load_image_folder(str(tmp_path))
+
+
 def fake_data(per_class):
     original = np.repeat(["automobile", "ship", "cat", "dog"], per_class)
     n = len(original)

@@ -136,14 +136,18 @@ def load_image_folder(url: str, *, size: int = 32, storage_options: dict | None 
         raise FileNotFoundError(f"image folder not found: {url}")
     images, original, source = [], [], []
     for class_dir in sorted(fs.ls(root, detail=False)):
-        if not fs.isdir(class_dir):
-            continue
         label = class_dir.rstrip("/").rsplit("/", 1)[-1]
+        if label.startswith(".") or not fs.isdir(class_dir):  # hidden: .Trash, or macOS's ._ files
+            continue
         for path in sorted(fs.ls(class_dir, detail=False)):
-            if not path.lower().endswith((".png", ".jpg", ".jpeg", ".bmp")):
+            name = path.rstrip("/").rsplit("/", 1)[-1]
+            if name.startswith(".") or not name.lower().endswith((".png", ".jpg", ".jpeg", ".bmp")):
                 continue
-            with Image.open(io.BytesIO(storage.read_bytes(fs, path))) as im:
-                array = np.asarray(im.convert("RGB"))
+            try:
+                with Image.open(io.BytesIO(storage.read_bytes(fs, path))) as im:
+                    array = np.asarray(im.convert("RGB"))
+            except (OSError, SyntaxError, ValueError) as exc:  # PIL's errors for data that is no picture
+                raise ValueError(f"{path}: not a readable image ({type(exc).__name__}: {exc})") from None
             if array.shape[:2] != (size, size):
                 raise ValueError(f"{path}: tiles must be {size}x{size}, got {array.shape[1]}x{array.shape[0]}")
             images.append(array)
