@@ -18,6 +18,7 @@ import sys
 import time
 
 from app import cli
+from core.redaction import redact
 from engines import ENGINES
 from scoring.merge import MERGE_METHODS
 from scoring.params import (
@@ -124,7 +125,7 @@ def _score(args: argparse.Namespace) -> int:
           f"{counts['boxes']} boxes ({per_class}), total {time.time() - started:.1f}s -> {params.out}")
     for picture in manifest["pictures"]:
         if picture["status"] == "failed":
-            print(f"failed: {picture['url']}: {picture['error']}", file=sys.stderr)
+            print(f"failed: {redact(picture['url'])}: {picture['error']}", file=sys.stderr)  # a SAS in a URL
     return EXIT_SOME_FAILED if counts["failed"] else 0
 
 

@@ -220,6 +220,8 @@ def resolve_inputs(image: str | None = None, images=None, *, storage_options: di
 def _stem(url: str) -> tuple[str, bool]:
     """A picture's file name without its ending, made safe, and whether it was longer than
     :data:`MAX_NAME_BYTES` and had to be cut (on a character boundary) to leave room for the hash."""
+    if url.lower().startswith(("http://", "https://")):
+        url = url.split("?", 1)[0].split("#", 1)[0]  # a SAS token's signature never becomes a folder name
     stem = _UNSAFE.sub("_", unicodedata.normalize("NFC", url.rstrip("/").rsplit("/", 1)[-1].rsplit(".", 1)[0]))
     data = stem.encode()
     if len(data) > MAX_NAME_BYTES:
@@ -238,6 +240,8 @@ def output_names(urls) -> list[str]:
     ['windows-ed6da656', 'door', 'manifest.json-17f5bd65']
     >>> output_names(["scans/über.png", "scans/扫描 1.png", "scans/#1.png"])
     ['über', '扫描_1', '1']
+    >>> output_names(["https://acct.blob.core.windows.net/c/x.png?sv=2024&sig=s3cr3t&rscd=x.png"])
+    ['x']
     """
     stems = [_stem(url) for url in urls]
     counts = Counter(s for s, _ in stems)

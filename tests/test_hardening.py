@@ -554,6 +554,24 @@ def test_storage_options_are_checked_before_spark(pair, message, tmp_path, capsy
     assert "c2VjcmV0a2V5" not in err and "c2ln" not in err
 
 
+def test_a_sas_in_a_listed_url_reaches_no_folder_name_message_or_file(spark, tmp_path, capsys, small_image,
+                                                                       random_bundle_dir):
+    # Nothing listens on port 1: the picture fails, the other is scored.
+    secret = "c2FzU2lnbmF0dXJl"
+    listed = f"https://127.0.0.1:1/scans/x.png?sv=2024&sig={secret}&rscd=attachment;filename=x.png"
+    (tmp_path / "list.txt").write_text(f"{listed}\n{small_image}\n")
+    out = tmp_path / "run"
+    code = score.main(["--images", str(tmp_path / "list.txt"), "--out", str(out), "--model", random_bundle_dir,
+                       "--master", spark.sparkContext.master, *COMMON])
+    err = capsys.readouterr().err
+    assert code == 3 and "failed: https://127.0.0.1:1/scans/x.png?sv=2024&sig=***" in err
+    assert secret not in err
+    names = [p["name"] for p in json.load(open(out / "manifest.json"))["pictures"]]
+    assert names[0] == "x"  # its name came from the URL's query, signature and all
+    for path in files_under(out):
+        assert secret not in path and secret.encode() not in (out / path).read_bytes(), path
+
+
 # --- 9. what viewers show, frames and pages, strides past the window ---------------------------
 
 @pytest.fixture(scope="module")
