@@ -78,7 +78,7 @@ class Picture:
     def coco_image(self) -> dict:
         """The picture's entry in a run's COCO ``images``."""
         header = self.header
-        return {"id": self.index + 1, "file_name": self.url, "name": self.name, "width": header["width"],
+        return {"id": self.index + 1, "file_name": redact(self.url), "name": self.name, "width": header["width"],
                 "height": header["height"]}
 
     def take_header(self, header: ImageInfo | str) -> None:

@@ -3,6 +3,7 @@ with nothing half written, or is handled as a user expects (issue 14, items 1 to
 from __future__ import annotations
 
 import errno
+import functools
 import importlib
 import json
 import os
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -554,20 +556,38 @@ def test_storage_options_are_checked_before_spark(pair, message, tmp_path, capsy
     assert "c2VjcmV0a2V5" not in err and "c2ln" not in err
 
 
-def test_a_sas_in_a_listed_url_reaches_no_folder_name_message_or_file(spark, tmp_path, capsys, small_image,
-                                                                       random_bundle_dir):
-    # Nothing listens on port 1: the picture fails, the other is scored.
+class QuietFiles(SimpleHTTPRequestHandler):
+    """Serves a folder's files, whatever the query; its access log would go to stderr."""
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_sas_in_a_listed_url_reaches_no_folder_name_message_or_file(spark, tmp_path, capsys, random_bundle_dir):
     secret = "c2FzU2lnbmF0dXJl"
-    listed = f"https://127.0.0.1:1/scans/x.png?sv=2024&sig={secret}&rscd=attachment;filename=x.png"
-    (tmp_path / "list.txt").write_text(f"{listed}\n{small_image}\n")
+    query = f"?sv=2024&sig={secret}&rscd=attachment;filename=x.png"
+    # http.server answers no range requests: a picture smaller than one header read comes whole.
+    (tmp_path / "served").mkdir()
+    picture = flat_png(tmp_path / "served" / "flat.png", 64, 48)
+    handler = functools.partial(QuietFiles, directory=str(tmp_path / "served"))
+    server = ThreadingHTTPServer(("127.0.0.1", free_ports(1)[0]), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    served = f"http://127.0.0.1:{server.server_port}/flat.png{query}"
+    failing = f"https://127.0.0.1:1/scans/x.png{query}"  # nothing listens on port 1
+    (tmp_path / "list.txt").write_text(f"{failing}\n{served}\n")
     out = tmp_path / "run"
-    code = score.main(["--images", str(tmp_path / "list.txt"), "--out", str(out), "--model", random_bundle_dir,
-                       "--master", spark.sparkContext.master, *COMMON])
+    try:
+        code = score.main(["--images", str(tmp_path / "list.txt"), "--out", str(out), "--model", random_bundle_dir,
+                           "--master", spark.sparkContext.master, *COMMON])
+    finally:
+        server.shutdown()
     err = capsys.readouterr().err
     assert code == 3 and "failed: https://127.0.0.1:1/scans/x.png?sv=2024&sig=***" in err
     assert secret not in err
-    names = [p["name"] for p in json.load(open(out / "manifest.json"))["pictures"]]
-    assert names[0] == "x"  # its name came from the URL's query, signature and all
+    pictures = json.load(open(out / "manifest.json"))["pictures"]
+    # Names came from the URL's query, signature and all; COCO's file names held it too.
+    assert [(p["name"], p["status"]) for p in pictures] == [("x", "failed"), ("flat", "scored")], err
+    assert os.path.getsize(picture) < 1 << 16
     for path in files_under(out):
         assert secret not in path and secret.encode() not in (out / path).read_bytes(), path
 
