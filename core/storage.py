@@ -23,7 +23,7 @@ from core.errors import StorageError
 from core.redaction import redact
 
 __all__ = ["filesystem", "read_bytes", "write_bytes", "write_new", "make_folder", "check_writable", "join",
-           "errors"]
+           "file_name", "errors"]
 
 logger = logging.getLogger(__name__)
 
@@ -134,6 +134,18 @@ def filesystem(url: str, storage_options: Mapping | None = None):
 
 def join(root: str, *parts: str) -> str:
     return posixpath.join(root, *parts)
+
+
+def file_name(url: str) -> str:
+    """The file name at the end of a path or URL, without an http(s) URL's query: a SAS
+    token's signature never becomes a folder or file name.
+
+    >>> file_name("https://acct.blob.core.windows.net/c/x.png?sv=2024&sig=s3cr3t")
+    'x.png'
+    """
+    if url.lower().startswith(("http://", "https://")):
+        url = url.split("?", 1)[0].split("#", 1)[0]
+    return url.rstrip("/").rsplit("/", 1)[-1]
 
 
 def read_bytes(fs, path: str, *, url: str | None = None) -> bytes:

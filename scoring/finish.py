@@ -24,7 +24,6 @@ from core.errors import TilescanError
 from core.redaction import redact
 from pixels import ImageInfo
 from scoring.boxes import boxes_from_table, coco_detections, detections_json
-from scoring.inputs import file_name
 from scoring.outputs import Destination, RunWriter
 from scoring.overlay import overlay_png
 from scoring.results import probability_column, select_rows
@@ -155,7 +154,7 @@ def finish_picture(job: PictureJob, payloads, ctx: RunContext) -> dict:
             kept = table.take(pa.array(select_rows(probs, ctx.classes, ctx.background, ctx.keep)))
             parquet = io.BytesIO()
             pq.write_table(kept, parquet, compression="zstd")
-            detections = coco_detections(boxes, ctx.classes, ctx.background, file_name=file_name(job.info.url),
+            detections = coco_detections(boxes, ctx.classes, ctx.background, file_name=storage.file_name(job.info.url),
                                          width=job.info.width, height=job.info.height)
             write_s = time.time()
             writer.write("windows.parquet", parquet.getvalue())

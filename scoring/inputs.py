@@ -27,7 +27,7 @@ from core import storage
 from core.errors import InputError
 from scoring.outputs import MARKER, RESERVED_NAMES
 
-__all__ = ["file_name", "Inputs", "resolve_inputs", "output_names", "PICTURE_SUFFIXES"]
+__all__ = ["Inputs", "resolve_inputs", "output_names", "PICTURE_SUFFIXES"]
 
 #: The file endings a folder's pictures are found by.
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp")
@@ -217,22 +217,10 @@ def resolve_inputs(image: str | None = None, images=None, *, storage_options: di
     return inputs
 
 
-def file_name(url: str) -> str:
-    """The file name at the end of a picture's path or URL, without an http(s) URL's query:
-    a SAS token's signature never becomes a folder or file name.
-
-    >>> file_name("https://acct.blob.core.windows.net/c/x.png?sv=2024&sig=s3cr3t")
-    'x.png'
-    """
-    if url.lower().startswith(("http://", "https://")):
-        url = url.split("?", 1)[0].split("#", 1)[0]
-    return url.rstrip("/").rsplit("/", 1)[-1]
-
-
 def _stem(url: str) -> tuple[str, bool]:
     """A picture's file name without its ending, made safe, and whether it was longer than
     :data:`MAX_NAME_BYTES` and had to be cut (on a character boundary) to leave room for the hash."""
-    stem = _UNSAFE.sub("_", unicodedata.normalize("NFC", file_name(url).rsplit(".", 1)[0]))
+    stem = _UNSAFE.sub("_", unicodedata.normalize("NFC", storage.file_name(url).rsplit(".", 1)[0]))
     data = stem.encode()
     if len(data) > MAX_NAME_BYTES:
         return data[:MAX_NAME_BYTES - 9].decode(errors="ignore").strip("._") or "picture", True
