@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from scoring.pipeline import installed_versions
+from core.project import installed_versions
 
 __all__ = ["describe", "flops_per_cycle", "blas_info", "measure_sgemm", "measure_ort_sgemm", "run", "main"]
 

@@ -6,9 +6,10 @@ folder, the shared data beside it) are found from here, whatever the working dir
 from __future__ import annotations
 
 import os
+import platform
 import subprocess
 
-__all__ = ["ROOT", "project_path", "project_relative", "checkout_commit", "version_line"]
+__all__ = ["ROOT", "project_path", "project_relative", "checkout_commit", "installed_versions", "version_line"]
 
 #: The checkout's root: the folder that holds the project's packages.
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -42,13 +43,21 @@ def checkout_commit() -> str | None:
     return done.stdout.strip() or None if done.returncode == 0 else None
 
 
-def version_line() -> str:
-    """``tilescan 0.1.0``, with the commit when it runs from a checkout."""
+def installed_versions(names) -> dict:
+    """Python's version and each named distribution's (``None`` when not installed)."""
     import importlib.metadata as md
 
-    try:
-        version = md.version("tilescan")
-    except md.PackageNotFoundError:
-        version = "(not installed)"
+    versions = {"python": platform.python_version()}
+    for name in names:
+        try:
+            versions[name] = md.version(name)
+        except md.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def version_line() -> str:
+    """``tilescan 0.1.0``, with the commit when it runs from a checkout."""
+    version = installed_versions(["tilescan"])["tilescan"] or "(not installed)"
     commit = checkout_commit()
     return f"tilescan {version}" + (f" (commit {commit[:12]})" if commit else "")

@@ -60,7 +60,7 @@ class RunData:
     @property
     def picture_name(self) -> str:
         """The scored picture's file name without its extension, e.g. ``collage``."""
-        return self.manifest["input"]["url"].rstrip("/").rsplit("/", 1)[-1].rsplit(".", 1)[0]
+        return storage.file_name(self.manifest["input"]["url"]).rsplit(".", 1)[0]
 
     @property
     def size(self) -> tuple[int, int]:
@@ -149,7 +149,7 @@ def load_run(url: str, *, storage_options: dict | None = None) -> RunData:
         raise FileNotFoundError(f"no finished run in {url}: {SUCCESS} is missing (a failed or unfinished run, "
                                 "or the wrong folder)")
     manifest = read_json(fs, storage.join(root, "manifest.json"), "manifest")
-    if isinstance(manifest, dict) and isinstance(manifest.get("pictures"), list):
+    if isinstance(manifest.get("pictures"), list):
         named = next((p.get("name") for p in manifest["pictures"] if isinstance(p, dict)), None)
         raise ValueError(f"{url} is a collection's folder: load one picture's folder (e.g. "
                          f"{storage.join(url, named or '<picture>')})")
@@ -268,7 +268,7 @@ def evaluate_run(run: str, truth: str, *, storage_options: dict | None = None) -
     fs, root = storage.filesystem(run, storage_options)
     truth_doc = load_truth(truth, storage_options=storage_options)
     detections = read_json(fs, storage.join(root, "detections.json"), "detections")
-    images = detections.get("images") if isinstance(detections, dict) else None
+    images = detections.get("images")
     if isinstance(images, list) and len(images) > 1:  # a collection's: the truth is one collage's
         named = images[0].get("name") if isinstance(images[0], dict) else None
         raise ValueError(f"{run} holds the detections of {len(images)} pictures: evaluate the picture the truth "

@@ -13,7 +13,6 @@ import concurrent.futures
 import functools
 import logging
 import os
-import platform
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from datetime import datetime, timezone
 from core import credentials, storage
 from core.bundle import ModelBundle, load_bundle
 from core.errors import BundleError, InputError, OutputExistsError, TilescanError
-from core.project import checkout_commit
+from core.project import checkout_commit, installed_versions
 from core.redaction import redact
 from engines import create_engine, engine_class
 from pixels import ImageInfo, probe_image
@@ -35,7 +34,7 @@ from scoring.params import ScoreParams, Settings
 from scoring.run_detections import RunDetections
 from tiling import Piece, Task, WindowGrid, plan_tasks, plan_waves
 
-__all__ = ["Picture", "PreparedRun", "prepare", "run", "engine_bundle", "package_versions", "installed_versions",
+__all__ = ["Picture", "PreparedRun", "prepare", "run", "engine_bundle", "package_versions",
            "EXIT_SOME_FAILED", "PROBE_ON_DRIVER", "MAX_BAND_PIXELS",
            "WAVE_WINDOWS_PER_CORE"]
 
@@ -238,19 +237,6 @@ def _replaces(params: ScoreParams, single: bool) -> bool:
     collection with ``--resume`` (which keeps its finished pictures). A single picture's
     finished run is never replaced by ``--resume``: that would score it again."""
     return params.overwrite or (params.resume and not single)
-
-
-def installed_versions(names) -> dict:
-    """Python's version and each named distribution's (``None`` when not installed)."""
-    import importlib.metadata as md
-
-    versions = {"python": platform.python_version()}
-    for name in names:
-        try:
-            versions[name] = md.version(name)
-        except md.PackageNotFoundError:
-            versions[name] = None
-    return versions
 
 
 def package_versions(engine: str) -> dict:

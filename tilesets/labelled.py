@@ -136,11 +136,11 @@ def load_image_folder(url: str, *, size: int = 32, storage_options: dict | None 
         raise FileNotFoundError(f"image folder not found: {url}")
     images, original, source = [], [], []
     for class_dir in sorted(fs.ls(root, detail=False)):
-        label = class_dir.rstrip("/").rsplit("/", 1)[-1]
+        label = storage.file_name(class_dir)
         if label.startswith(".") or not fs.isdir(class_dir):  # hidden: .Trash, or macOS's ._ files
             continue
         for path in sorted(fs.ls(class_dir, detail=False)):
-            name = path.rstrip("/").rsplit("/", 1)[-1]
+            name = storage.file_name(path)
             if name.startswith(".") or not name.lower().endswith((".png", ".jpg", ".jpeg", ".bmp")):
                 continue
             try:
