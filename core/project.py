@@ -5,6 +5,7 @@ folder, the shared data beside it) are found from here, whatever the working dir
 """
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import subprocess
@@ -45,15 +46,19 @@ def checkout_commit() -> str | None:
 
 def installed_versions(names) -> dict:
     """Python's version and each named distribution's (``None`` when not installed)."""
+    return {"python": platform.python_version(), **{name: _installed_version(name) for name in names}}
+
+
+@functools.lru_cache(maxsize=None)
+def _installed_version(name: str) -> str | None:
+    # Once per process: the code imported is the code that runs, even if another version is
+    # installed meanwhile; and each lookup scans the environment's metadata (about a millisecond).
     import importlib.metadata as md
 
-    versions = {"python": platform.python_version()}
-    for name in names:
-        try:
-            versions[name] = md.version(name)
-        except md.PackageNotFoundError:
-            versions[name] = None
-    return versions
+    try:
+        return md.version(name)
+    except md.PackageNotFoundError:
+        return None
 
 
 def version_line() -> str:

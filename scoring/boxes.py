@@ -1,6 +1,7 @@
 """From a windows table to boxes: hits over the class thresholds, merged, as COCO detections."""
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -9,8 +10,9 @@ import pyarrow as pa
 from scoring.merge import merge_hits
 from scoring.results import BOX_COLUMNS, probability_column
 
-__all__ = ["hits_from_table", "boxes_from_table", "coco_detections", "coco_categories", "coco_annotations", "rounded",
-           "detections_json", "detections_field", "one_per_line"]
+__all__ = ["hits_from_table", "boxes_from_table", "coco_detections", "picture_detections_json", "coco_categories",
+           "coco_annotations", "annotation_lines", "rounded", "detections_json", "detections_field",
+           "annotations_field", "one_per_line"]
 
 
 def hits_from_table(table: pa.Table, thresholds: dict, classes) -> np.ndarray:
@@ -34,6 +36,15 @@ def hits_from_table(table: pa.Table, thresholds: dict, classes) -> np.ndarray:
     return np.concatenate(hits) if hits else np.zeros((0, 6))
 
 
+def _picture_fields(classes, background: str, *, file_name: str, width: int, height: int) -> dict:
+    """The fields of a picture's COCO object before its annotations."""
+    return {
+        "info": {"description": "tilescan detections"},
+        "images": [{"id": 1, "file_name": file_name, "width": int(width), "height": int(height)}],
+        "categories": coco_categories(classes, background),
+    }
+
+
 def coco_detections(boxes: np.ndarray, classes, background: str, *, file_name: str, width: int,
                     height: int) -> dict:
     """A COCO object: ``images`` (one), ``categories`` and ``annotations``.
@@ -42,12 +53,17 @@ def coco_detections(boxes: np.ndarray, classes, background: str, *, file_name: s
     are the 1-based positions of the non-background classes, so ``car`` is 1 and ``boat``
     2 for the default model. ``annotations`` alone is a valid COCO results list.
     """
-    return {
-        "info": {"description": "tilescan detections"},
-        "images": [{"id": 1, "file_name": file_name, "width": int(width), "height": int(height)}],
-        "categories": coco_categories(classes, background),
-        "annotations": coco_annotations(boxes, classes, background),
-    }
+    return {**_picture_fields(classes, background, file_name=file_name, width=width, height=height),
+            "annotations": coco_annotations(boxes, classes, background)}
+
+
+def picture_detections_json(boxes: np.ndarray, classes, background: str, *, file_name: str, width: int,
+                            height: int) -> bytes:
+    """``detections_json(coco_detections(...))``, with the annotations written straight from
+    the boxes (:func:`annotation_lines`) rather than through an object each."""
+    fields = _picture_fields(classes, background, file_name=file_name, width=width, height=height)
+    return ("{\n" + ",\n".join([*(detections_field(k, v) for k, v in fields.items()),
+                                 annotations_field(annotation_lines(boxes, classes, background))]) + "\n}\n").encode()
 
 
 def coco_categories(classes, background: str) -> list:
@@ -75,17 +91,47 @@ def rounded(values, digits: int) -> list:
     return out
 
 
-def coco_annotations(boxes, classes, background: str, *, image_id: int = 1, first_id: int = 1) -> list:
-    """COCO ``annotations`` of ``(N, 6)`` boxes on picture ``image_id``, numbered from ``first_id``."""
+#: One COCO annotation as ``json.dumps`` writes its object (these keys in this order), to fill with ``%``.
+_ANNOTATION = ('{"id": %d, "image_id": %d, "category_id": %d, "bbox": [%r, %r, %r, %r], "area": %r, '
+               '"score": %r, "iscrowd": 0}')
+
+
+class _JsonLiteral(str):
+    """Text that ``%r`` writes as it is: ``NaN`` or ``Infinity``, as ``json`` writes such a float."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def _json_rounded(values: np.ndarray, digits: int) -> list:
+    """:func:`rounded` values that ``%r`` writes as ``json.dumps`` writes them."""
+    out = rounded(values, digits)
+    for k in np.flatnonzero(~np.isfinite(values)).tolist():
+        out[k] = _JsonLiteral(json.dumps(out[k]))
+    return out
+
+
+def annotation_lines(boxes, classes, background: str, *, image_id: int = 1, first_id: int = 1) -> str:
+    """The COCO annotations of ``(N, 6)`` boxes on picture ``image_id``, numbered from
+    ``first_id``, as JSON one per line with no brackets (as :func:`one_per_line` writes them).
+
+    Written from the arrays by one format string rather than through an object each and
+    ``json``: twice as fast for a picture's 15,000 boxes, with the same text.
+    """
     foreground = [c for c in classes if c != background]
     category_id = {k: foreground.index(c) + 1 for k, c in enumerate(classes) if c != background}
     x0, y0, x1, y1, score, cat = np.asarray(boxes, np.float64).reshape(-1, 6).T
     w, h = x1 - x0, y1 - y0
-    return [{"id": n, "image_id": image_id, "category_id": category_id[k], "bbox": [bx, by, bw, bh], "area": area,
-             "score": p, "iscrowd": 0}
-            for n, bx, by, bw, bh, area, p, k in zip(
-                range(first_id, first_id + len(cat)), rounded(x0, 2), rounded(y0, 2), rounded(w, 2), rounded(h, 2),
-                rounded(w * h, 2), rounded(score, 6), cat.astype(int).tolist())]
+    rows = zip(range(first_id, first_id + len(cat)), itertools.repeat(int(image_id)),
+               [category_id[k] for k in cat.astype(int).tolist()], _json_rounded(x0, 2), _json_rounded(y0, 2),
+               _json_rounded(w, 2), _json_rounded(h, 2), _json_rounded(w * h, 2), _json_rounded(score, 6))
+    return ",\n".join([_ANNOTATION % row for row in rows])
+
+
+def coco_annotations(boxes, classes, background: str, *, image_id: int = 1, first_id: int = 1) -> list:
+    """COCO ``annotations`` of ``(N, 6)`` boxes on picture ``image_id``, numbered from ``first_id``
+    (read back from :func:`annotation_lines`, the one place their fields are written)."""
+    return json.loads("[" + annotation_lines(boxes, classes, background, image_id=image_id, first_id=first_id) + "]")
 
 
 def one_per_line(items: list) -> str:
@@ -108,6 +154,11 @@ def detections_field(key: str, value) -> str:
     if isinstance(value, list) and value:
         return f"{json.dumps(key)}: [\n" + one_per_line(value) + "\n]"
     return f"{json.dumps(key)}: {json.dumps(value)}"
+
+
+def annotations_field(lines: str) -> str:
+    """The ``annotations`` field of ``detections.json`` from :func:`annotation_lines`' text."""
+    return '"annotations": [\n' + lines + "\n]" if lines else '"annotations": []'
 
 
 def detections_json(detections: dict) -> bytes:

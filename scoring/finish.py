@@ -23,7 +23,7 @@ from core import storage
 from core.errors import TilescanError
 from core.redaction import redact
 from pixels import ImageInfo
-from scoring.boxes import boxes_from_table, coco_detections, detections_json
+from scoring.boxes import boxes_from_table, picture_detections_json
 from scoring.outputs import Destination, RunWriter
 from scoring.overlay import overlay_png
 from scoring.results import probability_column, select_rows
@@ -121,12 +121,22 @@ def _json_default(value):
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+def _kept_windows_parquet(table: pa.Table, ctx: RunContext) -> tuple[int, bytes]:
+    """The windows a picture keeps (``--keep``), as ``windows.parquet`` holds them, and how many."""
+    probs = np.stack([table.column(probability_column(c)).to_numpy() for c in ctx.classes], axis=1)
+    kept = table.take(pa.array(select_rows(probs, ctx.classes, ctx.background, ctx.keep)))
+    parquet = io.BytesIO()
+    pq.write_table(kept, parquet, compression="zstd")
+    return kept.num_rows, parquet.getvalue()
+
+
 def finish_picture(job: PictureJob, payloads, ctx: RunContext) -> dict:
     """Turn one picture's scored bands into its committed outputs; returns its summary.
 
     The summary has ``index``, ``name``, ``status`` (``scored``, ``staged`` or ``failed``), ``error``,
-    ``counts``, ``timings_s``, the piece timings (``tasks``) and its ``boxes`` (``(N, 6)``
-    as lists), which the driver gathers into the run's manifest and detections.
+    ``counts``, ``timings_s``, the piece timings (``tasks``) and, for a picture of a collection,
+    its ``boxes`` (an ``(N, 6)`` array), which the driver gathers into the run's manifest and
+    detections. A single picture's boxes are in its staged ``detections.json`` already.
     """
     started = time.time()
     table, tasks, errors = _read_pieces(payloads)
@@ -141,24 +151,24 @@ def finish_picture(job: PictureJob, payloads, ctx: RunContext) -> dict:
     try:
         timings = {"read_s": sum(t["read_s"] for t in tasks), "score_s": sum(t["score_s"] for t in tasks),
                    "inference_s": sum(t["predict_s"] for t in tasks)}
-        step = time.time()
-        hits, boxes = boxes_from_table(table, ctx.classes, ctx.thresholds, merge=ctx.merge, iou=ctx.merge_iou)
-        timings["merge_s"] = time.time() - step
-        step = time.time()
-        # The overlay (a decode, boxes drawn, a PNG encoded: mostly outside the GIL) is made on
-        # a second thread while the windows and the detections are encoded and written.
-        with ThreadPoolExecutor(1) as pool:
+        # Three things at once, as each can start: the kept windows' Parquet (encoded outside
+        # the GIL) while the hits merge, then the overlay (boxes drawn, the PNG deflated on
+        # threads of its own) while the detections are written.
+        with ThreadPoolExecutor(2) as pool:
+            windows_file = pool.submit(_kept_windows_parquet, table, ctx)
+            step = time.time()
+            hits, boxes = boxes_from_table(table, ctx.classes, ctx.thresholds, merge=ctx.merge, iou=ctx.merge_iou)
+            timings["merge_s"] = time.time() - step
+            step = time.time()
             overlay = pool.submit(overlay_png, job.info, boxes, ctx.colors, ctx.classes,
                                   storage_options=ctx.storage_options)
-            probs = np.stack([table.column(probability_column(c)).to_numpy() for c in ctx.classes], axis=1)
-            kept = table.take(pa.array(select_rows(probs, ctx.classes, ctx.background, ctx.keep)))
-            parquet = io.BytesIO()
-            pq.write_table(kept, parquet, compression="zstd")
-            detections = coco_detections(boxes, ctx.classes, ctx.background, file_name=storage.file_name(job.info.url),
-                                         width=job.info.width, height=job.info.height)
+            detections = picture_detections_json(boxes, ctx.classes, ctx.background,
+                                                 file_name=storage.file_name(job.info.url), width=job.info.width,
+                                                 height=job.info.height)
+            kept, parquet = windows_file.result()
             write_s = time.time()
-            writer.write("windows.parquet", parquet.getvalue())
-            writer.write("detections.json", detections_json(detections))
+            writer.write("windows.parquet", parquet)
+            writer.write("detections.json", detections)
             write_s = time.time() - write_s
             png, factor = overlay.result()
         timings["outputs_s"] = time.time() - step - write_s
@@ -168,7 +178,7 @@ def finish_picture(job: PictureJob, payloads, ctx: RunContext) -> dict:
         windows = [t["windows"] for t in tasks]
         counts = {
             "windows_scored": scored,
-            "windows_kept": kept.num_rows,
+            "windows_kept": kept,
             "hits": int(len(hits)),
             "boxes": int(len(boxes)),
             "boxes_per_class": {c: int((boxes[:, 5] == k).sum()) for k, c in enumerate(ctx.classes)
@@ -183,14 +193,14 @@ def finish_picture(job: PictureJob, payloads, ctx: RunContext) -> dict:
         manifest = json.loads(json.dumps(manifest, default=_json_default))
         if not job.commit:
             summary.update(status="staged", staged=writer.staged, manifest=manifest, counts=counts,
-                           timings_s=timings, boxes=boxes.tolist(), overlay_scale=1 / factor)
+                           timings_s=timings, overlay_scale=1 / factor)
             return summary
         writer.write("manifest.json", manifest_bytes(manifest))
         writer.commit()
         if job.dataset:
             fs, path = storage.filesystem(job.dataset, ctx.storage_options)
             storage.make_folder(fs, path.rsplit("/", 1)[0], url=job.dataset)
-            storage.write_bytes(fs, path, parquet.getvalue(), url=job.dataset)
+            storage.write_bytes(fs, path, parquet, url=job.dataset)
     except TilescanError as exc:
         writer.abort()
         summary["error"] = redact(exc)
@@ -198,5 +208,7 @@ def finish_picture(job: PictureJob, payloads, ctx: RunContext) -> dict:
     except BaseException:
         writer.abort()
         raise
-    summary.update(status="scored", counts=counts, timings_s=timings, boxes=boxes.tolist(), overlay_scale=1 / factor)
+    # An array, not lists: tens of thousands of boxes unpickle in a millisecond instead of 30.
+    summary.update(status="scored", counts=counts, timings_s=timings, boxes=np.ascontiguousarray(boxes, np.float64),
+                   overlay_scale=1 / factor)
     return summary

@@ -12,7 +12,9 @@ import os
 import shutil
 import tempfile
 
-from scoring.boxes import coco_annotations, coco_categories, detections_field, one_per_line
+import numpy as np
+
+from scoring.boxes import annotation_lines, coco_categories, detections_field, one_per_line
 
 __all__ = ["RunDetections"]
 
@@ -30,14 +32,17 @@ class RunDetections:
         """Add the picture ``image`` (its COCO ``images`` entry) with its ``(N, 6)`` ``boxes``, or
         with the COCO ``annotations`` it was finished with earlier (renumbered here)."""
         if annotations is None:
-            items = coco_annotations(boxes, self.classes, self.background, image_id=image["id"],
+            count = len(np.asarray(boxes).reshape(-1, 6))
+            lines = annotation_lines(boxes, self.classes, self.background, image_id=image["id"],
                                      first_id=self.count + 1)
         else:
-            items = [{**a, "id": self.count + n, "image_id": image["id"]} for n, a in enumerate(annotations, start=1)]
+            count = len(annotations)
+            lines = one_per_line([{**a, "id": self.count + n, "image_id": image["id"]}
+                                  for n, a in enumerate(annotations, start=1)])
         self.images.append(image)
-        if items:
-            self._spool.write((",\n" if self.count else "").encode() + one_per_line(items).encode())
-            self.count += len(items)
+        if count:
+            self._spool.write((",\n" if self.count else "").encode() + lines.encode())
+            self.count += count
 
     def write(self, writer, name: str = "detections.json") -> None:
         """Assemble the file and stage it with ``writer`` (a :class:`scoring.outputs.RunWriter`)."""

@@ -12,9 +12,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from scoring.boxes import coco_annotations, coco_categories, coco_detections, detections_json, rounded
-from scoring.overlay import draw_overlay
-from scoring.png import encode_png
+from pixels import probe_image
+from scoring.boxes import (
+    annotation_lines,
+    coco_annotations,
+    coco_categories,
+    coco_detections,
+    detections_json,
+    one_per_line,
+    picture_detections_json,
+    rounded,
+)
+from scoring.overlay import draw_overlay, overlay_png
+from scoring.png import adler32_combine, encode_png, encode_png_blocks
 from scoring.run_detections import RunDetections
 
 CLASSES = ("background", "car", "boat")
@@ -51,6 +61,34 @@ def test_png_chunks_are_well_formed_and_the_stream_is_split():
     assert struct.unpack(">IIBBBBB", chunks[0][1]) == (600, 700, 8, 2, 0, 0, 0)
     filtered = zlib.decompress(b"".join(body for kind, body in chunks if kind == b"IDAT"))
     assert len(filtered) == 700 * (1 + 600 * 3)  # a filter byte and the samples of each row
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_png_in_blocks_of_any_height_decodes_to_the_same_pixels(threads):
+    pixels = np.random.default_rng(threads).integers(0, 256, (300, 41, 3), dtype=np.uint8)
+    cuts = [0, 1, 2, 90, 91, 256, 300]
+    blocks = [pixels[a:b] for a, b in zip(cuts[:-1], cuts[1:])]
+    data = encode_png_blocks(iter(blocks), 41, 300, threads=threads)
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(data))), pixels)
+    assert zlib.decompress(b"".join(body for kind, body in png_chunks(data) if kind == b"IDAT"))  # one zlib stream
+    assert data == encode_png_blocks(iter(blocks), 41, 300, threads=1)  # the same bytes whatever the threads
+
+
+@pytest.mark.parametrize("blocks, message", [
+    ([np.zeros((3, 5, 3), np.uint8)], "hold 3 rows"),
+    ([np.zeros((4, 5, 3), np.uint8), np.zeros((1, 5, 3), np.uint8)], "more than the 4 rows"),
+    ([np.zeros((4, 6, 3), np.uint8)], "each block"),
+    ([np.zeros((0, 5, 3), np.uint8)], "each block"),
+])
+def test_png_blocks_that_do_not_make_the_picture_are_refused(blocks, message):
+    with pytest.raises(ValueError, match=message):
+        encode_png_blocks(blocks, 5, 4)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=3000), st.binary(max_size=70000))
+def test_adler32_of_joined_data_comes_from_the_pieces_own(first, second):
+    assert adler32_combine(zlib.adler32(first), zlib.adler32(second), len(second)) == zlib.adler32(first + second)
 
 
 def test_png_of_a_plain_picture_is_small():
@@ -158,6 +196,51 @@ def test_overlay_outlines_each_box_inside_it_in_its_class_colour():
         assert (image[[y0, y1], x0:x1 + 1] == colour).all() and (image[y0:y1 + 1, [x0, x1]] == colour).all()
         assert not image[y0 + 1:y1, x0 + 1:x1].any()
     assert int((image.any(axis=2)).sum()) == 2 * (10 + 10) - 4 + 2 * (20 + 25) - 4
+
+
+def test_overlay_drawn_in_blocks_is_the_picture_drawn_whole(tmp_path):
+    """Boxes with fractional corners, across the borders of the overlay's blocks of rows."""
+    rng = np.random.default_rng(8)
+    pixels = rng.integers(0, 256, (700, 300, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "p.png")
+    x0, y0 = rng.uniform(0, 280, 3000), rng.uniform(0, 680, 3000)
+    boxes = np.column_stack([x0, y0, np.minimum(x0 + rng.uniform(1, 60, 3000), 300),
+                             np.minimum(y0 + rng.uniform(1, 60, 3000), 700), rng.uniform(size=3000),
+                             rng.integers(0, 2, 3000)])
+    colors = {"car": (255, 0, 0), "boat": (0, 200, 0)}
+    png, factor = overlay_png(probe_image(str(tmp_path / "p.png")), boxes, colors, ("car", "boat", "background"))
+    whole = np.asarray(draw_overlay(pixels, boxes, colors, ("car", "boat", "background")))
+    assert factor == 1
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(png))), whole)
+
+
+def _annotations_one_by_one(boxes, image_id, first_id):
+    """The annotations as plain Python writes each, to hold the fast path to."""
+    items = []
+    for n, (x0, y0, x1, y1, score, k) in enumerate(np.asarray(boxes, np.float64).tolist(), start=first_id):
+        w, h = x1 - x0, y1 - y0
+        items.append({"id": n, "image_id": image_id, "category_id": int(k), "bbox": [round(x0, 2), round(y0, 2),
+                      round(w, 2), round(h, 2)], "area": round(w * h, 2), "score": round(score, 6), "iscrowd": 0})
+    return items
+
+
+def test_annotation_lines_are_each_annotations_json_dumps():
+    rng = np.random.default_rng(9)
+    many = np.column_stack([rng.uniform(0, 3000, (500, 4)), rng.uniform(size=500), rng.integers(1, 3, 500)])
+    many[:50, :4] = np.round(many[:50, :4] * 2) / 2 + 0.005  # about a half in the last kept digit
+    many[50, 0], many[51, 4], many[52, 3] = np.nan, np.inf, -np.inf  # written as json writes them
+    expected = [json.dumps(item) for item in _annotations_one_by_one(many, 4, 9)]
+    assert annotation_lines(many, CLASSES, "background", image_id=4, first_id=9).split(",\n") == expected
+    assert one_per_line(coco_annotations(many, CLASSES, "background", image_id=4, first_id=9)).split(",\n") == expected
+    assert annotation_lines(np.zeros((0, 6)), CLASSES, "background") == ""
+
+
+@pytest.mark.parametrize("count", [0, 1, 300])
+def test_a_pictures_detections_json_written_from_its_boxes_is_the_documents(count):
+    many = np.array([[k, k, k + 32.5, k + 32, 0.5 + k / 1000, 1 + k % 2] for k in range(count)], np.float64)
+    doc = coco_detections(many, CLASSES, "background", file_name="x.png", width=512, height=512)
+    assert picture_detections_json(many, CLASSES, "background", file_name="x.png", width=512,
+                                   height=512) == detections_json(doc)
 
 
 class StagedBytes:
