@@ -24,6 +24,7 @@ from scoring.merge import MERGE_METHODS
 from scoring.params import (
     FALLBACK_SETTINGS,
     MAX_BATCH_SIZE,
+    TASKS_PER_CORE,
     ScoreParams,
     defaults,
     format_class_values,
@@ -54,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="align: add windows flush with the right/bottom edges so no pixel is missed; "
                         "drop: plain grid (default %(default)s)")
     p.add_argument("--strips", type=int, default=d["strips"],
-                   help="Spark tasks (per wave of a large collection); 0 = 4 x the cluster's parallelism (default)")
+                   help=f"Spark tasks (per wave of a large collection); 0 = {TASKS_PER_CORE} x the cluster's "
+                        "parallelism (default)")
     p.add_argument("--batch-size", type=int, default=d["batch_size"],
                    help=f"windows per inference batch, at most {MAX_BATCH_SIZE} (default %(default)s)")
     p.add_argument("--keep", type=float, default=d["keep"],

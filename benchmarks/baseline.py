@@ -6,7 +6,7 @@ The baseline decodes the picture on the driver, ships one strip per worker, load
 model again in every task, with MXNet at batch 128: a small Spark job of its own, written
 here from the same public pieces (the strip planner, ``score_strip``, the windows table).
 Ours is a whole run (``scoring.pipeline.prepare`` and ``run``): executors read their own
-bands, 4 tasks per core, the model loaded once per Python worker, the model's recommended
+bands, 2 tasks per core, the model loaded once per Python worker, the model's recommended
 engine at score.py's default batch, and the outputs written too. Both score the same
 picture on the same session, each starting with cold engine caches, and the two
 alternate when repeated; the rates compare their Spark jobs.

@@ -216,7 +216,7 @@ def baseline_section(b: dict | None) -> str:
             "emptied before each; the baseline is a small job of its own (`benchmarks/baseline.py`), ours a "
             "whole run (which also writes its outputs in its job).\n\n")
     names = {"baseline": "baseline: pixels from the driver, 1 strip per worker, model loaded every task",
-             "ours": "ours: executors read their bands, 4 tasks per core, model loaded once per worker"}
+             "ours": "ours: executors read their bands, 2 tasks per core, model loaded once per worker"}
     rows = [[names[k], r["engine"], r["batch_size"], r["strips"], _n(r["spark_job_s"], 1), _n(r["windows_per_s"])]
             for k, r in b["designs"].items()]
     text += _table(["design", "engine", "batch", "tasks", "Spark job s", "windows/s"], rows)

@@ -30,7 +30,7 @@ from scoring.executor import probe_picture
 from scoring.finish import PictureJob, RunContext, manifest_bytes
 from scoring.inputs import Inputs, output_names, resolve_inputs
 from scoring.outputs import SUCCESS, Destination, RunWriter
-from scoring.params import ScoreParams, Settings
+from scoring.params import TASKS_PER_CORE, ScoreParams, Settings
 from scoring.run_detections import RunDetections
 from tiling import Piece, Task, WindowGrid, plan_tasks, plan_waves
 
@@ -316,7 +316,7 @@ def run(prepared: PreparedRun, spark) -> dict:
     ready = [pic for pic in todo if pic.info is not None]
     grids = [WindowGrid(pic.info.height, pic.info.width, p.window, p.stride, p.edge) for pic in ready]
     parallelism = spark.sparkContext.defaultParallelism
-    n_tasks = p.strips or 4 * parallelism
+    n_tasks = p.strips or TASKS_PER_CORE * parallelism
     waves, pieces, n_planned = [], {}, 0
     for wave in plan_waves([g.n_windows for g in grids], WAVE_WINDOWS_PER_CORE * parallelism):
         planned = plan_tasks([grids[k] for k in wave], n_tasks, max_band_pixels=MAX_BAND_PIXELS)

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from scoring.params import ScoreParams
+from scoring.params import TASKS_PER_CORE, ScoreParams
 from scoring.pipeline import prepare, run
 from tests.reference import assert_same_scores, reference_scores, table_scores
 
@@ -34,7 +34,7 @@ def test_scores_do_not_depend_on_partitioning(spark_for, master, strips, tmp_pat
     table = pq.read_table(tmp_path / "run" / "windows.parquet")
     assert manifest["counts"]["windows_scored"] == len(reference) == table.num_rows
     assert_same_scores(table_scores(table, random_bundle.spec.classes), reference)
-    assert manifest["parameters"]["tasks"] == (strips or 4 * spark.sparkContext.defaultParallelism)
+    assert manifest["parameters"]["tasks"] == (strips or TASKS_PER_CORE * spark.sparkContext.defaultParallelism)
     assert sum(manifest["counts"]["strip_windows"]) == len(reference)  # the bands partition the windows
 
 
