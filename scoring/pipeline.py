@@ -116,12 +116,16 @@ class PreparedRun:
         return self.params.colors_for(self.bundle.spec.foreground)
 
 
+_loaded_engines: set = set()  # (bundle sha256, engine) loaded by engine_bundle in this process
+
+
 def engine_bundle(bundle: ModelBundle, engine: str) -> ModelBundle:
     """The part of ``bundle`` that ``engine`` needs, checked by loading it once here, on the driver.
 
     Executors report errors late and wrapped in Py4J traces, so everything a task would
     trip on is found first: the engine's framework missing, the bundle lacking the
-    engine's files, or files the engine cannot load.
+    engine's files, or files the engine cannot load. A bundle (its sha256 covers every
+    file's) that loaded once in this process is not loaded again.
     """
     needed = engine_class(engine).required_files
     missing = [key for key in needed if key not in bundle.files]
@@ -129,6 +133,8 @@ def engine_bundle(bundle: ModelBundle, engine: str) -> ModelBundle:
         raise BundleError(f"model bundle {bundle.source} has no {' or '.join(missing)} file for --engine {engine} "
                           f"(it has: {', '.join(sorted(bundle.files))})")
     subset = bundle.subset(needed)
+    if (bundle.sha256, engine) in _loaded_engines:
+        return subset
     try:
         create_engine(subset, engine)
     except ImportError as exc:
@@ -138,6 +144,7 @@ def engine_bundle(bundle: ModelBundle, engine: str) -> ModelBundle:
     except Exception as exc:  # noqa: BLE001 - frameworks raise their own types for unreadable models
         raise BundleError(f"model bundle {bundle.source}: the {engine} engine cannot load "
                           f"{', '.join(needed)} ({type(exc).__name__}: {redact(exc)})") from None
+    _loaded_engines.add((bundle.sha256, engine))
     return subset
 
 

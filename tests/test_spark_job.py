@@ -101,3 +101,24 @@ def test_failed_run_leaves_nothing(spark, tmp_path, small_image, random_bundle_d
     with pytest.raises(RuntimeError, match="disk full"):
         score(spark, small_image, random_bundle_dir, out, strips=2)
     assert not out.exists()  # the files the executors staged are gone, and the folder the run made
+
+
+def test_runs_of_one_session_broadcast_a_bundle_once_and_check_its_engine_once(spark, tmp_path, small_image,
+                                                                               random_bundle_dir, monkeypatch):
+    import scoring.job as job
+    import scoring.pipeline as pipeline
+
+    sent, loaded = [], []
+    broadcast = type(spark.sparkContext).broadcast
+    monkeypatch.setattr(type(spark.sparkContext), "broadcast", lambda sc, value: sent.append(value) or
+                        broadcast(sc, value))
+    create = pipeline.create_engine
+    monkeypatch.setattr(pipeline, "create_engine", lambda *a, **k: loaded.append(a[1]) or create(*a, **k))
+    monkeypatch.setattr(job, "_broadcasts", {})
+    monkeypatch.setattr(pipeline, "_loaded_engines", set())
+    first = score(spark, small_image, random_bundle_dir, tmp_path / "a", strips=2, keep=0.0)
+    second = score(spark, small_image, random_bundle_dir, tmp_path / "b", strips=2, keep=0.0)
+    assert len(sent) == 1 and loaded == [first["parameters"]["engine"]]
+    assert first["counts"] == second["counts"]
+    score(spark, small_image, random_bundle_dir, tmp_path / "c", strips=2, keep=0.0, engine="mxnet")
+    assert len(sent) == 2 and loaded[1:] == ["mxnet"]  # another engine's files: sent and checked anew
