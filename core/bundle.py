@@ -14,6 +14,7 @@ import numpy as np
 
 from core import storage
 from core.errors import BundleError
+from core.golden import GOLDEN_KEY, GoldenBatch, read_golden
 from tiling.box import BOX_ENCODING
 
 __all__ = ["FORMAT", "MODEL_JSON", "ModelSpec", "ModelBundle", "load_bundle", "write_model_json", "update_model_json",
@@ -144,6 +145,9 @@ class ModelBundle:
     #: Settings the bundle recommends for scoring (thresholds, merging, engine), from
     #: ``model.json``'s ``recommended``; empty for a bundle that recommends none.
     recommended: dict = field(default_factory=dict)
+    #: What every engine is checked against when it loads (:mod:`core.golden`); ``None`` for a
+    #: bundle made before bundles carried one.
+    golden: GoldenBatch | None = field(default=None, repr=False, compare=False)
 
     def file(self, key: str) -> bytes:
         try:
@@ -154,8 +158,9 @@ class ModelBundle:
             ) from None
 
     def subset(self, keys) -> ModelBundle:
-        """The same bundle carrying only the files one engine needs."""
-        return ModelBundle(self.spec, {k: self.file(k) for k in keys}, self.sha256, self.source, self.recommended)
+        """The same bundle carrying only the files one engine needs (and its golden batch, read already)."""
+        return ModelBundle(self.spec, {k: self.file(k) for k in keys}, self.sha256, self.source, self.recommended,
+                           self.golden)
 
 
 def _file_name(entry, key: str, url: str) -> str:
@@ -214,7 +219,21 @@ def load_bundle(url: str, *, storage_options: dict | None = None) -> ModelBundle
     recommended = doc.get("recommended") or {}
     if not isinstance(recommended, dict):
         raise BundleError(f"model.json in {url}: `recommended` must be an object, got {type(recommended).__name__}")
-    return ModelBundle(spec=spec, files=files, sha256=sha256_hex(raw), source=url, recommended=recommended)
+    return ModelBundle(spec=spec, files=files, sha256=sha256_hex(raw), source=url, recommended=recommended,
+                       golden=_golden(doc, spec, files, url))
+
+
+def _golden(doc: dict, spec: ModelSpec, files: dict, url: str) -> GoldenBatch | None:
+    """The bundle's golden batch, checked against its spec; ``None`` when ``model.json`` has none."""
+    record = doc.get("golden")
+    if record is None:
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("file"), str) or record["file"] not in files:
+        found = record.get("file") if isinstance(record, dict) else record
+        raise BundleError(f"model.json in {url}: golden.file must name one of `files` ({GOLDEN_KEY!r}), "
+                          f"got {found!r}")
+    return read_golden(record, files[record["file"]], size=spec.size, classes=len(spec.classes),
+                       boxes=spec.boxes is not None, where=url)
 
 
 def write_model_json(folder: str, spec: ModelSpec, files: dict, *, extra: dict | None = None) -> str:

@@ -9,8 +9,9 @@ import importlib
 
 from core.errors import TilescanError
 from engines.base import Engine
+from engines.numerics import NumericsCheck, NumericsError, check_engine
 
-__all__ = ["Engine", "ENGINES", "DEFAULT_ENGINE", "engine_class", "create_engine"]
+__all__ = ["Engine", "ENGINES", "DEFAULT_ENGINE", "engine_class", "create_engine", "NumericsCheck", "NumericsError"]
 
 #: name -> "module:class", imported on first use.
 ENGINES = {
@@ -31,6 +32,20 @@ def engine_class(name: str) -> type[Engine]:
         raise TilescanError(f"engine {name!r} is not installed ({exc.name} missing)") from None
 
 
-def create_engine(bundle, name: str = DEFAULT_ENGINE, *, threads: int = 1) -> Engine:
-    """Load ``bundle`` into the named engine with ``threads`` intra-op threads."""
-    return engine_class(name)(bundle, threads=threads)
+def create_engine(bundle, name: str = DEFAULT_ENGINE, *, threads: int = 1, check: bool = True) -> Engine:
+    """Load ``bundle`` into the named engine with ``threads`` intra-op threads, and check its numbers.
+
+    With ``check``, the bundle's golden batch runs through the engine first
+    (:func:`engines.numerics.check_engine`); the result is the engine's ``numerics``.
+
+    Raises
+    ------
+    NumericsError
+        When the engine's outputs stray from the float model's further than the bundle allows.
+    """
+    engine = engine_class(name)(bundle, threads=threads)
+    if check:
+        engine.numerics = check_engine(engine, bundle.golden)
+        if engine.numerics.failed:
+            raise NumericsError(engine.numerics)
+    return engine

@@ -19,6 +19,10 @@ class Engine:
 
     name = "base"
     required_files: tuple[str, ...] = ()
+    #: Which of the golden batch's tolerances applies (:data:`core.golden.PRECISIONS`).
+    precision = "float32"
+    #: What :func:`engines.create_engine` found when it checked this engine (``None``: not checked).
+    numerics = None
 
     def __init__(self, bundle: ModelBundle, *, threads: int = 1) -> None:
         if threads < 1:

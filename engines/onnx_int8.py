@@ -18,5 +18,6 @@ class OnnxRuntimeInt8Engine(OnnxRuntimeEngine):
     """The ONNX Runtime engine, session settings unchanged, on the bundle's ``onnx-int8`` file."""
 
     name = "onnxruntime-int8"
+    precision = "int8"
     required_files = (INT8_KEY,)
     model_file = INT8_KEY

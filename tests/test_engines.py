@@ -99,7 +99,8 @@ def test_model_json_contract(random_bundle_dir):
     assert doc["classes"] == ["car", "boat", "background"]
     assert doc["input"]["channel_order"] == "RGB" and doc["input"]["layout"] == "NCHW"
     assert doc["input"]["size"] == [32, 32] and len(doc["input"]["mean"]) == 3
-    assert set(doc["files"]) == {"onnx", "mxnet-symbol", "mxnet-params"}
+    assert set(doc["files"]) == {"onnx", "mxnet-symbol", "mxnet-params", "golden"}
+    assert doc["golden"]["file"] == "golden" and set(doc["golden"]["tolerance"]) == {"float32"}
 
 
 def test_window_batches_are_the_windows_row_major():

@@ -43,10 +43,13 @@ def test_add_int8_model_writes_a_verified_file(quantization, bundle_copy):
     after = json.loads(raw)
     assert bundle_id == sha256_hex(raw)
     assert after["files"][INT8_KEY]["path"] == INT8_FILE
+    # The golden windows and the float model's outputs on them stay; the int8 model gains a tolerance.
     assert {k: v for k, v in after["files"].items() if k != INT8_KEY} == before["files"]
-    assert {k: v for k, v in after.items() if k not in ("files", "int8")} == {
-        k: v for k, v in before.items() if k != "files"}  # the spec and any other keys kept as they were
-    assert after["int8"]["calibration_images"] == 48
+    assert {k: v for k, v in after.items() if k not in ("files", "int8", "golden")} == {
+        k: v for k, v in before.items() if k not in ("files", "golden")}  # the spec and other keys kept as they were
+    assert set(after["golden"]["tolerance"]) == {"float32", "int8"}
+    assert after["golden"]["tolerance"]["float32"] == before["golden"]["tolerance"]["float32"]
+    assert after["int8"]["calibration_images"] == 48 and after["int8"]["reduce_range"] is True
     bundle = load_bundle(bundle_copy)  # verifies every file against its sha256
     assert bundle.sha256 == bundle_id
     import onnx

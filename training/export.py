@@ -13,6 +13,7 @@ import numpy as np
 
 from core.bundle import ModelSpec, write_model_json
 from tiling.box import BOX_ENCODING
+from training.golden import add_golden_batch
 from training.resnet import ProbabilityHead, build_resnet
 
 __all__ = ["export_bundle", "random_bundle"]
@@ -60,7 +61,8 @@ def export_bundle(net, spec: ModelSpec, out_dir: str, *, extra: dict | None = No
     """Write ``net`` (logits, initialised) as a bundle into local folder ``out_dir``.
 
     The exported graphs end in a softmax, so every engine outputs probabilities; a network
-    with a box head (``spec.boxes`` set) outputs its box deltas second.
+    with a box head (``spec.boxes`` set) outputs its box deltas second. The bundle gets its
+    golden batch (:func:`training.golden.add_golden_batch`).
     Returns the bundle id (sha256 of ``model.json``).
     """
     if bool(getattr(net, "boxes", False)) != bool(spec.boxes):
@@ -81,7 +83,8 @@ def export_bundle(net, spec: ModelSpec, out_dir: str, *, extra: dict | None = No
         spec.size,
     )
     files = {"onnx": ONNX_FILE, "mxnet-symbol": SYMBOL_FILE, "mxnet-params": PARAMS_FILE}
-    return write_model_json(out_dir, spec, files, extra=extra)
+    write_model_json(out_dir, spec, files, extra=extra)
+    return add_golden_batch(out_dir)
 
 
 def random_bundle(out_dir: str, *, depth: int = 8, width: int = 4, seed: int = 0,
