@@ -15,6 +15,7 @@ import time
 from core.errors import TilescanError
 from core.redaction import redact
 from engines.cache import cached_engine
+from engines.numerics import NumericsError
 from pixels import probe_image, read_band
 from scoring.finish import PictureJob, RunContext, finish_picture, piece_error, piece_rows
 from scoring.results import select_rows, windows_table
@@ -39,8 +40,10 @@ class BandScorer:
     """Scores the pieces of the tasks in a partition; yields ``(picture index, payload)`` per piece.
 
     A payload is the piece's kept rows (windows whose best non-background probability is
-    at least ``floor``) with its timings (:func:`scoring.finish.piece_rows`), or the
-    one-line reason the piece could not be read (:func:`scoring.finish.piece_error`).
+    at least ``floor``) with its timings and this worker's engine check
+    (:func:`scoring.finish.piece_rows`), the one-line reason the piece could not be read
+    (:func:`scoring.finish.piece_error`), or, when this worker's engine failed its
+    numerics check, that :class:`~engines.numerics.NumericsCheck`: nothing is scored with it.
     """
 
     def __init__(self, bundle_broadcast, bundle_sha256: str, *, engine: str, threads: int, pictures: dict,
@@ -60,8 +63,18 @@ class BandScorer:
     def __call__(self, partition):
         task_start = time.time()
         keep_zip_directories()
-        engine = cached_engine(self.bundle_sha256, lambda: self.bundle_broadcast.value, self.engine, self.threads)
+        try:
+            engine = cached_engine(self.bundle_sha256, lambda: self.bundle_broadcast.value, self.engine, self.threads)
+        except NumericsError as exc:
+            # Data, not an exception: Spark would retry the task, maybe elsewhere, and the
+            # driver would get a Py4J trace; this way it gets the check and stops the run.
+            for task in partition:
+                for piece in task.pieces:
+                    self.counter.add(piece.strip.n_windows)
+                    yield piece.image, exc.check
+            return
         spec = engine.spec
+        check = engine.numerics.to_json()
         freeze_survivors()  # the engine, the modules and kept pictures: see scoring.worker_gc
         load_s = time.time() - task_start
         predict_s = [0.0]
@@ -96,7 +109,8 @@ class BandScorer:
                           "score_s": time.time() - piece_start - read_s, "predict_s": predict_s[0] - before,
                           "windows": int(len(scores.origins)), "end": time.time(),
                           "worker": f"{socket.gethostname()}:{os.getpid()}",
-                          "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+                          "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                          "engine_check": check}
                 load_s = 0.0  # counted once, with the task's first piece
                 self.counter.add(strip.n_windows)
                 yield piece.image, piece_rows(table, timing)

@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 from core import storage
 from core.errors import TilescanError
 from core.redaction import redact
+from engines.numerics import NumericsCheck
 from pixels import ImageInfo
 from scoring.boxes import boxes_from_table, picture_detections_json
 from scoring.outputs import Destination, RunWriter
@@ -29,7 +30,7 @@ from scoring.overlay import overlay_png
 from scoring.results import probability_column, select_rows
 
 __all__ = ["PictureJob", "RunContext", "finish_picture", "manifest_bytes", "piece_rows", "piece_error",
-           "TIMING_KEY"]
+           "executor_checks", "TIMING_KEY"]
 
 #: Schema metadata key of each piece's timings in its Arrow stream.
 TIMING_KEY = b"tilescan.timing"
@@ -92,9 +93,30 @@ def piece_error(message: str) -> bytes:
     return b"error:" + message.encode()
 
 
-def _read_pieces(payloads) -> tuple[pa.Table | None, list[dict], list[str]]:
-    tables, timings, errors = [], [], []
+def executor_checks(timings: list[dict]) -> list[dict]:
+    """The engine checks of the workers that scored these pieces, one entry per host and result.
+
+    Each is the check's :meth:`~engines.numerics.NumericsCheck.to_json` (host, CPU, its
+    instruction sets, engine, status, difference) with ``workers``: how many Python workers
+    on that host gave it. Sorted by host.
+    """
+    found = {}
+    for timing in timings:
+        check = timing.get("engine_check")
+        if check is None:
+            continue
+        key = json.dumps({k: v for k, v in check.items() if k != "seconds"}, sort_keys=True)
+        found.setdefault(key, (check, set()))[1].add(timing["worker"])
+    return [{**check, "workers": len(workers)} for check, workers in
+            sorted(found.values(), key=lambda item: (item[0]["host"], json.dumps(item[0], sort_keys=True)))]
+
+
+def _read_pieces(payloads) -> tuple[pa.Table | None, list[dict], list[str], list[NumericsCheck]]:
+    tables, timings, errors, failed_checks = [], [], [], []
     for payload in payloads:
+        if isinstance(payload, NumericsCheck):
+            failed_checks.append(payload)
+            continue
         if payload.startswith(b"error:"):
             errors.append(payload[6:].decode())
             continue
@@ -102,10 +124,10 @@ def _read_pieces(payloads) -> tuple[pa.Table | None, list[dict], list[str]]:
         timings.append(json.loads(table.schema.metadata[TIMING_KEY]))
         tables.append(table.replace_schema_metadata(None))
     if not tables:
-        return None, timings, errors
+        return None, timings, errors, failed_checks
     table = pa.concat_tables(tables).combine_chunks()
     order = np.lexsort((table.column("x").to_numpy(), table.column("y").to_numpy()))
-    return table.take(pa.array(order)), timings, errors
+    return table.take(pa.array(order)), timings, errors, failed_checks
 
 
 def manifest_bytes(manifest: dict) -> bytes:
@@ -136,12 +158,18 @@ def finish_picture(job: PictureJob, payloads, ctx: RunContext) -> dict:
     The summary has ``index``, ``name``, ``status`` (``scored``, ``staged`` or ``failed``), ``error``,
     ``counts``, ``timings_s``, the piece timings (``tasks``) and, for a picture of a collection,
     its ``boxes`` (an ``(N, 6)`` array), which the driver gathers into the run's manifest and
-    detections. A single picture's boxes are in its staged ``detections.json`` already.
+    detections. A single picture's boxes are in its staged ``detections.json`` already. A
+    picture some of whose bands met an engine that failed its numerics check is not written
+    at all; its summary's ``numerics_failure`` holds that :class:`~engines.numerics.NumericsCheck`,
+    with which the driver stops the run.
     """
     started = time.time()
-    table, tasks, errors = _read_pieces(payloads)
+    table, tasks, errors, failed_checks = _read_pieces(payloads)
     summary = {"index": job.index, "name": job.name, "url": job.info.url, "width": job.info.width,
                "height": job.info.height, "tasks": tasks, "boxes": [], "status": "failed"}
+    if failed_checks:
+        summary.update(error=failed_checks[0].failure_line(), numerics_failure=failed_checks[0])
+        return summary
     scored = sum(t["windows"] for t in tasks)
     if errors or table is None or scored != job.windows:
         summary["error"] = errors[0] if errors else f"scored {scored} of {job.windows} windows"
@@ -189,6 +217,7 @@ def finish_picture(job: PictureJob, payloads, ctx: RunContext) -> dict:
         timings["finish_s"] = time.time() - started
         manifest = {**ctx.manifest, "finished": datetime.now(timezone.utc).isoformat(), "input": job.info.to_json(),
                     "attributes": job.attributes, "counts": counts, "overlay_scale": 1 / factor,
+                    "numerics": {**ctx.manifest.get("numerics", {}), "executors": executor_checks(tasks)},
                     "timings_s": {**ctx.manifest.get("timings_s", {}), **timings}}
         manifest = json.loads(json.dumps(manifest, default=_json_default))
         if not job.commit:

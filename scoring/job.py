@@ -28,7 +28,9 @@ from core.errors import InputError, TilescanError
 from core.project import project_path
 from core.redaction import redact
 from engines import ENGINES
+from engines.numerics import NumericsError
 from scoring.executor import BandScorer, PictureFinisher, probe_picture
+from scoring.finish import executor_checks
 from scoring.shipping import executor_zip
 
 __all__ = ["check_master", "spark_session", "spark_submit_executable", "ship_packages", "engine_threads",
@@ -277,15 +279,22 @@ class _Progress(threading.Thread):
 
 def run_job(spark, waves: list, jobs: dict, bundle, context, *, engine: str, pictures: dict, window: int,
             stride: int, edge: str, batch_size: int, floor: float, storage_options,
-            quiet: bool = False, on_wave=None) -> tuple[list[dict], dict]:
+            quiet: bool = False, on_wave=None) -> tuple[list[dict], dict, list[dict]]:
     """Score the tasks of each wave and finish its pictures on Spark, a wave at a time; the
-    pictures' summaries and the job's timings.
+    pictures' summaries, the job's timings and the executors' engine checks
+    (:func:`scoring.finish.executor_checks`).
 
     ``waves`` are lists of :class:`tiling.Task`, each wave holding all the bands of its
     pictures. ``pictures`` maps a picture index to its :class:`pixels.ImageInfo`, ``jobs`` to
     its :class:`scoring.finish.PictureJob`; ``bundle`` should carry only ``engine``'s files:
     it is broadcast once, as it is, for every wave. ``on_wave`` is called with each wave's
     summaries as the wave ends (it may take what it needs out of them).
+
+    Raises
+    ------
+    NumericsError
+        As the first wave in which an executor's engine failed its numerics check ends: the
+        pictures that engine scored bands of were not written, and no later wave starts.
     """
     sc = spark.sparkContext
     ship_packages(spark, engine)
@@ -316,6 +325,9 @@ def run_job(spark, waves: list, jobs: dict, bundle, context, *, engine: str, pic
                 done = (sc.parallelize(wave, len(wave)).mapPartitions(scorer)
                         .groupByKey(finishing, partitionFunc=lambda index: index)
                         .mapPartitions(finisher).collect())
+                failed = next((s["numerics_failure"] for s in done if "numerics_failure" in s), None)
+                if failed is not None:
+                    raise NumericsError(failed)
                 if on_wave is not None:
                     on_wave(done)
                 summaries += done
@@ -334,4 +346,4 @@ def run_job(spark, waves: list, jobs: dict, bundle, context, *, engine: str, pic
             "model_load_s": sum(t["model_load_s"] for t in pieces),
             "worker_max_rss_mb": max(t["max_rss_mb"] for t in pieces),
         })
-    return summaries, timings
+    return summaries, timings, executor_checks(pieces)

@@ -10,6 +10,7 @@ never holds pixels.
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import functools
 import logging
 import os
@@ -24,6 +25,7 @@ from core.errors import BundleError, InputError, OutputExistsError, TilescanErro
 from core.project import checkout_commit, installed_versions
 from core.redaction import redact
 from engines import create_engine, engine_class
+from engines.numerics import FLOAT_ENGINE, UNCHECKED, NumericsCheck, NumericsError
 from pixels import ImageInfo, probe_image
 from scoring.earlier_runs import dataset_part, kept_annotations, kept_manifests, scored_with, tidy_dataset
 from scoring.executor import probe_picture
@@ -101,6 +103,11 @@ class PreparedRun:
     run_id: str
     timings: dict
     storage_options: dict | None = field(default=None, repr=False)
+    #: The driver's numerics check of the engine the run uses (:mod:`engines.numerics`).
+    numerics: NumericsCheck | None = None
+    #: When the model's recommended engine failed that check here and the run took the float
+    #: engine instead: the engine, its check and the line printed; else ``None``.
+    fallback: dict | None = None
 
     @property
     def executor_options(self) -> dict:
@@ -116,16 +123,23 @@ class PreparedRun:
         return self.params.colors_for(self.bundle.spec.foreground)
 
 
-_loaded_engines: set = set()  # (bundle sha256, engine) loaded by engine_bundle in this process
+_loaded_engines: dict = {}  # (bundle sha256, engine) -> the NumericsCheck of its load by engine_bundle here
 
 
-def engine_bundle(bundle: ModelBundle, engine: str) -> ModelBundle:
-    """The part of ``bundle`` that ``engine`` needs, checked by loading it once here, on the driver.
+def engine_bundle(bundle: ModelBundle, engine: str) -> tuple[ModelBundle, NumericsCheck]:
+    """The part of ``bundle`` that ``engine`` needs, checked by loading it once here, on the driver,
+    and the engine's numerics check (:mod:`engines.numerics`).
 
     Executors report errors late and wrapped in Py4J traces, so everything a task would
     trip on is found first: the engine's framework missing, the bundle lacking the
-    engine's files, or files the engine cannot load. A bundle (its sha256 covers every
+    engine's files, files the engine cannot load, or an engine whose outputs on the
+    bundle's golden batch stray from the float model's. A bundle (its sha256 covers every
     file's) that loaded once in this process is not loaded again.
+
+    Raises
+    ------
+    NumericsError
+        When the engine fails its numerics check here.
     """
     needed = engine_class(engine).required_files
     missing = [key for key in needed if key not in bundle.files]
@@ -134,9 +148,11 @@ def engine_bundle(bundle: ModelBundle, engine: str) -> ModelBundle:
                           f"(it has: {', '.join(sorted(bundle.files))})")
     subset = bundle.subset(needed)
     if (bundle.sha256, engine) in _loaded_engines:
-        return subset
+        return subset, _loaded_engines[bundle.sha256, engine]
     try:
-        create_engine(subset, engine)
+        loaded = create_engine(subset, engine)
+    except NumericsError:
+        raise
     except ImportError as exc:
         raise TilescanError(f"--engine {engine} needs {exc.name or 'a package'} installed ({exc})") from None
     except (TilescanError, ValueError) as exc:
@@ -144,8 +160,29 @@ def engine_bundle(bundle: ModelBundle, engine: str) -> ModelBundle:
     except Exception as exc:  # noqa: BLE001 - frameworks raise their own types for unreadable models
         raise BundleError(f"model bundle {bundle.source}: the {engine} engine cannot load "
                           f"{', '.join(needed)} ({type(exc).__name__}: {redact(exc)})") from None
-    _loaded_engines.add((bundle.sha256, engine))
-    return subset
+    _loaded_engines[bundle.sha256, engine] = loaded.numerics
+    return subset, loaded.numerics
+
+
+def _checked_engine(bundle: ModelBundle,
+                    settings: Settings) -> tuple[ModelBundle, Settings, NumericsCheck, dict | None]:
+    """:func:`engine_bundle` for the run's engine, falling back to the float engine when the
+    engine was only the model's recommendation and failed its check here (said in one line).
+
+    An engine the user chose is never replaced: its failure is the run's error.
+    """
+    try:
+        subset, check = engine_bundle(bundle, settings.engine)
+        return subset, settings, check, None
+    except NumericsError as exc:
+        if settings.source.get("engine") != "model" or settings.engine == FLOAT_ENGINE:
+            raise
+        line = (f"the model recommends --engine {settings.engine}, but its numbers here differ from the model's "
+                f"({exc.check.summary()}); this run uses --engine {FLOAT_ENGINE} (float32) instead")
+        logger.warning("%s", line)
+        subset, check = engine_bundle(bundle, FLOAT_ENGINE)
+        fallback = dataclasses.replace(settings, engine=FLOAT_ENGINE, source={**settings.source, "engine": "fallback"})
+        return subset, fallback, check, {"engine": settings.engine, "check": exc.check.to_json(), "note": line}
 
 
 def _absolute(url: str) -> str:
@@ -197,7 +234,7 @@ def prepare(params: ScoreParams, *, storage_options: dict | None = None, inputs:
             f"{params.window}"
         )
     settings = params.settings_for(bundle.spec, bundle.recommended, bundle.files)
-    bundle = engine_bundle(bundle, settings.engine)
+    bundle, settings, numerics, fallback = _checked_engine(bundle, settings)
     params.colors_for(bundle.spec.foreground)  # unknown classes in --colors are bad input
     timings["load_model_s"] = time.time() - started
 
@@ -236,7 +273,7 @@ def prepare(params: ScoreParams, *, storage_options: dict | None = None, inputs:
         writer.claim()
     timings["inputs_s"] = time.time() - started
     return PreparedRun(params, settings, bundle, inputs, pictures, writer, run_id, timings,
-                       storage_options=storage_options)
+                       storage_options=storage_options, numerics=numerics, fallback=fallback)
 
 
 def _replaces(params: ScoreParams, single: bool) -> bool:
@@ -259,6 +296,22 @@ def _settings_parameters(settings: Settings) -> dict:
             "merge_iou": settings.merge_iou}
 
 
+def _numerics(prepared: PreparedRun) -> tuple[dict, list[str]]:
+    """The manifest's record of the driver's engine check (each picture adds its executors'),
+    and the notes it calls for."""
+    check, golden = prepared.numerics, prepared.bundle.golden
+    tolerance = golden.tolerance(check.precision) if golden is not None else None
+    record = {"golden_windows": len(golden) if golden is not None else 0,
+              "tolerance": None if tolerance is None else tolerance.to_json(), "driver": check.to_json()}
+    notes = []
+    if prepared.fallback is not None:
+        record["fallback"] = prepared.fallback
+        notes.append(prepared.fallback["note"])
+    if check.status == UNCHECKED:
+        notes.append(f"the engines' numbers were not checked: {check.reason}")
+    return record, notes
+
+
 def _manifest_base(prepared: PreparedRun, spark, began: datetime, n_tasks: int) -> dict:
     """What every picture's manifest and the run's share: provenance, model, parameters, Spark."""
     from scoring.job import engine_threads, spark_settings
@@ -266,6 +319,7 @@ def _manifest_base(prepared: PreparedRun, spark, began: datetime, n_tasks: int) 
     p, spec, s = prepared.params, prepared.bundle.spec, prepared.settings
     sc = spark.sparkContext
     conf = spark_settings(spark)
+    numerics, numerics_notes = _numerics(prepared)
     return {
         "tool": "tilescan",
         "version": installed_versions(["tilescan"])["tilescan"],
@@ -280,7 +334,9 @@ def _manifest_base(prepared: PreparedRun, spark, began: datetime, n_tasks: int) 
                        "tasks": n_tasks, **_settings_parameters(s),
                        "settings_source": s.source, "colors": {c: list(v) for c, v in prepared.colors.items()}},
         "notes": ([f"--stride {p.stride} is larger than --window {p.window}: bands of "
-                   f"{p.stride - p.window} pixels between windows are not scanned"] if p.stride > p.window else []),
+                   f"{p.stride - p.window} pixels between windows are not scanned"] if p.stride > p.window else [])
+        + numerics_notes,
+        "numerics": numerics,
         "spark": {"master": sc.master, "default_parallelism": sc.defaultParallelism, "app_id": sc.applicationId,
                   "version": sc.version, "engine_threads_per_task": engine_threads(spark),
                   "driver_memory": conf.get("spark.driver.memory", "1g (default)"),
@@ -356,7 +412,7 @@ def run(prepared: PreparedRun, spark) -> dict:
                               edge=p.edge, batch_size=p.batch_size, floor=min([p.keep, *s.thresholds.values()]),
                               storage_options=prepared.executor_options, quiet=p.quiet)
     if prepared.single:
-        summaries, job_timings = score()
+        summaries, job_timings, _ = _scored(prepared, score)  # the picture's manifest has its executors' checks
         timings.update(job_timings)
         summary = summaries[0] if summaries else {}
         if summary.get("status") != "staged":
@@ -372,7 +428,9 @@ def run(prepared: PreparedRun, spark) -> dict:
                 if summary["status"] == "scored":
                     detections.add(pictures[summary["index"]].coco_image(), boxes=summary.pop("boxes"))
 
-        summaries, job_timings = score(on_wave=add_scored) if waves else ([], {"spark_job_s": 0.0})
+        summaries, job_timings, checks = _scored(prepared, functools.partial(score, on_wave=add_scored)) if waves \
+            else ([], {"spark_job_s": 0.0}, [])
+        base["numerics"]["executors"] = checks
         timings.update(job_timings)
         by_index = {summary["index"]: summary for summary in summaries}
         for picture in ready:
@@ -380,6 +438,16 @@ def run(prepared: PreparedRun, spark) -> dict:
             if summary is None or summary["status"] != "scored":
                 picture.error = (summary or {}).get("error", "not scored")
         return _commit_run(prepared, base, by_index, timings, detections)
+
+
+def _scored(prepared: PreparedRun, score) -> tuple[list[dict], dict, list[dict]]:
+    """``score()`` (:func:`scoring.job.run_job`); when an executor's engine fails its numerics
+    check, what the run staged is removed before the one-line error goes on."""
+    try:
+        return score()
+    except NumericsError:
+        prepared.writer.abort()
+        raise
 
 
 def _add_kept(prepared: PreparedRun, detections: RunDetections) -> None:

@@ -115,7 +115,7 @@ def test_runs_of_one_session_broadcast_a_bundle_once_and_check_its_engine_once(s
     create = pipeline.create_engine
     monkeypatch.setattr(pipeline, "create_engine", lambda *a, **k: loaded.append(a[1]) or create(*a, **k))
     monkeypatch.setattr(job, "_application", {})
-    monkeypatch.setattr(pipeline, "_loaded_engines", set())
+    monkeypatch.setattr(pipeline, "_loaded_engines", {})
     first = score(spark, small_image, random_bundle_dir, tmp_path / "a", strips=2, keep=0.0)
     second = score(spark, small_image, random_bundle_dir, tmp_path / "b", strips=2, keep=0.0)
     assert len(sent) == 1 and loaded == [first["parameters"]["engine"]]
