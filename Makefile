@@ -23,7 +23,7 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
 PYTEST := -m pytest -n $(TEST_WORKERS) --dist loadfile
 
-.PHONY: setup test test-spark35 demo lint bench evaluate-model train-default train-classifier constraints clean
+.PHONY: setup test test-spark35 demo lint bench evaluate-model validate-int8 train-default train-classifier constraints clean
 
 setup: $(VENV)/.installed $(AZURITE) $(SPARK35_VENV)/.installed
 
@@ -71,6 +71,18 @@ bench: setup
 
 evaluate-model: setup
 	$(PY) -m app.evaluate_model --model models/default
+
+# The default model's int8 copy validated on this CPU and recorded in the bundle, then again
+# under the instruction sets of older x86 CPUs where CPUID faulting allows (localservices/cpus.py).
+CPU_PROFILES := avx512-vnni avx512 avx2
+validate-int8: setup
+	$(PY) -m app.validate_int8 --model models/default --write
+	@reason="$$($(PY) -m localservices.cpus --unavailable)"; \
+	if [ -n "$$reason" ]; then echo "older CPUs not validated here: $$reason"; exit 0; fi; \
+	for profile in $(CPU_PROFILES); do \
+	  echo "== as on a CPU with $$profile"; \
+	  $(PY) -m localservices.cpus $$profile $(PY) -m app.validate_int8 --model models/default --write || exit 1; \
+	done
 
 train-default: setup
 	$(PY) -m app.train_detector --out models/default

@@ -2,7 +2,9 @@
 
     python -m app.evaluate_model --model models/default [--write]
 
-Two views of the CIFAR-10 test set (never used in training) and, for the collages of
+First every engine the bundle has files for runs its golden-batch check on this CPU (as a
+run does when it loads the engine): a failure is one error line and exit 2. Then two views
+of the CIFAR-10 test set (never used in training) and, for the collages of
 collage.make.TEST_COLLAGES (built from the test set), AP50, AP50:95, precision and recall
 per class, scored in this process as a run at the defaults scores them (the bundle's
 recommended engine, thresholds and merging). Without --write, compares the figures with
@@ -20,7 +22,7 @@ from app import cli
 from collage.make import CIFAR_LIBRARY, TEST_COLLAGES, default_target, load_library
 from core.bundle import load_bundle
 from core.errors import TilescanError
-from engines import create_engine, engine_class
+from engines import ENGINES, create_engine, engine_class
 from evaluation.tuning import collage_picture, picture_metrics, score_picture
 from pixels import read_image
 from scoring.params import resolve_settings
@@ -55,11 +57,33 @@ def collage_results(bundle, *, threads: int) -> dict:
     return {"settings": settings.to_json(), "collages": collages}
 
 
+def numerics_checks(bundle) -> list[str]:
+    """The golden-batch check of every engine the bundle has files for and this environment has
+    (:mod:`engines.numerics`), one line each.
+
+    Raises
+    ------
+    NumericsError
+        For the first engine whose numbers stray here.
+    """
+    lines = []
+    for name in ENGINES:
+        try:
+            needed = engine_class(name).required_files
+        except TilescanError:  # its framework is not installed here
+            continue
+        if set(needed) <= set(bundle.files):
+            lines.append(create_engine(bundle.subset(needed), name).numerics.summary())
+    return lines
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     cifar = args.data or os.path.join(data_root(), "cifar10")
     if not os.path.isdir(cifar):
         raise TilescanError(f"CIFAR-10 not found at {cifar} (set TILESCAN_DATA or --data)")
     bundle = load_bundle(args.model)
+    for line in numerics_checks(bundle):
+        print(f"numerics: {line}")
     results = evaluate_bundle(bundle, cifar)
     for view in ("test_images", "test_canvas_tiles"):
         r = results[view]

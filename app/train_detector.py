@@ -5,9 +5,11 @@
 1. trains the detector (training.detector) from the classifier bundle --init;
 2. chooses the recommended thresholds, merge method and merge IoU on validation collages
    (built from the training set's validation channel; the test set is never used);
-3. quantises it to int8 and, when AP50 on those collages stays within 0.01 of the float
-   model for every class, recommends the int8 engine;
-4. records all of it in model.json (`recommended`, `int8`).
+3. quantises it to int8 (7-bit weights: the same answers on every x86 CPU) and, when AP50
+   on those collages stays within 0.01 of the float model for every class on this CPU,
+   recommends the int8 engine (app.validate_int8 adds other CPUs);
+4. records all of it in model.json (`recommended`, `int8`, and the golden batch every
+   engine is checked against when it loads).
 
 `--tune-only` redoes steps 2-4 on an already trained bundle. The held-out figures on the
 CIFAR-10 test set and the test collages come from `python -m app.evaluate_model`.
@@ -16,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import os
 import sys
@@ -24,10 +25,11 @@ import sys
 import numpy as np
 
 from app import cli
+from app.validate_int8 import record_validation, validate
 from collage import CollageParams
 from core.bundle import load_bundle, update_model_json
 from engines import create_engine
-from evaluation.tuning import collage_picture, picture_metrics, recommend_settings, score_picture
+from evaluation.tuning import collage_picture, recommend_settings, score_picture
 from tilesets import FOREGROUND_CLASSES, data_root, load_cifar
 from training.collage_windows import synthetic_target
 from training.detector import DetectorConfig, collage_windows_for, train_detector
@@ -44,8 +46,6 @@ VALIDATION_STYLES = (
     ("val-random-26", dict(step=26, jitter=3, match="random")),
 )
 VALIDATION_SIZE = 1536
-#: AP50 an int8 model may lose per class, on the validation collages, and still be recommended.
-INT8_TOLERANCE = 0.01
 CALIBRATION_WINDOWS = 512
 
 
@@ -61,15 +61,9 @@ def validation_pictures(config: DetectorConfig, data) -> list:
             for k, (name, style) in enumerate(VALIDATION_STYLES)]
 
 
-def _ap50(tables, pictures, spec, settings) -> dict:
-    results = [picture_metrics(t, p, spec, thresholds=settings["threshold"], merge=settings["merge"],
-                               iou=settings["merge_iou"]) for t, p in zip(tables, pictures)]
-    return {c: round(float(np.mean([r["classes"][c]["ap50"] or 0.0 for r in results])), 4)
-            for c in spec.foreground}
-
-
 def tune(folder: str, config: DetectorConfig) -> dict:
-    """Steps 2-4: recommended settings, int8, both recorded in ``folder``'s model.json; returns them."""
+    """Steps 2-4: recommended settings, int8 (validated on this CPU), recorded in ``folder``'s model.json;
+    returns the recommended settings."""
     data = load_cifar(config.data, "train")  # loaded once: the validation collages and the calibration
     pictures = validation_pictures(config, data)
     bundle = load_bundle(folder)
@@ -77,25 +71,17 @@ def tune(folder: str, config: DetectorConfig) -> dict:
     tables = [score_picture(p.pixels, fp32) for p in pictures]
     settings = recommend_settings(tables, pictures, bundle.spec)
     logger.info("recommended: %s", {k: v for k, v in settings.items() if k != "validation"})
+    update_model_json(folder, recommended=settings)
 
     train = data.take(split_channels(data, val_fraction=config.val_fraction, seed=config.seed)["train"])
     calibration = collage_windows_for(train, 4, CALIBRATION_WINDOWS // 4, np.random.default_rng(config.seed + 9),
                                       size=config.collage_size, rule=config.rule).images
     add_int8_model(folder, calibration)
-    int8 = create_engine(load_bundle(folder), "onnxruntime-int8", threads=os.cpu_count() or 1)
-    int8_tables = [score_picture(p.pixels, int8) for p in pictures]
-    fp32_ap, int8_ap = _ap50(tables, pictures, bundle.spec, settings), _ap50(int8_tables, pictures, bundle.spec,
-                                                                            settings)
-    validated = all(int8_ap[c] >= fp32_ap[c] - INT8_TOLERANCE for c in fp32_ap)
-    logger.info("int8 AP50 %s against fp32 %s: %s", int8_ap, fp32_ap, "validated" if validated else "not validated")
-    if validated:
-        settings["engine"] = "onnxruntime-int8"
-    with open(os.path.join(folder, "model.json")) as fh:
-        int8_record = json.load(fh)["int8"]
-    int8_record["validation"] = {"pictures": [p.name for p in pictures], "ap50_fp32": fp32_ap, "ap50_int8": int8_ap,
-                                 "tolerance": INT8_TOLERANCE, "validated": validated}
-    update_model_json(folder, recommended=settings, int8=int8_record)
-    return settings
+    entry = validate(folder, pictures)
+    validation = record_validation(folder, entry, pictures)
+    logger.info("int8 AP50 %s against float32 %s on %s: %s", entry["ap50"]["int8"], entry["ap50"]["float32"],
+                entry["cpu"]["model"], "validated" if validation["validated"] else "not validated")
+    return load_bundle(folder).recommended
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -260,8 +260,41 @@ def quantize_section(q: dict | None) -> str:
     return head + text
 
 
+def cpus_section(c: dict | None) -> str:
+    head = "## 6. The same answers on every CPU: int8 against float32 on each kind of x86 CPU\n\n"
+    if not c:
+        return head + NOT_RUN
+    text = ("ONNX Runtime picks its kernels by instruction set. Each kind of CPU is measured in a process of its "
+            "own: this CPU, then the same cores with CPUID masked so that ONNX Runtime (and /proc/cpuinfo) see an "
+            "older CPU's instruction sets (`localservices/cpus.py`): the older CPU's kernels run natively, so their "
+            "numbers are that CPU's and their speed that of these cores running them. Rates at 1 thread, the "
+            "job's batch; agreement with float32 on "
+            f"{_n(c['kinds'][0]['windows'])} windows of the picture; the golden check as a run does it when the "
+            "engine loads; “same as this CPU”: outputs equal bit for bit.\n\n")
+    rows = []
+    for kind in c["kinds"]:
+        base = kind["variants"]["float32"]["per_s"]
+        for label, v in kind["variants"].items():
+            golden = v["golden"]
+            diff = golden.get("difference") or {}
+            rows.append([f"{kind['cpu']}", ", ".join(kind["isa"]) or "no AVX2", label, _n(v["per_s"]),
+                         _n(v["per_s"] / base, 2), _n(v["top_class_agreement"], 4), _n(v["max_abs_prob_diff"], 3),
+                         f"{golden['status']} ({_n(diff.get('probability_mean'), 3)})" if diff else golden["status"],
+                         "yes" if v["same_as_this_cpu"] else "**no**"])
+    text += _table(["CPU", "instruction sets", "model", "windows/s", "× float32", "top class = float32",
+                    "max |Δp|", "golden check (mean |Δp|)", "same as this CPU"], rows)
+    if c.get("masked_kinds_missing"):
+        text += f"\n\nOlder CPUs not stood in for here: {c['masked_kinds_missing']}."
+    if c.get("full_range_copy"):
+        text += ("\n\n“int8, 8-bit weights”: a copy of the bundle quantised as before 7-bit weights became the "
+                 "default (calibrated on CIFAR-10 training images, as section 5's copies are). Without VNNI, ONNX "
+                 "Runtime's uint8 × int8 kernels add pairs of products in 16 bits, which 8-bit weights overflow; "
+                 "7-bit weights never do, so every kernel's sums are exact and the answers the same everywhere.")
+    return head + text
+
+
 def collection_section(c: dict | None) -> str:
-    head = "## 6. A collection in one run\n\n"
+    head = "## 7. A collection in one run\n\n"
     if not c:
         return head + NOT_RUN
     o, sep, e = c["one_run"], c["separate"], c["engine"]
@@ -281,7 +314,7 @@ def collection_section(c: dict | None) -> str:
 
 
 def memory_section(m: dict | None) -> str:
-    head = "## 7. Memory on big pictures\n\n"
+    head = "## 8. Memory on big pictures\n\n"
     if not m:
         return head + NOT_RUN
     t = m["targets_mb"]
@@ -310,7 +343,7 @@ def memory_section(m: dict | None) -> str:
 
 
 def dense_section(d: dict | None) -> str:
-    head = "## 8. The whole run on a picture dense with hits\n\n"
+    head = "## 9. The whole run on a picture dense with hits\n\n"
     if not d:
         return head + NOT_RUN
     rounds = max(len(r.get("rounds", [])) for r in d["runs"]) or 1
@@ -346,7 +379,7 @@ def dense_section(d: dict | None) -> str:
 
 
 def merge_section(m: dict | None) -> str:
-    head = "## 9. Merging at scale\n\n"
+    head = "## 10. Merging at scale\n\n"
     if not m:
         return head + NOT_RUN
     rows = [[method, _n(r["seconds"], 2), _n(r["boxes"])] for method, r in m["merge"].items()]
@@ -402,6 +435,16 @@ def _summary(results: dict) -> str:
                 if fap.get(cls, {}).get("ap50") is not None and iap[cls].get("ap50") is not None:
                     text += f"; AP50 {cls} {fap[cls]['ap50']:.3f} → {iap[cls]['ap50']:.3f}"
             bullets.append(text)
+    k = results.get("cpus")
+    if k:
+        int8 = "int8, 7-bit weights"
+        same = all(kind["variants"][int8]["same_as_this_cpu"] for kind in k["kinds"])
+        speedups = ", ".join(f"{', '.join(kind['isa']) or 'no AVX2'}: "
+                             f"{kind['variants'][int8]['per_s'] / kind['variants']['float32']['per_s']:.2f}×"
+                             for kind in k["kinds"])
+        bullets.append(f"int8 on {len(k['kinds'])} kinds of CPU: "
+                       + ("the same outputs bit for bit on all" if same else "**outputs differ between kinds**")
+                       + f"; × float32 at 1 thread: {speedups}")
     c = results.get("collection")
     if c:
         bullets.append(f"{c['pictures']} pictures in one run: **{c['speedup']:.1f}×** faster than one spark-submit "
@@ -430,8 +473,8 @@ METHOD = """## How these are measured
 - `make bench` runs `python -m benchmarks.run_all` (about half an hour on 2 cores) and rewrites this
   file and `benchmarks/results.json`; `--quick` is a smoke run with tiny sizes that writes under
   `work/bench/quick/` instead. Each section also runs alone: `python -m benchmarks.engine`,
-  `end_to_end`, `breakdown`, `baseline`, `quantize`, `collection`, `memory`, `dense`, `merge`,
-  `machine` (all take `--model`,
+  `end_to_end`, `breakdown`, `baseline`, `quantize`, `cpus`, `collection`, `memory`, `dense`,
+  `merge`, `machine` (all take `--model`,
   `--image`, `--quick`). Without `models/default`, a random-weights ResNet-20 (width 16, the same
   architecture) stands in, with a warning: speed figures hold, accuracy figures do not.
 - Engine rates are timed in interleaved rounds (every configuration once per round), and the best
@@ -455,6 +498,12 @@ METHOD = """## How these are measured
   alone. To ship one: `add_int8_model(bundle_dir, calibration_images)` from
   `training.quantize` (or `python -m app.quantize --model BUNDLE`), then `score.py --engine
   onnxruntime-int8`; `make train-default` does it for the default detector and validates it.
+- Other CPUs: `benchmarks/cpus.py` runs each kind in its own process under
+  `localservices/cpus.py`, a preloaded library that makes CPUID fault (arch_prctl
+  `ARCH_SET_CPUID`, where the CPU and hypervisor offer CPUID faulting) and answers it with the
+  older CPU's feature bits cleared, and masks /proc/cpuinfo to match. Numbers are the older
+  kernels' exactly; speeds are those kernels on these cores, not on the older CPU itself.
+  `make validate-int8` validates the bundle's int8 model the same way and records it in the bundle.
 - Collections: the separate runs are a sample (an hour's loop otherwise); their mean times the
   number of pictures is the loop's projected time, with the sample's spread beside it.
 - Memory: `python app/score.py` in a fresh process per picture, every process of its tree
@@ -492,7 +541,8 @@ def render(results: dict | None) -> str:
                 end_to_end_section(results.get("end_to_end")), scaling_section(results.get("scaling")),
                 breakdown_section(results.get("breakdown")),
                 baseline_section(results.get("baseline")), quantize_section(results.get("quantize")),
-                collection_section(results.get("collection")), memory_section(results.get("memory")),
+                cpus_section(results.get("cpus")), collection_section(results.get("collection")),
+                memory_section(results.get("memory")),
                 dense_section(results.get("dense")), merge_section(results.get("merge"))]
     errors = results.get("errors")
     sections.append(METHOD)

@@ -5,7 +5,8 @@
     python -m benchmarks.run_all --only engine,end_to_end
 
 Order: the machine, the engines, end to end (spark-submit, each its own JVM) back to back
-so that their ratio holds; the collection (spark-submits too); then the in-process runs on
+so that their ratio holds; the collection (spark-submits too); the engines on each kind of
+CPU (a process per kind); then the in-process runs on
 one local SparkSession (breakdown, baseline, int8 and its AP runs, the dense picture,
 merging); memory last (a fresh process per picture, and Azurite). A section that fails is
 recorded under ``errors`` and the others still run.
@@ -23,6 +24,7 @@ from benchmarks import (
     baseline,
     breakdown,
     collection,
+    cpus,
     dense,
     end_to_end,
     engine,
@@ -40,8 +42,8 @@ __all__ = ["SECTIONS", "main"]
 
 logger = logging.getLogger("benchmarks")
 
-SECTIONS = ("engine", "end_to_end", "scaling", "collection", "breakdown", "baseline", "quantize", "dense", "merge",
-            "memory")
+SECTIONS = ("engine", "end_to_end", "scaling", "collection", "cpus", "breakdown", "baseline", "quantize", "dense",
+            "merge", "memory")
 SPARK_SECTIONS = ("breakdown", "baseline", "quantize", "dense", "merge")
 
 
@@ -104,6 +106,8 @@ def main(argv=None) -> int:
         _attempt(results, "scaling", lambda: scaling.run(inputs.model, inputs.image, inputs.work))
     if "collection" in only:
         _attempt(results, "collection", lambda: collection.run(inputs.model, inputs.work, quick=quick))
+    if "cpus" in only:
+        _attempt(results, "cpus", lambda: cpus.run(inputs.model, inputs.image, inputs.work, quick=quick))
     if any(s in only for s in SPARK_SECTIONS):
         spark = local_spark(args.master)
         try:

@@ -39,10 +39,18 @@ def test_the_default_is_a_detector_with_validated_settings(bundle):
     recommended = bundle.recommended
     assert set(recommended["threshold"]) == {"car", "boat"} and recommended["merge"] in ("nms", "fuse")
     doc = json.load(open(os.path.join(BUNDLE, "model.json")))
-    int8 = doc["int8"]["validation"]
-    assert (recommended.get("engine") == "onnxruntime-int8") == int8["validated"]
-    assert all(int8["ap50_int8"][c] >= int8["ap50_fp32"][c] - int8["tolerance"] for c in ("car", "boat")) \
-        == int8["validated"]
+    validation = doc["int8"]["validation"]
+    assert validation["int8_sha256"] == doc["files"]["onnx-int8"]["sha256"]  # recorded for this int8 model
+    for cpu in validation["cpus"]:
+        ap50 = cpu["ap50"]
+        assert cpu["holds"] == all(ap50["int8"][c] >= ap50["float32"][c] - validation["tolerance"]
+                                   for c in ("car", "boat"))
+    assert validation["validated"] == all(cpu["holds"] for cpu in validation["cpus"])
+    assert (recommended.get("engine") == "onnxruntime-int8") == validation["validated"]
+    # Validated where int8 kernels saturate with full 8-bit weights, not only where they are exact.
+    kinds = {tuple(cpu["cpu"]["isa"]) for cpu in validation["cpus"]}
+    assert {("AVX2",), ("AVX2", "AVX-512")} <= kinds and any("VNNI" in kind for kind in kinds)
+    assert doc["int8"]["reduce_range"] is True
 
 
 @needs_cifar
@@ -59,8 +67,15 @@ def test_engines_agree_and_results_reproduce(folder):
     np.testing.assert_allclose(mx_probs, onnx, atol=1e-4)
     if bundle.spec.boxes:
         np.testing.assert_allclose(mx_deltas, onnx_deltas, atol=1e-4)
-    int8 = create_engine(bundle, "onnxruntime-int8").predict(windows)
-    assert (int8.argmax(axis=1) == onnx.argmax(axis=1)).mean() > 0.97
+    # Each engine passed the bundle's golden-batch check as it loaded (create_engine raises otherwise),
+    # and int8 stays within the bundle's int8 tolerance on CIFAR-10 too: thresholds the bundle
+    # records, which hold on any CPU, not figures only one kind of CPU meets.
+    int8_engine = create_engine(bundle, "onnxruntime-int8")
+    assert int8_engine.numerics.status == "passed"
+    int8 = int8_engine.predict(windows)
+    tolerance = bundle.golden.tolerance("int8")
+    assert np.abs(int8 - onnx).max() <= tolerance.probability_max
+    assert np.abs(int8 - onnx).mean() <= tolerance.probability_mean
 
     recorded = json.load(open(os.path.join(folder, "evaluation.json")))
     results = evaluate_bundle(bundle, os.path.join(DATA, "cifar10"))

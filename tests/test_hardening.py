@@ -48,8 +48,8 @@ def assert_one_line(code: int, err: str, message: str) -> None:
 
 @pytest.mark.parametrize("module", [
     *(f"app.{name}" for name in ("collage", "demo", "evaluate", "evaluate_model", "lake", "quantize", "score", "train",
-                                 "train_detector")),
-    *(f"benchmarks.{name}" for name in ("baseline", "breakdown", "collection", "dense", "end_to_end", "engine",
+                                 "train_detector", "validate_int8")),
+    *(f"benchmarks.{name}" for name in ("baseline", "breakdown", "collection", "cpus", "dense", "end_to_end", "engine",
                                         "machine", "memory", "merge", "quantize", "report", "run_all", "scaling")),
 ])
 def test_every_command_names_how_it_is_run(module, capsys):
@@ -63,7 +63,8 @@ def test_every_command_names_how_it_is_run(module, capsys):
 
 
 @pytest.mark.parametrize("module", [f"app.{name}" for name in ("collage", "demo", "evaluate", "evaluate_model", "lake",
-                                                                "quantize", "score", "train", "train_detector")])
+                                                                "quantize", "score", "train", "train_detector",
+                                                                "validate_int8")])
 def test_every_command_prints_its_version(module, capsys):
     import importlib.metadata as md
 
