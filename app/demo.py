@@ -81,8 +81,10 @@ def score_command(image: str, out: str, extra: list) -> list:
 
 
 def score(arguments: list) -> float:
-    env = dict(os.environ, SPARK_LOCAL_IP="127.0.0.1", PYSPARK_PYTHON=sys.executable,
-               PYSPARK_DRIVER_PYTHON=sys.executable, SPARK_CONF_DIR=project_path("conf"),
+    # Spark's Pythons are this one unless the caller named others (as score.py takes them).
+    env = dict(os.environ, SPARK_LOCAL_IP="127.0.0.1", SPARK_CONF_DIR=project_path("conf"),
+               PYSPARK_PYTHON=os.environ.get("PYSPARK_PYTHON") or sys.executable,
+               PYSPARK_DRIVER_PYTHON=os.environ.get("PYSPARK_DRIVER_PYTHON") or sys.executable,
                PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
     # No --driver-memory: the driver holds headers, not pixels (Spark's default 1g will do).
     command = [spark_submit_executable(), "--master", "local[*]", project_path("app", "score.py"), *arguments]
