@@ -282,7 +282,7 @@ def cpus_section(c: dict | None) -> str:
                          f"{golden['status']} ({_n(diff.get('probability_mean'), 3)})" if diff else golden["status"],
                          "yes" if v["same_as_this_cpu"] else "**no**"])
     text += _table(["CPU", "instruction sets", "model", "windows/s", "× float32", "top class = float32",
-                    "max |Δp|", "golden check (mean |Δp|)", "same as this CPU"], rows)
+                    "max abs Δp", "golden check (mean abs Δp)", "same as this CPU"], rows)
     if c.get("masked_kinds_missing"):
         text += f"\n\nOlder CPUs not stood in for here: {c['masked_kinds_missing']}."
     if c.get("full_range_copy"):
