@@ -1,8 +1,10 @@
 """ONNX Runtime on the bundle's int8 copy of the model.
 
 A bundle gains the int8 model with :func:`training.quantize.add_int8_model` (static
-quantisation, calibrated on images of the training distribution), written beside the
-float model as ``model.int8.onnx`` under the bundle file key ``onnx-int8``.
+quantisation, calibrated on images of the training distribution, 7-bit weights so that
+ONNX Runtime's kernels add exactly on every x86 CPU), written beside the float model as
+``model.int8.onnx`` under the bundle file key ``onnx-int8``. Its golden-batch tolerance is
+the bundle's ``int8`` one (:mod:`engines.numerics`).
 """
 from __future__ import annotations
 

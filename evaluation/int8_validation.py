@@ -17,6 +17,8 @@ import numpy as np
 
 from core.cpu import this_cpu
 from evaluation.tuning import picture_metrics, score_picture
+from scoring.windows import window_batches
+from tiling import WindowGrid
 
 __all__ = ["ap50_per_class", "windows_per_second", "validate_on_this_cpu", "SPEED_BATCH"]
 
@@ -48,11 +50,11 @@ def windows_per_second(engines: dict, windows: np.ndarray, *, rounds: int = 5, s
 
 
 def _speed_windows(pictures, size: int) -> np.ndarray:
-    """``SPEED_BATCH`` windows cut on a stride-16 grid from the first picture: what the job feeds the engine."""
+    """The first ``SPEED_BATCH`` windows of the first picture at stride 16, as the job feeds the engine."""
     pixels = pictures[0].pixels
-    origins = [(y, x) for y in range(0, pixels.shape[0] - size + 1, 16)
-               for x in range(0, pixels.shape[1] - size + 1, 16)][:SPEED_BATCH]
-    return np.ascontiguousarray(np.stack([pixels[y:y + size, x:x + size] for y, x in origins]).transpose(0, 3, 1, 2))
+    grid = WindowGrid(pixels.shape[0], pixels.shape[1], size, 16)
+    _, batch = next(window_batches(pixels, grid.ys, grid.xs, size, batch_size=SPEED_BATCH))
+    return batch
 
 
 def validate_on_this_cpu(scoring: dict, timing: dict, pictures, spec, settings: dict, *, tolerance: float,

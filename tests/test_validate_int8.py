@@ -1,0 +1,90 @@
+"""app.validate_int8: a bundle records where its int8 copy holds, per kind of CPU, and recommends
+the int8 engine only while it holds on every kind recorded."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from app.validate_int8 import INT8_ENGINE, record_validation
+from core.bundle import load_bundle
+from evaluation import tuning
+from evaluation.int8_validation import validate_on_this_cpu, windows_per_second
+from tests.helpers import copy_bundle
+
+
+def entry(model: str, isa: list, *, int8_car: float, float_car: float = 0.8) -> dict:
+    return {"cpu": {"model": model, "isa": isa}, "ap50": {"float32": {"car": float_car}, "int8": {"car": int8_car}},
+            "holds": int8_car >= float_car - 0.01, "windows_per_s": {"float32": 100, "int8": 150},
+            "int8_speedup": 1.5, "golden": {"float32": None, "int8": None}}
+
+
+@pytest.fixture
+def int8_bundle(detector_bundle_dir, tmp_path):
+    pytest.importorskip("onnxruntime.quantization")
+    from training.quantize import add_int8_model
+
+    folder = copy_bundle(detector_bundle_dir, tmp_path / "bundle")
+    add_int8_model(folder, np.random.default_rng(0).integers(0, 256, (16, 32, 32, 3), np.uint8))
+    return folder
+
+
+def recorded(folder) -> tuple[dict, dict]:
+    doc = json.load(open(os.path.join(folder, "model.json")))
+    return doc["int8"]["validation"], doc.get("recommended", {})
+
+
+def test_each_kind_of_cpu_is_recorded_once_and_int8_recommended_only_where_all_hold(int8_bundle):
+    pictures = [tuning.TestPicture("val-a", np.zeros((1, 1, 3), np.uint8), {})]
+    record_validation(int8_bundle, entry("Xeon", ["AVX2", "AVX-512", "VNNI"], int8_car=0.8), pictures)
+    validation, recommended = recorded(int8_bundle)
+    assert validation["validated"] and recommended["engine"] == INT8_ENGINE
+    record_validation(int8_bundle, entry("EPYC", ["AVX2"], int8_car=0.7), pictures)
+    validation, recommended = recorded(int8_bundle)
+    assert [c["cpu"]["model"] for c in validation["cpus"]] == ["Xeon", "EPYC"]
+    assert not validation["validated"] and "engine" not in recommended  # it fails on one kind: float32
+    record_validation(int8_bundle, entry("EPYC", ["AVX2"], int8_car=0.795), pictures)  # the same kind again
+    validation, recommended = recorded(int8_bundle)
+    assert [c["cpu"]["model"] for c in validation["cpus"]] == ["Xeon", "EPYC"]
+    assert validation["validated"] and recommended["engine"] == INT8_ENGINE
+    assert load_bundle(int8_bundle).recommended["engine"] == INT8_ENGINE  # and the bundle still verifies
+
+
+def test_another_int8_model_or_other_pictures_start_the_record_anew(int8_bundle):
+    from training.quantize import add_int8_model
+
+    pictures = [tuning.TestPicture("val-a", np.zeros((1, 1, 3), np.uint8), {})]
+    record_validation(int8_bundle, entry("Xeon", ["AVX2"], int8_car=0.8), pictures)
+    other = [tuning.TestPicture("val-b", np.zeros((1, 1, 3), np.uint8), {})]
+    record_validation(int8_bundle, entry("EPYC", ["AVX2"], int8_car=0.8), other)
+    assert [c["cpu"]["model"] for c in recorded(int8_bundle)[0]["cpus"]] == ["EPYC"]
+    add_int8_model(int8_bundle, np.random.default_rng(1).integers(0, 256, (16, 32, 32, 3), np.uint8))
+    record_validation(int8_bundle, entry("Xeon", ["AVX2"], int8_car=0.8), other)
+    validation = recorded(int8_bundle)[0]
+    assert [c["cpu"]["model"] for c in validation["cpus"]] == ["Xeon"]
+    doc = json.load(open(os.path.join(int8_bundle, "model.json")))
+    assert validation["int8_sha256"] == doc["files"]["onnx-int8"]["sha256"]
+
+
+def test_a_measurement_on_this_cpu(detector_bundle):
+    from core.cpu import this_cpu
+    from engines import create_engine
+
+    rng = np.random.default_rng(3)
+    pixels = np.repeat(np.repeat(rng.integers(0, 256, (24, 24, 3), np.uint8), 8, 0), 8, 1)
+    truth = {"images": [{"id": 1, "width": 192, "height": 192, "file_name": "p"}],
+             "categories": [{"id": 1, "name": "car"}, {"id": 2, "name": "boat"}],
+             "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [32, 32, 32, 32], "area": 1024,
+                              "iscrowd": 0}]}
+    pictures = [tuning.TestPicture("p", pixels, truth)]
+    engines = {"float32": create_engine(detector_bundle, "onnxruntime"),
+               "int8": create_engine(detector_bundle, "onnxruntime")}  # a float stand-in: holds by construction
+    settings = {"threshold": {"car": 0.3, "boat": 0.3}, "merge": "fuse", "merge_iou": 0.4}
+    found = validate_on_this_cpu(engines, engines, pictures, detector_bundle.spec, settings, tolerance=0.01, rounds=1)
+    assert found["cpu"] == {"model": this_cpu().model, "isa": list(this_cpu().isa)}
+    assert found["holds"] and found["ap50"]["int8"] == found["ap50"]["float32"]
+    assert found["golden"]["float32"]["status"] == "passed" and found["windows_per_s"]["float32"] > 0
+    rates = windows_per_second({"a": engines["float32"]}, np.zeros((4, 3, 32, 32), np.uint8), rounds=1, seconds=0.05)
+    assert rates["a"] > 0
