@@ -230,9 +230,10 @@ def quantize_section(q: dict | None) -> str:
         return head + NOT_RUN
     c = q["calibration"]
     text = (f"Int8: static quantisation (`onnxruntime.quantization.quantize_static`, batch norms folded first, "
-            f"min/max calibration on {c['images']} images: {c['source']}; weights int8 per channel, activations "
-            "uint8; the softmax head stays float). Engine `onnxruntime-int8` on a bundle's `onnx-int8` file; "
-            "the default engine only for a bundle whose int8 file held AP50 on its validation collages "
+            f"min/max calibration on {c['images']} images: {c['source']}; weights per channel in a 7-bit range, "
+            "so that every CPU's kernels add them exactly (section 6), activations uint8; the softmax head stays "
+            "float). Engine `onnxruntime-int8` on a bundle's `onnx-int8` file; the default engine only for a "
+            "bundle whose int8 file held AP50 on its validation collages on every kind of CPU recorded "
             "(`recommended.engine` in `model.json`).\n\n")
     base = {r["threads"]: r["per_s"] for r in q["speed"] if r["variant"] == "fp32 all"}
     rows = [[r["variant"], r["threads"], _n(r["per_s"]), _n(r["median_per_s"]), _n(r["cpu_per_wall"], 2),
