@@ -11,7 +11,9 @@
  *
  * Used by the benchmarks and `make validate-int8` (localservices/cpus.py), never by tilescan
  * itself. If CPUID faulting is refused, the process exits with status 97 rather than run
- * unmasked under a profile's name.
+ * unmasked under a profile's name. Node (the tests' Azurite emulator) is left unmasked: it
+ * installs its own SIGSEGV handler, under which a faulting CPUID would kill it, and its
+ * instruction sets have no bearing on a model's numbers.
  */
 #define _GNU_SOURCE
 #include <asm/prctl.h>
@@ -163,9 +165,18 @@ OPEN_WRAPPER(openat64, int dir, const char *path)
     return redirected(path, real(dir, path, flags, mode));
 }
 
+static int is_node(void) {
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) return 0;
+    exe[n] = 0;
+    const char *name = strrchr(exe, '/');
+    return !strcmp(name ? name + 1 : exe, "node");
+}
+
 __attribute__((constructor)) static void start(void) {
     profile = getenv("CPUID_PROFILE");
-    if (!profile || !*profile) {
+    if (!profile || !*profile || is_node()) {
         profile = NULL;
         return;
     }
