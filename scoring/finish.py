@@ -107,8 +107,8 @@ def executor_checks(timings: list[dict]) -> list[dict]:
             continue
         key = json.dumps({k: v for k, v in check.items() if k != "seconds"}, sort_keys=True)
         found.setdefault(key, (check, set()))[1].add(timing["worker"])
-    return [{**check, "workers": len(workers)} for check, workers in
-            sorted(found.values(), key=lambda item: (item[0]["host"], json.dumps(item[0], sort_keys=True)))]
+    return [{**check, "workers": len(workers)}
+            for _, (check, workers) in sorted(found.items(), key=lambda item: (item[1][0]["host"], item[0]))]
 
 
 def _read_pieces(payloads) -> tuple[pa.Table | None, list[dict], list[str], list[NumericsCheck]]:
