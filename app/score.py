@@ -48,9 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", choices=list(ENGINES),
                    help=f"inference engine (default: the model's recommendation, else {FALLBACK_SETTINGS['engine']})")
     p.add_argument("--window", type=int, default=d["window"],
-                   help="window side in pixels; must match the model (default %(default)s)")
+                   help="window side in pixels; must match the model (default: the model's input size)")
     p.add_argument("--stride", type=int, default=d["stride"],
-                   help="step between windows in pixels (default %(default)s)")
+                   help="step between windows in pixels (default: half the window)")
     p.add_argument("--edge", default=d["edge"], choices=EDGE_POLICIES,
                    help="align: add windows flush with the right/bottom edges so no pixel is missed; "
                         "drop: plain grid (default %(default)s)")

@@ -1,6 +1,6 @@
 """The model bundle: a folder with ``model.json``, the weights, and their sha256.
 
-``model.json`` holds the input contract (:class:`ModelSpec`) and a ``files`` table naming
+``model.json`` holds the model contract (:class:`core.contract.ModelSpec`) and a ``files`` table naming
 each file an engine needs with its sha256. The bundle's id is the sha256 of
 ``model.json`` itself, so it changes whenever any weight file does.
 """
@@ -10,12 +10,10 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from core import storage
+from core.contract import ModelSpec
 from core.errors import BundleError
 from core.golden import GOLDEN_KEY, GoldenBatch, read_golden
-from tiling.box import BOX_ENCODING
 
 __all__ = ["FORMAT", "MODEL_JSON", "ModelSpec", "ModelBundle", "load_bundle", "write_model_json", "update_model_json",
            "sha256_hex"]
@@ -26,109 +24,6 @@ MODEL_JSON = "model.json"
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """A model's input and output contract.
-
-    Windows reach the network as ``NCHW`` float32 in ``channel_order``, computed from
-    8-bit pixels as ``(pixel / 255 - mean) / std`` per channel. The network outputs one
-    probability per class, columns in the order of ``classes``; a detector (``boxes`` set
-    to :data:`tiling.box.BOX_ENCODING`) also outputs, second, four box deltas per window.
-    """
-
-    name: str
-    classes: tuple[str, ...]
-    size: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    background: str = "background"
-    channel_order: str = "RGB"
-    boxes: str | None = None
-
-    def __post_init__(self) -> None:
-        if len(set(self.classes)) != len(self.classes) or not self.classes:
-            raise BundleError(f"model.json: `classes` must be unique names, got {list(self.classes)}")
-        if self.background not in self.classes:
-            raise BundleError(f"model.json: background class {self.background!r} is not in {list(self.classes)}")
-        if self.channel_order not in ("RGB", "BGR"):
-            raise BundleError(f"model.json: `channel_order` must be RGB or BGR, got {self.channel_order!r}")
-        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
-            raise BundleError("model.json: `mean` and `std` need three values each, std > 0")
-        if self.size < 1:
-            raise BundleError(f"model.json: input size must be >= 1, got {self.size}")
-        if self.boxes not in (None, BOX_ENCODING):
-            raise BundleError(f"model.json: `boxes.encoding` must be {BOX_ENCODING!r}, got {self.boxes!r}")
-
-    def normalise(self, windows: np.ndarray) -> np.ndarray:
-        """The network's input for a batch of 8-bit RGB windows: the one place this is computed.
-
-        Parameters
-        ----------
-        windows : numpy.ndarray
-            ``(N, 3, S, S)`` uint8, channels R, G, B; may be a non-contiguous view.
-
-        Returns
-        -------
-        numpy.ndarray
-            ``(N, 3, S, S)`` float32 in ``channel_order``: ``(pixel / 255 - mean) / std``,
-            computed as one multiply-add per pixel.
-        """
-        if self.channel_order == "BGR":
-            windows = windows[:, ::-1]
-        std = np.asarray(self.std, dtype=np.float32)
-        scale = (1.0 / (255.0 * std)).reshape(1, 3, 1, 1)
-        offset = (-np.asarray(self.mean, dtype=np.float32) / std).reshape(1, 3, 1, 1)
-        batch = windows.astype(np.float32)
-        batch *= scale
-        batch += offset
-        return batch
-
-    @property
-    def foreground(self) -> tuple[str, ...]:
-        """The classes that become boxes, in output order."""
-        return tuple(c for c in self.classes if c != self.background)
-
-    def to_json(self) -> dict:
-        return {
-            "name": self.name,
-            "classes": list(self.classes),
-            "background": self.background,
-            "input": {
-                "size": [self.size, self.size],
-                "channel_order": self.channel_order,
-                "layout": "NCHW",
-                "dtype": "float32",
-                "pixel_scale": "0-1",
-                "mean": list(self.mean),
-                "std": list(self.std),
-            },
-            "output": "probabilities",
-            **({"boxes": {"output": 1, "encoding": self.boxes}} if self.boxes else {}),
-        }
-
-    @classmethod
-    def from_json(cls, doc: dict) -> ModelSpec:
-        try:
-            inp = doc["input"]
-            height, width = inp["size"]
-            if height != width:
-                raise BundleError(f"model.json: only square inputs are supported, got {height}x{width}")
-            if inp.get("layout", "NCHW") != "NCHW" or inp.get("dtype", "float32") != "float32":
-                raise BundleError("model.json: input must be NCHW float32")
-            return cls(
-                name=str(doc["name"]),
-                classes=tuple(doc["classes"]),
-                size=int(height),
-                mean=tuple(float(v) for v in inp["mean"]),
-                std=tuple(float(v) for v in inp["std"]),
-                background=doc.get("background", "background"),
-                channel_order=inp.get("channel_order", "RGB"),
-                boxes=doc["boxes"]["encoding"] if doc.get("boxes") is not None else None,
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise BundleError(f"model.json: malformed ({type(exc).__name__}: {exc})") from None
 
 
 @dataclass(frozen=True)
@@ -236,38 +131,49 @@ def _golden(doc: dict, spec: ModelSpec, files: dict, url: str) -> GoldenBatch | 
                        boxes=spec.boxes is not None, where=url)
 
 
-def write_model_json(folder: str, spec: ModelSpec, files: dict, *, extra: dict | None = None) -> str:
-    """Write ``model.json`` for files already in a local ``folder``.
-
-    ``files`` maps an engine key (``onnx``, ``mxnet-symbol``, ``mxnet-params``) to a file
-    name inside ``folder``; their sha256 are computed here. Returns the bundle id.
-    """
+def _file_table(folder: str, files: dict) -> dict:
+    """``files`` (engine key -> file name inside ``folder``) with each file's sha256."""
     import os
 
     table = {}
     for key, name in files.items():
         with open(os.path.join(folder, name), "rb") as fh:
             table[key] = {"path": name, "sha256": sha256_hex(fh.read())}
-    doc = {"format": FORMAT, **spec.to_json(), "files": table, **(extra or {})}
+    return table
+
+
+def _write_doc(folder: str, doc: dict) -> str:
+    import os
+
     raw = (json.dumps(doc, indent=2) + "\n").encode()
     with open(os.path.join(folder, MODEL_JSON), "wb") as fh:
         fh.write(raw)
     return sha256_hex(raw)
 
 
+def write_model_json(folder: str, spec: ModelSpec, files: dict, *, extra: dict | None = None) -> str:
+    """Write ``model.json`` for files already in a local ``folder``.
+
+    ``files`` maps an engine key (``onnx``, ``mxnet-symbol``, ``mxnet-params``) to a file
+    name inside ``folder``; their sha256 are computed here. Returns the bundle id.
+    """
+    return _write_doc(folder, {"format": FORMAT, **spec.to_json(), "files": _file_table(folder, files),
+                               **(extra or {})})
+
+
 def update_model_json(folder: str, *, files: dict | None = None, **keys) -> str:
     """Rewrite a local bundle's ``model.json`` with ``keys`` set and ``files`` added (key -> file name).
 
-    Every other key stays as it was; the sha256 of every listed file is computed again.
-    Returns the bundle's new id.
+    Every other key stays as it was, the contract word for word (it is checked, never
+    rewritten); the sha256 of every listed file is computed again. Returns the bundle's new id.
     """
     import os
 
     with open(os.path.join(folder, MODEL_JSON)) as fh:
         doc = json.load(fh)
-    spec = ModelSpec.from_json(doc)
+    ModelSpec.from_json(doc)
     names = {key: entry["path"] for key, entry in doc["files"].items()}
     names.update(files or {})
-    extra = {k: v for k, v in doc.items() if k not in {"format", "files", *spec.to_json()}}
-    extra.update(keys)
-    return write_model_json(folder, spec, names, extra=extra)
+    doc["files"] = _file_table(folder, names)
+    doc.update(keys)
+    return _write_doc(folder, doc)

@@ -15,6 +15,7 @@ __all__ = ["wrong_type"]
 #: Declared types checked, with what each accepts and how a message names it.
 _KINDS = {
     "int": (numbers.Integral, "an integer"),
+    "int | None": (numbers.Integral, "an integer"),
     "float": (numbers.Real, "a number"),
     "float | None": (numbers.Real, "a number"),
     "bool": (bool, "true or false"),
@@ -25,7 +26,7 @@ def wrong_type(settings) -> tuple[str, str, object] | None:
     """``(field name, what it must be, the value)`` of the first field of the dataclass
     instance ``settings`` whose value is not of its declared kind, else ``None``.
 
-    ``int``, ``float`` (also ``float | None``, where ``None`` passes) and ``bool`` fields are
+    ``int``, ``float`` (also ``int | None`` and ``float | None``, where ``None`` passes) and ``bool`` fields are
     checked; a bool is never taken as a number.
 
     >>> from dataclasses import dataclass
@@ -41,7 +42,7 @@ def wrong_type(settings) -> tuple[str, str, object] | None:
     for f in dataclasses.fields(settings):
         kind = _KINDS.get(f.type if isinstance(f.type, str) else getattr(f.type, "__name__", ""))
         value = getattr(settings, f.name)
-        if kind is None or (value is None and f.type == "float | None"):
+        if kind is None or (value is None and str(f.type).endswith(" | None")):
             continue
         accepted, named = kind
         if not isinstance(value, accepted) or (accepted is not bool and isinstance(value, bool)):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from core.bundle import ModelBundle
+from core.errors import TilescanError
 
 __all__ = ["Engine"]
 
@@ -11,24 +12,42 @@ __all__ = ["Engine"]
 class Engine:
     """Base of all engines.
 
-    Subclasses name the bundle files they need in ``required_files`` and implement
-    :meth:`forward` on normalised float32 input; :meth:`predict` and :meth:`detect`
-    normalise with the bundle's spec (:meth:`core.bundle.ModelSpec.normalise`) and check
-    the outputs' shapes.
+    A subclass names the bundle files it needs in ``required_files``, the devices it runs
+    on in ``devices``, and implements :meth:`forward` on the network's input. Everything
+    the model contract asks (:class:`core.contract.ModelSpec`: normalisation, layout,
+    dtype, the activation of the output) is done here, the same for every engine, and the
+    outputs' shapes are checked. ``**options`` are the engine's own settings; one it does
+    not take is refused.
     """
 
     name = "base"
     required_files: tuple[str, ...] = ()
+    #: Device kinds the engine runs on (``"cpu"``; a GPU engine adds ``"cuda"``, as ``cuda:0``).
+    devices: tuple[str, ...] = ("cpu",)
     #: Which of the golden batch's tolerances applies (:data:`core.golden.PRECISIONS`).
     precision = "float32"
     #: What :func:`engines.create_engine` found when it checked this engine (``None``: not checked).
     numerics = None
+    #: The batch size the network was exported with when its batch axis is fixed; batches
+    #: are then cut (and the last padded) to it. ``None``: any batch size.
+    fixed_batch: int | None = None
 
-    def __init__(self, bundle: ModelBundle, *, threads: int = 1) -> None:
+    def __init__(self, bundle: ModelBundle, *, threads: int = 1, device: str = "cpu", **options) -> None:
         if threads < 1:
             raise ValueError(f"`threads` must be >= 1, got {threads}")
+        if device.split(":")[0] not in self.devices:
+            raise TilescanError(f"engine {self.name} runs on {', '.join(self.devices)}, not {device!r}")
+        if options:
+            raise TypeError(f"engine {self.name} takes no option {sorted(options)[0]!r}")
         self.spec = bundle.spec
         self.threads = threads
+        self.device = device
+
+    @classmethod
+    def task_resources(cls, threads: int) -> dict:
+        """What one Spark task running this engine needs of its executor: ``{"cpus": threads}``
+        here; a GPU engine adds ``"gpus"``."""
+        return {"cpus": threads}
 
     def predict(self, windows: np.ndarray) -> np.ndarray:
         """Class probabilities for a batch of windows: ``(N, len(classes))`` float32 (see :meth:`detect`)."""
@@ -46,22 +65,18 @@ class Engine:
         Returns
         -------
         probabilities : numpy.ndarray
-            ``(N, len(classes))`` float32, columns in the spec's class order.
+            ``(N, len(classes))`` float32, columns in the spec's class order: the network's
+            first output after the contract's activation (:meth:`core.contract.ModelSpec.activate`).
         deltas : numpy.ndarray or None
             ``(N, 4)`` float32 in :data:`tiling.box.BOX_ENCODING` relative to each window,
             ``None`` for a plain classifier.
         """
-        size = self.spec.size
-        if windows.dtype != np.uint8 or windows.ndim != 4 or windows.shape[1:] != (3, size, size):
-            raise ValueError(
-                f"windows must be uint8 (N, 3, {size}, {size}), got {windows.dtype} {windows.shape}"
-            )
-        outputs = self.forward(self.spec.normalise(windows))
-        outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
-        probs = np.asarray(outputs[0], dtype=np.float32)
+        outputs = self.raw_outputs(windows)
+        first = np.asarray(outputs[0])
         expected = (len(windows), len(self.spec.classes))
-        if probs.shape != expected:
-            raise ValueError(f"engine {self.name} returned shape {probs.shape}, expected {expected}")
+        if first.shape != expected:
+            raise ValueError(f"engine {self.name} returned shape {first.shape}, expected {expected}")
+        probs = self.spec.activate(first)
         if not self.spec.boxes:
             return probs, None
         if len(outputs) < 2:
@@ -71,10 +86,33 @@ class Engine:
             raise ValueError(f"engine {self.name} returned boxes of shape {deltas.shape}, expected {(len(windows), 4)}")
         return probs, deltas
 
-    def forward(self, batch: np.ndarray):
-        """The network alone on ``(N, 3, S, S)`` float32 input already normalised.
+    def raw_outputs(self, windows: np.ndarray) -> list:
+        """The network's outputs as it gives them (before the contract's activation) for
+        ``(N, 3, S, S)`` uint8 RGB windows, cut into batches of :attr:`fixed_batch` if it has one."""
+        size = self.spec.size
+        if windows.dtype != np.uint8 or windows.ndim != 4 or windows.shape[1:] != (3, size, size):
+            raise ValueError(
+                f"windows must be uint8 (N, 3, {size}, {size}), got {windows.dtype} {windows.shape}"
+            )
+        batch = self.spec.network_input(windows)
+        fixed = self.fixed_batch
+        if fixed is None or len(batch) == fixed:
+            outputs = self.forward(batch)
+            return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+        parts = []
+        for start in range(0, len(batch), fixed):
+            chunk = batch[start:start + fixed]
+            if len(chunk) < fixed:  # the network takes exactly `fixed` windows: pad the last cut
+                chunk = np.concatenate([chunk, np.zeros((fixed - len(chunk), *chunk.shape[1:]), chunk.dtype)])
+            outputs = self.forward(chunk)
+            outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+            parts.append([np.asarray(out)[:min(fixed, len(batch) - start)] for out in outputs])
+        return [np.concatenate(column) for column in zip(*parts)]
 
-        Returns its outputs in the model's order: probabilities, then box deltas if any (one
-        array, or a list).
+    def forward(self, batch: np.ndarray):
+        """The network alone on its input (:meth:`core.contract.ModelSpec.network_input`).
+
+        Returns its outputs in the model's order: the class scores, then box deltas if any
+        (one array, or a list).
         """
         raise NotImplementedError

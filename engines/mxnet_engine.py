@@ -5,17 +5,18 @@ import os
 
 import numpy as np
 
+from engines import register_engine
 from engines.base import Engine
 
 __all__ = ["MxnetEngine"]
 
 
+@register_engine("mxnet")
 class MxnetEngine(Engine):
-    name = "mxnet"
     required_files = ("mxnet-symbol", "mxnet-params")
 
-    def __init__(self, bundle, *, threads: int = 1) -> None:
-        super().__init__(bundle, threads=threads)
+    def __init__(self, bundle, *, threads: int = 1, device: str = "cpu", **options) -> None:
+        super().__init__(bundle, threads=threads, device=device, **options)
         # MXNet sizes its OpenMP pool when it is first imported.
         os.environ.setdefault("OMP_NUM_THREADS", str(threads))
         os.environ.setdefault("MXNET_ENGINE_TYPE", "NaiveEngine")

@@ -71,7 +71,8 @@ class NumericsCheck:
             cause = "" if self.cpu.exact_int8 else "int8 kernels without VNNI saturate: "
             remedy = f"{cause}use --engine {FLOAT_ENGINE} (float32)"
         else:
-            remedy = f"check this host's {self.engine} installation, or use another --engine"
+            remedy = (f"check this host's {self.engine} installation, and that model.json's contract is the one "
+                      "its golden batch was made with")
         return (f"{self.engine} on {self.cpu.host} ({self.cpu.describe()}) answers unlike the model on its "
                 f"{self.windows} golden windows: probabilities off by up to {d.probability_max:.2g} (mean "
                 f"{d.probability_mean:.2g}; allowed {t.probability_max:.2g} / {t.probability_mean:.2g}){deltas}; "

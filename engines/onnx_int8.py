@@ -8,6 +8,7 @@ the bundle's ``int8`` one (:mod:`engines.numerics`).
 """
 from __future__ import annotations
 
+from engines import register_engine
 from engines.onnx_engine import OnnxRuntimeEngine
 
 __all__ = ["OnnxRuntimeInt8Engine", "INT8_KEY", "INT8_FILE"]
@@ -16,10 +17,10 @@ INT8_KEY = "onnx-int8"
 INT8_FILE = "model.int8.onnx"
 
 
+@register_engine("onnxruntime-int8")
 class OnnxRuntimeInt8Engine(OnnxRuntimeEngine):
     """The ONNX Runtime engine, session settings unchanged, on the bundle's ``onnx-int8`` file."""
 
-    name = "onnxruntime-int8"
     precision = "int8"
     required_files = (INT8_KEY,)
     model_file = INT8_KEY

@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from core.errors import InputError, TilescanError
 from core.project import project_path
 from core.redaction import redact
-from engines import ENGINES
+from engines import engine_module
 from engines.numerics import NumericsError
 from scoring.executor import BandScorer, PictureFinisher, probe_picture
 from scoring.finish import executor_checks
@@ -148,7 +148,7 @@ def ship_packages(spark, engine: str | None) -> None:
     The zip is named by its content hash: Spark refuses a second file of the same name with
     other contents, which happens when the code changes within one long-lived session.
     """
-    data = executor_zip(*([ENGINES[engine].split(":")[0]] if engine else []))
+    data = executor_zip(*([engine_module(engine)] if engine else []))
     digest = hashlib.sha256(data).hexdigest()[:16]
     shipped = _application_state(spark.sparkContext)["shipped"]
     if digest in shipped:

@@ -1,11 +1,11 @@
 """The parameters of one scoring run: built once from the command line, validated, frozen."""
 from __future__ import annotations
 
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 
 from PIL import ImageColor
 
-from core.errors import TilescanError
+from core.errors import BundleError, TilescanError
 from core.fieldtypes import wrong_type
 from core.project import project_path
 from engines import DEFAULT_ENGINE, ENGINES, engine_class
@@ -105,11 +105,12 @@ class Settings:
 class ScoreParams:
     """Everything a run depends on; written to the manifest as is.
 
-    ``image`` is a picture, glob or folder, ``images`` a list file (exactly one of the two,
-    see :func:`scoring.inputs.resolve_inputs`). ``engine``, ``threshold``, ``merge`` and
-    ``merge_iou`` left ``None`` take the model's recommendation, else
-    :data:`FALLBACK_SETTINGS` (see :meth:`settings_for`). ``resume`` keeps the pictures a
-    collection already finished in ``out``.
+    ``window`` left ``None`` is the model's input size, and ``stride`` half the window
+    (:meth:`for_model`, when the bundle is loaded). ``image`` is a picture, glob or folder,
+    ``images`` a list file (exactly one of the two, see :func:`scoring.inputs.resolve_inputs`).
+    ``engine``, ``threshold``, ``merge`` and ``merge_iou`` left ``None`` take the model's
+    recommendation, else :data:`FALLBACK_SETTINGS` (see :meth:`settings_for`). ``resume``
+    keeps the pictures a collection already finished in ``out``.
     """
 
     out: str
@@ -117,8 +118,8 @@ class ScoreParams:
     images: str | tuple | None = None
     model: str = DEFAULT_MODEL
     engine: str | None = None
-    window: int = 32
-    stride: int = 16
+    window: int | None = None
+    stride: int | None = None
     edge: str = "align"
     strips: int = 0
     batch_size: int = 128
@@ -145,8 +146,8 @@ class ScoreParams:
         checks = [
             (self.engine is None or self.engine in ENGINES,
              f"--engine must be one of {', '.join(ENGINES)}, got {self.engine!r}"),
-            (self.window >= 1, f"--window must be >= 1, got {self.window}"),
-            (self.stride >= 1, f"--stride must be >= 1, got {self.stride}"),
+            (self.window is None or self.window >= 1, f"--window must be >= 1, got {self.window}"),
+            (self.stride is None or self.stride >= 1, f"--stride must be >= 1, got {self.stride}"),
             (self.edge in EDGE_POLICIES, f"--edge must be one of {', '.join(EDGE_POLICIES)}, got {self.edge!r}"),
             (self.strips >= 0, f"--strips must be >= 0 (0 = automatic), got {self.strips}"),
             (1 <= self.batch_size <= MAX_BATCH_SIZE,
@@ -167,6 +168,20 @@ class ScoreParams:
         for ok, message in checks:
             if not ok:
                 raise TilescanError(message)
+
+    def for_model(self, spec) -> ScoreParams:
+        """These parameters with the window the model takes (``window`` left ``None`` is its input
+        size) and a stride of half the window where none is given.
+
+        Raises
+        ------
+        BundleError
+            When ``window`` is given and differs from the model's input size.
+        """
+        if self.window is not None and self.window != spec.size:
+            raise BundleError(f"model {self.model} takes {spec.size}x{spec.size} inputs but --window is {self.window} "
+                              "(leave --window out: it defaults to the model's input size)")
+        return replace(self, window=spec.size, stride=self.stride or max(1, spec.size // 2))
 
     def settings_for(self, spec, recommended: dict, available_files=()) -> Settings:
         """What this run uses: :func:`resolve_settings` with this run's options."""

@@ -21,11 +21,12 @@ from datetime import datetime, timezone
 
 from core import credentials, storage
 from core.bundle import ModelBundle, load_bundle
-from core.errors import BundleError, InputError, OutputExistsError, TilescanError
+from core.errors import InputError, OutputExistsError
 from core.project import checkout_commit, installed_versions
 from core.redaction import redact
-from engines import create_engine, engine_class
 from engines.numerics import FLOAT_ENGINE, UNCHECKED, NumericsCheck, NumericsError
+from engines.preflight import Preflight, preflight
+from engines.self_check import SelfCheck
 from pixels import ImageInfo, probe_image
 from scoring.earlier_runs import dataset_part, kept_annotations, kept_manifests, scored_with, tidy_dataset
 from scoring.executor import probe_picture
@@ -36,7 +37,7 @@ from scoring.params import TASKS_PER_CORE, ScoreParams, Settings
 from scoring.run_detections import RunDetections
 from tiling import Piece, Task, WindowGrid, plan_tasks, plan_waves
 
-__all__ = ["Picture", "PreparedRun", "prepare", "run", "engine_bundle", "package_versions",
+__all__ = ["Picture", "PreparedRun", "prepare", "run", "package_versions",
            "EXIT_SOME_FAILED", "PROBE_ON_DRIVER", "MAX_BAND_PIXELS",
            "WAVE_WINDOWS_PER_CORE"]
 
@@ -105,6 +106,8 @@ class PreparedRun:
     storage_options: dict | None = field(default=None, repr=False)
     #: The driver's numerics check of the engine the run uses (:mod:`engines.numerics`).
     numerics: NumericsCheck | None = None
+    #: What the driver's self-check of the run's engine ran (:mod:`engines.self_check`).
+    self_check: SelfCheck | None = None
     #: When the model's recommended engine failed that check here and the run took the float
     #: engine instead: the engine, its check and the line printed; else ``None``.
     fallback: dict | None = None
@@ -123,66 +126,25 @@ class PreparedRun:
         return self.params.colors_for(self.bundle.spec.foreground)
 
 
-_loaded_engines: dict = {}  # (bundle sha256, engine) -> the NumericsCheck of its load by engine_bundle here
-
-
-def engine_bundle(bundle: ModelBundle, engine: str) -> tuple[ModelBundle, NumericsCheck]:
-    """The part of ``bundle`` that ``engine`` needs, checked by loading it once here, on the driver,
-    and the engine's numerics check (:mod:`engines.numerics`).
-
-    Executors report errors late and wrapped in Py4J traces, so everything a task would
-    trip on is found first: the engine's framework missing, the bundle lacking the
-    engine's files, files the engine cannot load, or an engine whose outputs on the
-    bundle's golden batch stray from the float model's. A bundle (its sha256 covers every
-    file's) that loaded once in this process is not loaded again.
-
-    Raises
-    ------
-    NumericsError
-        When the engine fails its numerics check here.
-    """
-    needed = engine_class(engine).required_files
-    missing = [key for key in needed if key not in bundle.files]
-    if missing:
-        raise BundleError(f"model bundle {bundle.source} has no {' or '.join(missing)} file for --engine {engine} "
-                          f"(it has: {', '.join(sorted(bundle.files))})")
-    subset = bundle.subset(needed)
-    if (bundle.sha256, engine) in _loaded_engines:
-        return subset, _loaded_engines[bundle.sha256, engine]
-    try:
-        loaded = create_engine(subset, engine)
-    except NumericsError:
-        raise
-    except ImportError as exc:
-        raise TilescanError(f"--engine {engine} needs {exc.name or 'a package'} installed ({exc})") from None
-    except (TilescanError, ValueError) as exc:
-        raise BundleError(f"model bundle {bundle.source}: {redact(exc)}") from None
-    except Exception as exc:  # noqa: BLE001 - frameworks raise their own types for unreadable models
-        raise BundleError(f"model bundle {bundle.source}: the {engine} engine cannot load "
-                          f"{', '.join(needed)} ({type(exc).__name__}: {redact(exc)})") from None
-    _loaded_engines[bundle.sha256, engine] = loaded.numerics
-    return subset, loaded.numerics
-
-
-def _checked_engine(bundle: ModelBundle,
-                    settings: Settings) -> tuple[ModelBundle, Settings, NumericsCheck, dict | None]:
-    """:func:`engine_bundle` for the run's engine, falling back to the float engine when the
-    engine was only the model's recommendation and failed its check here (said in one line).
+def _checked_engine(bundle: ModelBundle, settings: Settings,
+                    batch_size: int) -> tuple[Preflight, Settings, dict | None]:
+    """:func:`engines.preflight.preflight` for the run's engine, falling back to the float engine
+    when the engine was only the model's recommendation and failed its numerics check here
+    (said in one line).
 
     An engine the user chose is never replaced: its failure is the run's error.
     """
     try:
-        subset, check = engine_bundle(bundle, settings.engine)
-        return subset, settings, check, None
+        return preflight(bundle, settings.engine, batch_size=batch_size), settings, None
     except NumericsError as exc:
         if settings.source.get("engine") != "model" or settings.engine == FLOAT_ENGINE:
             raise
         line = (f"the model recommends --engine {settings.engine}, but its numbers here differ from the model's "
                 f"({exc.check.summary()}); this run uses --engine {FLOAT_ENGINE} (float32) instead")
         logger.warning("%s", line)
-        subset, check = engine_bundle(bundle, FLOAT_ENGINE)
         fallback = dataclasses.replace(settings, engine=FLOAT_ENGINE, source={**settings.source, "engine": "fallback"})
-        return subset, fallback, check, {"engine": settings.engine, "check": exc.check.to_json(), "note": line}
+        return (preflight(bundle, FLOAT_ENGINE, batch_size=batch_size), fallback,
+                {"engine": settings.engine, "check": exc.check.to_json(), "note": line})
 
 
 def _absolute(url: str) -> str:
@@ -228,13 +190,10 @@ def prepare(params: ScoreParams, *, storage_options: dict | None = None, inputs:
 
     started = time.time()
     bundle = load_bundle(params.model, storage_options=storage_options)
-    if bundle.spec.size != params.window:
-        raise BundleError(
-            f"model {params.model} takes {bundle.spec.size}x{bundle.spec.size} inputs but --window is "
-            f"{params.window}"
-        )
+    params = params.for_model(bundle.spec)
     settings = params.settings_for(bundle.spec, bundle.recommended, bundle.files)
-    bundle, settings, numerics, fallback = _checked_engine(bundle, settings)
+    engine, settings, fallback = _checked_engine(bundle, settings, params.batch_size)
+    bundle = engine.bundle
     params.colors_for(bundle.spec.foreground)  # unknown classes in --colors are bad input
     timings["load_model_s"] = time.time() - started
 
@@ -273,7 +232,8 @@ def prepare(params: ScoreParams, *, storage_options: dict | None = None, inputs:
         writer.claim()
     timings["inputs_s"] = time.time() - started
     return PreparedRun(params, settings, bundle, inputs, pictures, writer, run_id, timings,
-                       storage_options=storage_options, numerics=numerics, fallback=fallback)
+                       storage_options=storage_options, numerics=engine.numerics, self_check=engine.self_check,
+                       fallback=fallback)
 
 
 def _replaces(params: ScoreParams, single: bool) -> bool:
@@ -312,6 +272,17 @@ def _numerics(prepared: PreparedRun) -> tuple[dict, list[str]]:
     return record, notes
 
 
+def _fixed_batch_notes(prepared: PreparedRun) -> list[str]:
+    """A note, and a warning now, when the model's batch axis is fixed and windows run in batches of that size."""
+    fixed = prepared.self_check.fixed_batch if prepared.self_check is not None else None
+    if fixed is None or fixed >= prepared.params.batch_size:
+        return []
+    line = (f"the model was exported with a fixed batch of {fixed}: its windows run {fixed} at a time instead of "
+            f"--batch-size {prepared.params.batch_size}, which is slower; export it with a dynamic batch axis")
+    logger.warning("%s", line)
+    return [line]
+
+
 def _manifest_base(prepared: PreparedRun, spark, began: datetime, n_tasks: int) -> dict:
     """What every picture's manifest and the run's share: provenance, model, parameters, Spark."""
     from scoring.job import engine_threads, spark_settings
@@ -327,7 +298,9 @@ def _manifest_base(prepared: PreparedRun, spark, began: datetime, n_tasks: int) 
         "run_id": prepared.run_id,
         "started": began.isoformat(),
         "model": {"source": _absolute(p.model), "sha256": prepared.bundle.sha256, "name": spec.name,
-                  "classes": list(spec.classes), "background": spec.background, "boxes": spec.boxes},
+                  "classes": list(spec.classes), "background": spec.background, "boxes": spec.boxes,
+                  "contract": {key: spec.to_json()[key] for key in ("input", "output")},
+                  "self_check": None if prepared.self_check is None else prepared.self_check.to_json()},
         "parameters": {**p.to_json(), **{k: [_absolute(u) for u in v] if isinstance(v, (list, tuple)) else _absolute(v)
                                          for k, v in (("image", p.image), ("images", p.images), ("out", p.out),
                                                       ("model", p.model)) if v},
@@ -335,7 +308,7 @@ def _manifest_base(prepared: PreparedRun, spark, began: datetime, n_tasks: int) 
                        "settings_source": s.source, "colors": {c: list(v) for c, v in prepared.colors.items()}},
         "notes": ([f"--stride {p.stride} is larger than --window {p.window}: bands of "
                    f"{p.stride - p.window} pixels between windows are not scanned"] if p.stride > p.window else [])
-        + numerics_notes,
+        + numerics_notes + _fixed_batch_notes(prepared),
         "numerics": numerics,
         "spark": {"master": sc.master, "default_parallelism": sc.defaultParallelism, "app_id": sc.applicationId,
                   "version": sc.version, "engine_threads_per_task": engine_threads(spark),

@@ -17,8 +17,8 @@ import pytest
 from core.project import ROOT
 from scoring.shipping import EXECUTOR_PACKAGES, executor_modules, executor_zip
 
-PACKAGES = ("app", "benchmarks", "collage", "core", "engines", "evaluation", "localservices", "pixels", "scoring",
-            "tilesets", "tiling", "training")
+PACKAGES = ("app", "benchmarks", "bundling", "collage", "core", "engines", "evaluation", "localservices", "pixels",
+            "scoring", "tilesets", "tiling", "training")
 #: What each package may import from the others (docs/architecture.md); app may import anything.
 ALLOWED = {
     "tiling": set(),
@@ -30,6 +30,7 @@ ALLOWED = {
     "collage": {"core", "pixels", "tilesets", "tiling"},
     "evaluation": {"collage", "core", "pixels", "scoring", "tilesets", "tiling"},
     "training": {"collage", "core", "engines", "pixels", "tilesets", "tiling"},
+    "bundling": {"core", "engines", "pixels", "scoring", "tiling", "training"},
     "localservices": {"core"},
     "benchmarks": set(PACKAGES) - {"app"},
 }

@@ -116,7 +116,8 @@ def test_a_tampered_golden_batch_fails_on_the_driver_in_one_line_before_spark(ca
     cpu = this_cpu()
     assert err.startswith(f"error: onnxruntime on {cpu.host} ({cpu.model}; {cpu.isa_text()}) answers unlike the "
                           "model on its 48 golden windows: probabilities off by up to 0.05"), err
-    assert err.endswith("check this host's onnxruntime installation, or use another --engine")
+    assert err.endswith("check this host's onnxruntime installation, and that model.json's contract is the one its "
+                        "golden batch was made with")
     assert not out.exists()
 
 

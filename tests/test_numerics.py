@@ -36,7 +36,8 @@ def test_an_engine_that_strays_fails_with_one_line_naming_where_and_how_far(dete
     assert line.startswith(f"onnxruntime on {cpu.host} ({cpu.model}; {cpu.isa_text()}) answers unlike the model "
                            "on its 48 golden windows: probabilities off by up to 0.01 (mean 0.01; allowed 0.0001 / "
                            "1e-05), box deltas by up to 0 (allowed 0.001); "), line
-    assert line.endswith("check this host's onnxruntime installation, or use another --engine")
+    assert line.endswith("check this host's onnxruntime installation, and that model.json's contract is the one its "
+                         "golden batch was made with")
     check = failed.value.check
     assert check.failed and check.difference.probability_max == pytest.approx(0.01, abs=1e-6)
     # It crosses from executors to the driver: pickled, and recorded as JSON.

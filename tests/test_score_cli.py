@@ -65,6 +65,8 @@ def bundle_with_size(src, tmp_path, size):
         ("too_many_pixels", "over the limit of 10,000"),
         ("tampered_bundle", "does not match its sha256"),
         ("window_mismatch", "takes 64x64 inputs but --window is 32"),
+        ("graph_size_mismatch", "the ONNX graph's input is (N, 3, 32, 32), but model.json declares NCHW "
+                                "(N, 3, 64, 64)"),
         ("bad_threshold", "--threshold: values must be in [0, 1]"),
         ("unknown_class", "--threshold names unknown classes ['truck']"),
         ("int8_missing", "has no onnx-int8 file for --engine onnxruntime-int8 (it has: "),
@@ -87,6 +89,8 @@ def test_bad_input(case, message, capsys, tmp_path, out, random_bundle_dir, smal
     elif case == "tampered_bundle":
         model = tampered_bundle(random_bundle_dir, tmp_path)
     elif case == "window_mismatch":
+        model, extra = bundle_with_size(random_bundle_dir, tmp_path, 64), ["--window", "32"]
+    elif case == "graph_size_mismatch":  # model.json says 64, the graph takes 32: found before Spark
         model = bundle_with_size(random_bundle_dir, tmp_path, 64)
     elif case == "bad_threshold":
         extra = ["--threshold", "car=1.5"]

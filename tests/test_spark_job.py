@@ -105,17 +105,17 @@ def test_failed_run_leaves_nothing(spark, tmp_path, small_image, random_bundle_d
 
 def test_runs_of_one_session_broadcast_a_bundle_once_and_check_its_engine_once(spark, tmp_path, small_image,
                                                                                random_bundle_dir, monkeypatch):
+    import engines.preflight as preflight
     import scoring.job as job
-    import scoring.pipeline as pipeline
 
     sent, loaded = [], []
     broadcast = type(spark.sparkContext).broadcast
     monkeypatch.setattr(type(spark.sparkContext), "broadcast", lambda sc, value: sent.append(value) or
                         broadcast(sc, value))
-    create = pipeline.create_engine
-    monkeypatch.setattr(pipeline, "create_engine", lambda *a, **k: loaded.append(a[1]) or create(*a, **k))
+    create = preflight.create_engine
+    monkeypatch.setattr(preflight, "create_engine", lambda *a, **k: loaded.append(a[1]) or create(*a, **k))
     monkeypatch.setattr(job, "_application", {})
-    monkeypatch.setattr(pipeline, "_loaded_engines", {})
+    monkeypatch.setattr(preflight, "_passed", {})
     first = score(spark, small_image, random_bundle_dir, tmp_path / "a", strips=2, keep=0.0)
     second = score(spark, small_image, random_bundle_dir, tmp_path / "b", strips=2, keep=0.0)
     assert len(sent) == 1 and loaded == [first["parameters"]["engine"]]

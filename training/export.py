@@ -16,7 +16,7 @@ from tiling.box import BOX_ENCODING
 from training.golden import add_golden_batch
 from training.resnet import ProbabilityHead, build_resnet
 
-__all__ = ["export_bundle", "random_bundle"]
+__all__ = ["export_bundle", "random_bundle", "mxnet_to_onnx", "SYMBOL_FILE", "PARAMS_FILE", "ONNX_FILE"]
 
 SYMBOL_FILE = "model-symbol.json"
 PARAMS_FILE = "model-0000.params"
@@ -38,7 +38,9 @@ def _rename_outputs(model, names) -> None:
         out.name = renames.get(out.name, out.name)
 
 
-def _export_onnx(symbol_path: str, params_path: str, onnx_path: str, size: int) -> None:
+def mxnet_to_onnx(symbol_path: str, params_path: str, onnx_path: str, size: int) -> None:
+    """Convert an MXNet symbol and params (NCHW float32, ``size`` x ``size`` input) to ONNX with a
+    dynamic batch axis and outputs named :data:`OUTPUT_NAMES`."""
     import onnx
     from mxnet import onnx as mx_onnx
 
@@ -76,7 +78,7 @@ def export_bundle(net, spec: ModelSpec, out_dir: str, *, extra: dict | None = No
         head.export(prefix, epoch=0)
         for name in (SYMBOL_FILE, PARAMS_FILE):
             shutil.copyfile(os.path.join(tmp, name), os.path.join(out_dir, name))
-    _export_onnx(
+    mxnet_to_onnx(
         os.path.join(out_dir, SYMBOL_FILE),
         os.path.join(out_dir, PARAMS_FILE),
         os.path.join(out_dir, ONNX_FILE),

@@ -33,15 +33,15 @@ QUANT_FORMATS = ("qdq", "qoperator")
 #: Ops stored as int8. The classifier head (Gemm, Softmax) stays float: quantising the
 #: probabilities would round them to steps of 1/256 and tie the scores that thresholds
 #: and AP rank by, for no measurable speed (one 64 x 3 product per window).
-QUANTIZED_OPS = ("Conv", "Add", "Relu", "GlobalAveragePool", "Flatten")
+QUANTIZED_OPS = ("Conv", "Add", "Relu", "MaxPool", "AveragePool", "GlobalAveragePool", "Flatten")
 
 
 class _CalibrationReader:
-    """Feeds normalised ``(B, 3, S, S)`` float32 batches to the calibrator, then ``None``."""
+    """Feeds the network's input (:meth:`core.contract.ModelSpec.network_input`) to the calibrator, then ``None``."""
 
     def __init__(self, images: np.ndarray, spec, input_name: str, batch_size: int) -> None:
         nchw = images.transpose(0, 3, 1, 2)
-        self._batches = [spec.normalise(nchw[i:i + batch_size]) for i in range(0, len(images), batch_size)]
+        self._batches = [spec.network_input(nchw[i:i + batch_size]) for i in range(0, len(images), batch_size)]
         self._input = input_name
         self._next = 0
 
