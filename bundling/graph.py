@@ -40,8 +40,10 @@ def read_onnx(path: str) -> tuple[bytes, GraphInput]:
         When the file is missing or not ONNX, its external weights are missing, it takes
         other than one input, or it is too large for one file.
     """
-    import onnx
-
+    try:
+        import onnx
+    except ImportError:
+        raise BundleError("making a bundle needs the onnx package: pip install 'tilescan[bundle]'") from None
     if not os.path.isfile(path):
         raise BundleError(f"--onnx {path}: no such file")
     try:

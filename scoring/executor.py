@@ -17,7 +17,8 @@ from core.redaction import redact
 from engines.cache import cached_engine
 from engines.numerics import NumericsError
 from pixels import probe_image, read_band
-from scoring.finish import PictureJob, RunContext, finish_picture, piece_error, piece_rows
+from scoring.finish import PictureJob, RunContext, finish_picture, piece_rows
+from scoring.records import BandSettings, PieceFailure, PieceTiming, ProbeFailure
 from scoring.results import select_rows, windows_table
 from scoring.windows import score_strip
 from scoring.worker_gc import freeze_survivors
@@ -28,43 +29,42 @@ __all__ = ["BandScorer", "PictureFinisher", "probe_picture"]
 
 
 def probe_picture(url: str, *, window: int, max_pixels: int, storage_options):
-    """The header (:class:`pixels.ImageInfo`) of one picture, or the one-line reason there is none."""
+    """The header (:class:`pixels.ImageInfo`) of one picture, or the :class:`ProbeFailure` saying why there is none."""
     keep_zip_directories()
     try:
         return probe_image(url, max_pixels=max_pixels, min_side=window, storage_options=storage_options)
     except TilescanError as exc:
-        return redact(exc)
+        return ProbeFailure(redact(exc))
 
 
 class BandScorer:
     """Scores the pieces of the tasks in a partition; yields ``(picture index, payload)`` per piece.
 
     A payload is the piece's kept rows (windows whose best non-background probability is
-    at least ``floor``) with its timings and this worker's engine check
-    (:func:`scoring.finish.piece_rows`), the one-line reason the piece could not be read
-    (:func:`scoring.finish.piece_error`), or, when this worker's engine failed its
-    numerics check, that :class:`~engines.numerics.NumericsCheck`: nothing is scored with it.
+    at least ``settings.floor``) with its :class:`~scoring.records.PieceTiming` and this
+    worker's engine check (:func:`scoring.finish.piece_rows`), a
+    :class:`~scoring.records.PieceFailure` when the piece could not be read, or, when this
+    worker's engine failed its numerics check, that :class:`~engines.numerics.NumericsCheck`:
+    nothing is scored with it. ``load_bundle`` returns the bundle (a broadcast's value);
+    ``pictures`` maps a picture index to its :class:`pixels.ImageInfo`; ``counter`` (an
+    accumulator) counts the windows done.
     """
 
-    def __init__(self, bundle_broadcast, bundle_sha256: str, *, engine: str, threads: int, pictures: dict,
-                 window: int, stride: int, edge: str, batch_size: int, floor: float,
+    def __init__(self, load_bundle, bundle_sha256: str, settings: BandSettings, pictures: dict, *,
                  storage_options: dict | None, counter):
-        self.bundle_broadcast = bundle_broadcast
+        self.load_bundle = load_bundle
         self.bundle_sha256 = bundle_sha256
-        self.engine = engine
-        self.threads = threads
-        self.pictures = pictures  # index -> ImageInfo
-        self.window, self.stride, self.edge = window, stride, edge
-        self.batch_size = batch_size
-        self.floor = floor
+        self.settings = settings
+        self.pictures = pictures
         self.storage_options = storage_options
         self.counter = counter
 
     def __call__(self, partition):
         task_start = time.time()
         keep_zip_directories()
+        band = self.settings
         try:
-            engine = cached_engine(self.bundle_sha256, lambda: self.bundle_broadcast.value, self.engine, self.threads)
+            engine = cached_engine(self.bundle_sha256, self.load_bundle, band.engine, band.threads)
         except NumericsError as exc:
             # Data, not an exception: Spark would retry the task, maybe elsewhere, and the
             # driver would get a Py4J trace; this way it gets the check and stops the run.
@@ -94,23 +94,23 @@ class BandScorer:
                     pixels = read_band(info, strip.y0, strip.y1, storage_options=self.storage_options)
                 except TilescanError as exc:
                     self.counter.add(strip.n_windows)
-                    yield piece.image, piece_error(redact(exc))
+                    yield piece.image, PieceFailure(redact(exc))
                     continue
                 read_s = time.time() - piece_start
-                xs = WindowGrid(info.height, info.width, self.window, self.stride, self.edge).xs
+                xs = WindowGrid(info.height, info.width, band.window, band.stride, band.edge).xs
                 before = predict_s[0]
-                scores = score_strip(pixels, strip, xs, self.window, timed_detect, batch_size=self.batch_size)
+                scores = score_strip(pixels, strip, xs, band.window, timed_detect, batch_size=band.batch_size)
                 del pixels  # not held while the next band is read: one band at a time in memory
-                keep = select_rows(scores.probs, spec.classes, spec.background, self.floor)
-                table = windows_table(scores.origins[keep], scores.probs[keep], strip.index, window=self.window,
+                keep = select_rows(scores.probs, spec.classes, spec.background, band.floor)
+                table = windows_table(scores.origins[keep], scores.probs[keep], strip.index, window=band.window,
                                       classes=spec.classes,
                                       deltas=None if scores.deltas is None else scores.deltas[keep])
-                timing = {"task": task.index, "task_start": task_start, "model_load_s": load_s, "read_s": read_s,
-                          "score_s": time.time() - piece_start - read_s, "predict_s": predict_s[0] - before,
-                          "windows": int(len(scores.origins)), "end": time.time(),
-                          "worker": f"{socket.gethostname()}:{os.getpid()}",
-                          "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                          "engine_check": check}
+                timing = PieceTiming(task=task.index, task_start=task_start, model_load_s=load_s, read_s=read_s,
+                                     score_s=time.time() - piece_start - read_s, predict_s=predict_s[0] - before,
+                                     windows=int(len(scores.origins)), end=time.time(),
+                                     worker=f"{socket.gethostname()}:{os.getpid()}",
+                                     max_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                                     engine_check=check)
                 load_s = 0.0  # counted once, with the task's first piece
                 self.counter.add(strip.n_windows)
                 yield piece.image, piece_rows(table, timing)

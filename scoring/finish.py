@@ -12,7 +12,7 @@ import io
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
 import numpy as np
@@ -27,10 +27,11 @@ from pixels import ImageInfo
 from scoring.boxes import boxes_from_table, picture_detections_json
 from scoring.outputs import Destination, RunWriter
 from scoring.overlay import overlay_png
+from scoring.records import FAILED, SCORED, STAGED, PictureSummary, PieceFailure, PieceTiming
 from scoring.results import probability_column, select_rows
 
-__all__ = ["PictureJob", "RunContext", "finish_picture", "manifest_bytes", "piece_rows", "piece_error",
-           "executor_checks", "TIMING_KEY"]
+__all__ = ["PictureJob", "RunContext", "finish_picture", "manifest_bytes", "piece_rows", "executor_checks",
+           "TIMING_KEY"]
 
 #: Schema metadata key of each piece's timings in its Arrow stream.
 TIMING_KEY = b"tilescan.timing"
@@ -79,21 +80,16 @@ class PictureJob:
     attributes: dict = field(default_factory=dict)
 
 
-def piece_rows(table: pa.Table, timing: dict) -> bytes:
+def piece_rows(table: pa.Table, timing: PieceTiming) -> bytes:
     """A scored band's kept rows and timings as one Arrow IPC stream (what a scoring task sends)."""
-    table = table.replace_schema_metadata({TIMING_KEY: json.dumps(timing)})
+    table = table.replace_schema_metadata({TIMING_KEY: json.dumps(timing.to_json())})
     sink = io.BytesIO()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
     return sink.getvalue()
 
 
-def piece_error(message: str) -> bytes:
-    """What a scoring task sends for a band it could not read: the one-line reason."""
-    return b"error:" + message.encode()
-
-
-def executor_checks(timings: list[dict]) -> list[dict]:
+def executor_checks(timings: list[PieceTiming]) -> list[dict]:
     """The engine checks of the workers that scored these pieces, one entry per host and result.
 
     Each is the check's :meth:`~engines.numerics.NumericsCheck.to_json` (host, CPU, its
@@ -102,26 +98,26 @@ def executor_checks(timings: list[dict]) -> list[dict]:
     """
     found = {}
     for timing in timings:
-        check = timing.get("engine_check")
+        check = timing.engine_check
         if check is None:
             continue
         key = json.dumps({k: v for k, v in check.items() if k != "seconds"}, sort_keys=True)
-        found.setdefault(key, (check, set()))[1].add(timing["worker"])
+        found.setdefault(key, (check, set()))[1].add(timing.worker)
     return [{**check, "workers": len(workers)}
             for _, (check, workers) in sorted(found.items(), key=lambda item: (item[1][0]["host"], item[0]))]
 
 
-def _read_pieces(payloads) -> tuple[pa.Table | None, list[dict], list[str], list[NumericsCheck]]:
+def _read_pieces(payloads) -> tuple[pa.Table | None, list[PieceTiming], list[str], list[NumericsCheck]]:
     tables, timings, errors, failed_checks = [], [], [], []
     for payload in payloads:
         if isinstance(payload, NumericsCheck):
             failed_checks.append(payload)
             continue
-        if payload.startswith(b"error:"):
-            errors.append(payload[6:].decode())
+        if isinstance(payload, PieceFailure):
+            errors.append(payload.message)
             continue
         table = pa.ipc.open_stream(payload).read_all()
-        timings.append(json.loads(table.schema.metadata[TIMING_KEY]))
+        timings.append(PieceTiming.from_json(json.loads(table.schema.metadata[TIMING_KEY])))
         tables.append(table.replace_schema_metadata(None))
     if not tables:
         return None, timings, errors, failed_checks
@@ -152,33 +148,29 @@ def _kept_windows_parquet(table: pa.Table, ctx: RunContext) -> tuple[int, bytes]
     return kept.num_rows, parquet.getvalue()
 
 
-def finish_picture(job: PictureJob, payloads, ctx: RunContext) -> dict:
-    """Turn one picture's scored bands into its committed outputs; returns its summary.
+def finish_picture(job: PictureJob, payloads, ctx: RunContext) -> PictureSummary:
+    """Turn one picture's scored bands into its committed outputs; returns its
+    :class:`~scoring.records.PictureSummary`.
 
-    The summary has ``index``, ``name``, ``status`` (``scored``, ``staged`` or ``failed``), ``error``,
-    ``counts``, ``timings_s``, the piece timings (``tasks``) and, for a picture of a collection,
-    its ``boxes`` (an ``(N, 6)`` array), which the driver gathers into the run's manifest and
-    detections. A single picture's boxes are in its staged ``detections.json`` already. A
-    picture some of whose bands met an engine that failed its numerics check is not written
-    at all; its summary's ``numerics_failure`` holds that :class:`~engines.numerics.NumericsCheck`,
-    with which the driver stops the run.
+    A collection's picture is committed here and its summary carries its boxes, which the
+    driver gathers into the run's detections; a single picture's files are staged (status
+    ``staged``) for the driver to commit. A picture some of whose bands met an engine that
+    failed its numerics check is not written at all; its summary's ``numerics_failure``
+    holds that :class:`~engines.numerics.NumericsCheck`, with which the driver stops the run.
     """
     started = time.time()
     table, tasks, errors, failed_checks = _read_pieces(payloads)
-    summary = {"index": job.index, "name": job.name, "url": job.info.url, "width": job.info.width,
-               "height": job.info.height, "tasks": tasks, "boxes": [], "status": "failed"}
+    summary = PictureSummary(job.index, job.name, job.info.url, job.info.width, job.info.height, tasks=tuple(tasks))
     if failed_checks:
-        summary.update(error=failed_checks[0].failure_line(), numerics_failure=failed_checks[0])
-        return summary
-    scored = sum(t["windows"] for t in tasks)
+        return replace(summary, error=failed_checks[0].failure_line(), numerics_failure=failed_checks[0])
+    scored = sum(t.windows for t in tasks)
     if errors or table is None or scored != job.windows:
-        summary["error"] = errors[0] if errors else f"scored {scored} of {job.windows} windows"
-        return summary
+        return replace(summary, error=errors[0] if errors else f"scored {scored} of {job.windows} windows")
     writer = RunWriter(job.root, run_id=ctx.run_id, overwrite=ctx.overwrite, storage_options=ctx.storage_options)
     writer.started_with(job.seen)
     try:
-        timings = {"read_s": sum(t["read_s"] for t in tasks), "score_s": sum(t["score_s"] for t in tasks),
-                   "inference_s": sum(t["predict_s"] for t in tasks)}
+        timings = {"read_s": sum(t.read_s for t in tasks), "score_s": sum(t.score_s for t in tasks),
+                   "inference_s": sum(t.predict_s for t in tasks)}
         # Three things at once, as each can start: the kept windows' Parquet (encoded outside
         # the GIL) while the hits merge, then the overlay (boxes drawn, the PNG deflated on
         # threads of its own) while the detections are written.
@@ -203,7 +195,7 @@ def finish_picture(job: PictureJob, payloads, ctx: RunContext) -> dict:
         step = time.time()
         writer.write("overlay.png", png)
         timings["write_s"] = write_s + time.time() - step  # the manifest's own write and the commit follow
-        windows = [t["windows"] for t in tasks]
+        windows = [t.windows for t in tasks]
         counts = {
             "windows_scored": scored,
             "windows_kept": kept,
@@ -221,9 +213,8 @@ def finish_picture(job: PictureJob, payloads, ctx: RunContext) -> dict:
                     "timings_s": {**ctx.manifest.get("timings_s", {}), **timings}}
         manifest = json.loads(json.dumps(manifest, default=_json_default))
         if not job.commit:
-            summary.update(status="staged", staged=writer.staged, manifest=manifest, counts=counts,
+            return replace(summary, status=STAGED, staged=writer.staged, manifest=manifest, counts=counts,
                            timings_s=timings, overlay_scale=1 / factor)
-            return summary
         writer.write("manifest.json", manifest_bytes(manifest))
         writer.commit()
         if job.dataset:
@@ -232,12 +223,10 @@ def finish_picture(job: PictureJob, payloads, ctx: RunContext) -> dict:
             storage.write_bytes(fs, path, parquet, url=job.dataset)
     except TilescanError as exc:
         writer.abort()
-        summary["error"] = redact(exc)
-        return summary
+        return replace(summary, status=FAILED, error=redact(exc))
     except BaseException:
         writer.abort()
         raise
     # An array, not lists: tens of thousands of boxes unpickle in a millisecond instead of 30.
-    summary.update(status="scored", counts=counts, timings_s=timings, boxes=np.ascontiguousarray(boxes, np.float64),
-                   overlay_scale=1 / factor)
-    return summary
+    return replace(summary, status=SCORED, counts=counts, timings_s=timings, overlay_scale=1 / factor,
+                   boxes=np.ascontiguousarray(boxes, np.float64))

@@ -17,17 +17,18 @@ import datetime
 import hashlib
 import io
 import math
+import os
 import posixpath
 import re
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 
-from core import storage
+from core import credentials, storage
 from core.errors import InputError
 from scoring.outputs import MARKER, RESERVED_NAMES
 
-__all__ = ["Inputs", "resolve_inputs", "output_names", "PICTURE_SUFFIXES"]
+__all__ = ["Inputs", "resolve_inputs", "output_names", "PICTURE_SUFFIXES", "absolute_url"]
 
 #: The file endings a folder's pictures are found by.
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp")
@@ -189,6 +190,11 @@ def _from_list(images: str, storage_options) -> Inputs:
             urls.append(url)
             attributes.append({k: _plain(v) for k, v in row.items() if k != "path"})
     return Inputs(tuple(urls), single=False, source=images, attributes=tuple(attributes))
+
+
+def absolute_url(url: str) -> str:
+    """A local path made absolute (a manifest must name it wherever it is read); URLs as they are."""
+    return os.path.abspath(url) if credentials.is_local(url) and "://" not in url else url
 
 
 def resolve_inputs(image: str | None = None, images=None, *, storage_options: dict | None = None) -> Inputs:

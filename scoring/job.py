@@ -23,6 +23,7 @@ import tempfile
 import threading
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 
 from core.errors import InputError, TilescanError
 from core.project import project_path
@@ -31,6 +32,7 @@ from engines import engine_module
 from engines.numerics import NumericsError
 from scoring.executor import BandScorer, PictureFinisher, probe_picture
 from scoring.finish import executor_checks
+from scoring.records import JobPlan, JobTimings, PictureSummary
 from scoring.shipping import executor_zip
 
 __all__ = ["check_master", "spark_session", "spark_submit_executable", "ship_packages", "engine_threads",
@@ -277,18 +279,15 @@ class _Progress(threading.Thread):
             print(file=sys.stderr)
 
 
-def run_job(spark, waves: list, jobs: dict, bundle, context, *, engine: str, pictures: dict, window: int,
-            stride: int, edge: str, batch_size: int, floor: float, storage_options,
-            quiet: bool = False, on_wave=None) -> tuple[list[dict], dict, list[dict]]:
-    """Score the tasks of each wave and finish its pictures on Spark, a wave at a time; the
-    pictures' summaries, the job's timings and the executors' engine checks
+def run_job(spark, plan: JobPlan, bundle, context, *, quiet: bool = False,
+            on_wave=None) -> tuple[list[PictureSummary], JobTimings, list[dict]]:
+    """Score the tasks of each wave of ``plan`` and finish its pictures on Spark, a wave at a
+    time; the pictures' summaries, the job's timings and the executors' engine checks
     (:func:`scoring.finish.executor_checks`).
 
-    ``waves`` are lists of :class:`tiling.Task`, each wave holding all the bands of its
-    pictures. ``pictures`` maps a picture index to its :class:`pixels.ImageInfo`, ``jobs`` to
-    its :class:`scoring.finish.PictureJob`; ``bundle`` should carry only ``engine``'s files:
-    it is broadcast once, as it is, for every wave. ``on_wave`` is called with each wave's
-    summaries as the wave ends (it may take what it needs out of them).
+    ``bundle`` should carry only the engine's files: it is broadcast once, as it is, for
+    every wave. ``on_wave`` is called with each wave's summaries as the wave ends; the
+    summaries kept after it have no boxes (:meth:`PictureSummary.without_boxes`).
 
     Raises
     ------
@@ -297,53 +296,39 @@ def run_job(spark, waves: list, jobs: dict, bundle, context, *, engine: str, pic
         pictures that engine scored bands of were not written, and no later wave starts.
     """
     sc = spark.sparkContext
-    ship_packages(spark, engine)
+    settings = replace(plan.settings, threads=engine_threads(spark))
+    ship_packages(spark, settings.engine)
     windows = sc.accumulator(0)
     finished = sc.accumulator(0)
     broadcast = _bundle_broadcast(sc, bundle)
-    threads = engine_threads(spark)
-    tasks = [task for wave in waves for task in wave]
-    total = sum(t.n_windows for t in tasks)
-    progress = _Progress(windows, finished, total, len(jobs), quiet=quiet)
+    tasks = plan.tasks
+    progress = _Progress(windows, finished, sum(t.n_windows for t in tasks), len(plan.jobs), quiet=quiet)
     summaries = []
     started = time.time()
     try:
         with cancel_on_interrupt(sc):
             progress.start()  # here: by its first line, Ctrl-C cancels the job
-            for number, wave in enumerate(waves, start=1):
+            for number, wave in enumerate(plan.waves, start=1):
                 # Each wave's closures carry only its own pictures.
                 members = sorted({piece.image for task in wave for piece in task.pieces})
-                scorer = BandScorer(broadcast, bundle.sha256, engine=engine, threads=threads,
-                                    pictures={i: pictures[i] for i in members}, window=window, stride=stride,
-                                    edge=edge, batch_size=batch_size, floor=floor, storage_options=storage_options,
+                scorer = BandScorer(lambda: broadcast.value, bundle.sha256, settings,
+                                    {i: plan.jobs[i].info for i in members}, storage_options=plan.storage_options,
                                     counter=windows)
-                finisher = PictureFinisher({i: jobs[i] for i in members}, context, finished)
+                finisher = PictureFinisher({i: plan.jobs[i] for i in members}, context, finished)
                 finishing = max(1, min(len(members), 2 * sc.defaultParallelism))
                 sc.setJobDescription(f"tilescan: {sum(t.n_windows for t in wave):,} windows of {len(members):,} "
-                                     f"pictures in {len(wave)} tasks" + (f", wave {number} of {len(waves)}"
-                                                                         if len(waves) > 1 else ""))
+                                     f"pictures in {len(wave)} tasks" + (f", wave {number} of {len(plan.waves)}"
+                                                                         if len(plan.waves) > 1 else ""))
                 done = (sc.parallelize(wave, len(wave)).mapPartitions(scorer)
                         .groupByKey(finishing, partitionFunc=lambda index: index)
                         .mapPartitions(finisher).collect())
-                failed = next((s["numerics_failure"] for s in done if "numerics_failure" in s), None)
+                failed = next((s.numerics_failure for s in done if s.numerics_failure is not None), None)
                 if failed is not None:
                     raise NumericsError(failed)
                 if on_wave is not None:
                     on_wave(done)
-                summaries += done
+                summaries += [summary.without_boxes() for summary in done]
     finally:
         progress.stop()  # the broadcast stays for the next run of this bundle (see _bundle_broadcast)
-    job_s = time.time() - started
-    pieces = [t for s in summaries for t in s["tasks"]]
-    timings = {"spark_job_s": job_s, "waves": len(waves), "tasks": len(tasks),
-               "python_workers": len({t["worker"] for t in pieces})}
-    if pieces:
-        timings.update({
-            "first_to_last_task_s": max(t["end"] for t in pieces) - min(t["task_start"] for t in pieces),
-            "task_read_s": sum(t["read_s"] for t in pieces),
-            "task_score_s": sum(t["score_s"] for t in pieces),
-            "task_inference_s": sum(t["predict_s"] for t in pieces),
-            "model_load_s": sum(t["model_load_s"] for t in pieces),
-            "worker_max_rss_mb": max(t["max_rss_mb"] for t in pieces),
-        })
-    return summaries, timings, executor_checks(pieces)
+    pieces = [t for s in summaries for t in s.tasks]
+    return summaries, JobTimings.of(time.time() - started, len(plan.waves), len(tasks), pieces), executor_checks(pieces)

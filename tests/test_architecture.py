@@ -169,24 +169,21 @@ zip_path, site, inputs = sys.argv[1:4]
 sys.path[:0] = [zip_path, site]  # -S: site-packages without its .pth files (the editable finder)
 bundle, image, out = pickle.load(open(inputs, "rb"))
 
-class Broadcast:
-    value = bundle
-
 class Counter:
     def add(self, n):
         pass
 
 from scoring.executor import BandScorer, PictureFinisher, probe_picture
 from scoring.finish import PictureJob, RunContext
+from scoring.records import BandSettings
 from tiling import WindowGrid
 from tiling.plan import plan_tasks
 
 info = probe_picture(image, window=32, max_pixels=10**8, storage_options=None)
 grid = WindowGrid(info.height, info.width, 32, 16)
 tasks = plan_tasks([grid], 3)
-scorer = BandScorer(Broadcast(), bundle.sha256, engine="onnxruntime", threads=1, pictures={0: info}, window=32,
-                    stride=16, edge="align", batch_size=16, floor=0.0, storage_options=None,
-                    counter=Counter())
+settings = BandSettings(engine="onnxruntime", window=32, stride=16, edge="align", batch_size=16, floor=0.0)
+scorer = BandScorer(lambda: bundle, bundle.sha256, settings, {0: info}, storage_options=None, counter=Counter())
 payloads = list(scorer(tasks))
 import gc
 assert gc.get_freeze_count() > 0  # what the worker keeps is out of PySpark's collections between tasks
@@ -196,7 +193,7 @@ context = RunContext(classes=classes, background=bundle.spec.background, thresho
                      run_id="zip", manifest={})
 job = PictureJob(0, "small", info, out, grid.n_windows, len(payloads))
 [summary] = PictureFinisher({0: job}, context, Counter())([(0, [p for _, p in payloads])])
-assert summary["status"] == "scored", summary
+assert summary.status == "scored", summary
 project = {"core", "engines", "pixels", "scoring", "tiling", "collage", "evaluation", "training", "tilesets", "app"}
 print("\\n".join(sorted(m for m in sys.modules if m.split(".")[0] in project)))
 """

@@ -12,7 +12,7 @@ import pytest
 
 from app import score
 from core.errors import InputError
-from scoring import pipeline
+from scoring import pipeline, planning
 from scoring.api import score_images
 from scoring.inputs import MAX_NAME_BYTES
 from scoring.params import ScoreParams
@@ -219,7 +219,7 @@ def test_waves_commit_as_they_go_and_give_the_results_of_one(spark, tmp_path, pi
 
     one = run(prepare(params("one")), spark)
     assert one["timings_s"]["waves"] == 1
-    monkeypatch.setattr(pipeline, "WAVE_WINDOWS_PER_CORE", 1)  # a wave per picture
+    monkeypatch.setattr(planning, "WAVE_WINDOWS_PER_CORE", 1)  # a wave per picture
 
     # The driver is lost during the third wave: the first two are committed, and kept by --resume.
     real_collect, calls = RDD.collect, []

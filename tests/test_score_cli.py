@@ -100,6 +100,7 @@ def test_bad_input(case, message, capsys, tmp_path, out, random_bundle_dir, smal
         extra = ["--engine", "onnxruntime-int8"]
     elif case == "mxnet_missing":
         monkeypatch.setitem(sys.modules, "mxnet", None)  # as where MXNet is not installed
+        monkeypatch.setattr("engines.preflight._passed", {})  # an earlier test's MXNet load in this process
         extra = ["--engine", "mxnet"]
     code, err = run_cli(capsys, "--image", image, "--out", out, "--model", model, *extra)
     assert code == 2
