@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 
 from core import credentials, storage
 from core.project import checkout_commit, installed_versions
+from engines import engine_class
 from engines.numerics import UNCHECKED
 from scoring.inputs import absolute_url
 from scoring.params import Settings
@@ -94,6 +95,7 @@ def manifest_base(prepared, spark, began: datetime, n_tasks: int) -> dict:
         "numerics": numerics,
         "spark": {"master": sc.master, "default_parallelism": sc.defaultParallelism, "app_id": sc.applicationId,
                   "version": sc.version, "engine_threads_per_task": engine_threads(spark),
+                  "task_resources": engine_class(s.engine).task_resources(engine_threads(spark)),
                   "driver_memory": conf.get("spark.driver.memory", "1g (default)"),
                   "executor_memory": conf.get("spark.executor.memory", "1g (default)"), "conf": conf},
         "versions": package_versions(s.engine),

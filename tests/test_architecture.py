@@ -30,7 +30,7 @@ ALLOWED = {
     "collage": {"core", "pixels", "tilesets", "tiling"},
     "evaluation": {"collage", "core", "pixels", "scoring", "tilesets", "tiling"},
     "training": {"collage", "core", "engines", "pixels", "tilesets", "tiling"},
-    "bundling": {"core", "engines", "pixels", "scoring", "tiling", "training"},
+    "bundling": {"core", "engines", "evaluation", "pixels", "scoring", "tiling", "training"},
     "localservices": {"core"},
     "benchmarks": set(PACKAGES) - {"app"},
 }

@@ -111,6 +111,7 @@ def test_own_model_scores_as_its_maker_computes_it(layout, batch, spark, tmp_pat
     manifest = json.load(open(os.path.join(out, "manifest.json")))
     assert manifest["parameters"]["window"] == 64 and manifest["parameters"]["stride"] == 32
     assert manifest["model"]["contract"]["output"] == "logits"
+    assert manifest["spark"]["task_resources"] == {"cpus": 1}
     assert manifest["model"]["self_check"]["fixed_batch"] == (batch if isinstance(batch, int) else None)
     assert any("fixed batch of 1" in note for note in manifest["notes"]) == isinstance(batch, int)
     table = pq.read_table(os.path.join(out, "windows.parquet")).to_pandas()
@@ -263,3 +264,32 @@ def test_quantize_on_own_pictures_records_agreement_and_recommends_int8_only_if_
     assert prepared.settings.engine == ("onnxruntime-int8" if holds else "onnxruntime")
     prepared.writer.abort()
 
+
+
+def test_quantize_with_a_ground_truth_records_ap50_of_both_engines(tmp_path, calibration_pictures, capsys):
+    from bundling.quantize import AGREEMENT_TOLERANCE
+
+    model = make_bundle(tmp_path)
+    truth = {"images": [{"id": 7, "file_name": "scene.png", "width": 230, "height": 170}],
+             "categories": [{"id": 1, "name": "airplane"}, {"id": 2, "name": "ship"}],
+             "annotations": [{"id": 1, "image_id": 7, "category_id": 1, "bbox": [20, 30, 64, 64], "area": 4096,
+                              "iscrowd": 0},
+                             {"id": 2, "image_id": 7, "category_id": 2, "bbox": [120, 80, 64, 64], "area": 4096,
+                              "iscrowd": 0}]}
+    path = tmp_path / "truth.json"
+    path.write_text(json.dumps(truth))
+    args = ["--model", model, "--calibration", calibration_pictures, "--count", "150", "--truth", str(path)]
+    assert quantize_cli.main(args) == 0
+    assert "AP50 airplane " in capsys.readouterr().out
+    figures = json.load(open(os.path.join(model, "model.json")))["int8"]["agreement"]
+    ap = figures["ap50"]
+    assert set(ap) == {"float32", "int8"} and set(ap["float32"]) == {"airplane", "ship"}
+    kept = all(ap["int8"][c] >= ap["float32"][c] - AGREEMENT_TOLERANCE["ap50_loss_max"] for c in ap["float32"])
+    agrees = (figures["top1_agreement"] >= AGREEMENT_TOLERANCE["top1_agreement_min"]
+              and figures["probability_mean"] <= AGREEMENT_TOLERANCE["probability_mean_max"])
+    assert figures["holds"] is (kept and agrees)
+    path.write_text(json.dumps({**truth, "images": [{**truth["images"][0], "file_name": "elsewhere.png"}]}))
+    before = open(os.path.join(model, "model.json")).read()
+    assert quantize_cli.main(args) == 2
+    assert "names none of the --calibration pictures" in capsys.readouterr().err
+    assert open(os.path.join(model, "model.json")).read() == before  # refused before anything was written
