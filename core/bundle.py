@@ -20,6 +20,9 @@ __all__ = ["FORMAT", "MODEL_JSON", "ModelSpec", "ModelBundle", "load_bundle", "w
 
 FORMAT = "tilescan-model/1"
 MODEL_JSON = "model.json"
+#: The largest ``model.json``, and the largest file it lists (one ONNX file holds at most 2 GiB).
+MAX_MODEL_JSON_BYTES = 16 * 2 ** 20
+MAX_FILE_BYTES = 2 ** 31
 
 
 def sha256_hex(data: bytes) -> str:
@@ -81,7 +84,8 @@ def load_bundle(url: str, *, storage_options: dict | None = None) -> ModelBundle
     """
     fs, root = storage.filesystem(url, storage_options)
     try:
-        raw = storage.read_bytes(fs, storage.join(root, MODEL_JSON), url=storage.join(url, MODEL_JSON))
+        raw = storage.read_bytes(fs, storage.join(root, MODEL_JSON), url=storage.join(url, MODEL_JSON),
+                                 limit=MAX_MODEL_JSON_BYTES)
     except FileNotFoundError:
         raise BundleError(f"model bundle not found: {url} has no {MODEL_JSON}") from None
     try:
@@ -100,7 +104,7 @@ def load_bundle(url: str, *, storage_options: dict | None = None) -> ModelBundle
     for key, entry in table.items():
         name = _file_name(entry, key, url)
         try:
-            data = storage.read_bytes(fs, storage.join(root, name), url=storage.join(url, name))
+            data = storage.read_bytes(fs, storage.join(root, name), url=storage.join(url, name), limit=MAX_FILE_BYTES)
         except FileNotFoundError:
             raise BundleError(f"model bundle {url}: file {name} is missing") from None
         if sha256_hex(data) != entry["sha256"]:

@@ -9,6 +9,7 @@ probabilities gives numbers that look plausible and are wrong.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -92,8 +93,13 @@ class ModelSpec:
                 where = "output" if name == "output" else f"input.{name}"
                 raise BundleError(f"model.json: `{where}` must be one of {', '.join(allowed)}, "
                                   f"got {getattr(self, name)!r}")
-        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
-            raise BundleError("model.json: `mean` and `std` need three values each, std > 0")
+        for name in ("mean", "std"):
+            values = getattr(self, name)
+            if len(values) != 3 or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                           and math.isfinite(v) for v in values):
+                raise BundleError(f"model.json: input.{name} must be finite numbers, three of them, got {list(values)}")
+        if min(self.std) <= 0:
+            raise BundleError(f"model.json: input.std must be > 0, got {list(self.std)}")
         if self.dtype == "uint8" and (tuple(self.mean) != (0, 0, 0) or tuple(self.std) != (1, 1, 1)
                                       or self.pixel_scale != "0-255"):
             raise BundleError("model.json: a uint8 input takes the pixels as they are (the graph normalises "
@@ -213,8 +219,8 @@ class ModelSpec:
                 name=str(doc["name"]),
                 classes=tuple(doc["classes"]),
                 size=int(height),
-                mean=tuple(float(v) for v in inp.get("mean", (0, 0, 0) if identity else None)),
-                std=tuple(float(v) for v in inp.get("std", (1, 1, 1) if identity else None)),
+                mean=tuple(inp.get("mean", (0, 0, 0) if identity else None)),
+                std=tuple(inp.get("std", (1, 1, 1) if identity else None)),
                 background=doc.get("background", "background"),
                 channel_order=inp.get("channel_order", "RGB"),
                 boxes=boxes["encoding"] if boxes is not None else None,

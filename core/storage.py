@@ -23,9 +23,13 @@ from core.errors import StorageError
 from core.redaction import redact
 
 __all__ = ["filesystem", "read_bytes", "write_bytes", "write_new", "make_folder", "check_writable", "join",
-           "file_name", "errors"]
+           "glob_escape", "file_name", "errors", "NETWORK_TIMEOUT_S"]
 
 logger = logging.getLogger(__name__)
+
+#: Seconds an http(s) read or connect may wait for the server before it fails.
+NETWORK_TIMEOUT_S = 60
+
 
 def _backend_errors() -> tuple:
     errors = [OSError, ValueError, TimeoutError]
@@ -119,6 +123,8 @@ def filesystem(url: str, storage_options: Mapping | None = None):
     """
     options, _ = resolve_options(url, storage_options)
     retries = {k: options.pop(k) for k in RETRY_OPTIONS if k in options}
+    if protocol(url) in ("http", "https") and "client_kwargs" not in options:
+        options["client_kwargs"] = {"timeout": _http_timeout()}
     try:
         fs, path = fsspec.core.url_to_fs(url, **options)
     except ImportError as exc:
@@ -130,6 +136,24 @@ def filesystem(url: str, storage_options: Mapping | None = None):
     if retries and protocol(url) in AZURE_PROTOCOLS:
         _apply_retries(fs, retries)
     return fs, path
+
+
+def _http_timeout():
+    """aiohttp's timeout for http(s) pictures and lists: a server that accepts the connection and
+    never answers fails the read after :data:`NETWORK_TIMEOUT_S`, instead of hanging the run."""
+    import aiohttp
+
+    return aiohttp.ClientTimeout(total=None, sock_connect=NETWORK_TIMEOUT_S, sock_read=NETWORK_TIMEOUT_S)
+
+
+def glob_escape(path: str) -> str:
+    """``path`` as a glob pattern that matches only itself: a folder named ``G[1]`` or ``a*`` is
+    a place, never a pattern.
+
+    >>> glob_escape("out/G[1]/a*")
+    'out/G[[]1[]]/a[*]'
+    """
+    return "".join(f"[{c}]" if c in "*?[]" else c for c in path)
 
 
 def join(root: str, *parts: str) -> str:
@@ -148,14 +172,27 @@ def file_name(url: str) -> str:
     return url.rstrip("/").rsplit("/", 1)[-1]
 
 
-def read_bytes(fs, path: str, *, url: str | None = None) -> bytes:
+def read_bytes(fs, path: str, *, url: str | None = None, limit: int | None = None) -> bytes:
     """The whole file; ``FileNotFoundError`` if missing, :class:`StorageError` on other failures.
 
     ``url`` names the file in messages as the user wrote it (default: rebuilt from ``path``).
+    With ``limit``, the file must be a regular file (not a pipe, socket or device, whose read
+    may never end) of at most ``limit`` bytes, checked before it is read, and no more than
+    that is read.
     """
-    with errors("read", url or fs.unstrip_protocol(path)):
+    where = url or fs.unstrip_protocol(path)
+    with errors("read", where):
+        if limit is not None:
+            details = fs.info(path)
+            if details.get("type") == "other":
+                raise StorageError(f"{redact(where)} is not a regular file (a pipe, socket or device)")
+            if (details.get("size") or 0) > limit:
+                raise StorageError(f"{redact(where)} is {details['size']:,} bytes, over the {limit:,} allowed")
         with fs.open(path, "rb") as fh:
-            return fh.read()
+            data = fh.read(limit + 1 if limit is not None else -1)
+    if limit is not None and len(data) > limit:  # a size the listing did not tell
+        raise StorageError(f"{redact(where)} holds more than the {limit:,} bytes allowed")
+    return data
 
 
 def write_bytes(fs, path: str, data: bytes, *, url: str | None = None) -> None:

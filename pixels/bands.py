@@ -48,6 +48,14 @@ _REDUCE_BAND_PIXELS = 16_000_000
 #: How libvips opens a PNG or JPEG, from the lake or from bytes: top to bottom, failing on
 #: truncated data rather than filling the missing rows with black.
 _VIPS_LOAD = {"access": "sequential", "fail_on": "truncated"}
+#: libjpeg reports damaged entropy-coded data ("Corrupt JPEG data: premature end of data
+#: segment") only as a warning, and fills the rest with grey: a JPEG fails on warnings. (A PNG
+#: does not: libpng warns about harmless things, such as a known-incorrect sRGB profile.)
+_VIPS_FAIL_ON = {"JPEG": "warning", "MPO": "warning"}
+
+
+def _vips_load(info: ImageInfo) -> dict:
+    return {**_VIPS_LOAD, "fail_on": _VIPS_FAIL_ON.get(info.format, _VIPS_LOAD["fail_on"])}
 _VIPS_DTYPES = {"uchar": np.uint8, "ushort": np.uint16, "char": np.int8, "short": np.int16, "uint": np.uint32,
                 "int": np.int32, "float": np.float32, "double": np.float64}
 
@@ -71,7 +79,8 @@ def _decoding(info: ImageInfo):
     except Exception as exc:  # noqa: BLE001 - decoders raise their own types for damaged data
         if isinstance(exc, (ConnectionError, TimeoutError)) or type(exc).__module__.startswith("azure"):
             raise StorageError(f"cannot read {redact(info.url)}: {redact(exc)}") from None
-        raise InputError(f"image is truncated or corrupt: {info.url} ({type(exc).__name__}: {exc})") from None
+        said = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())  # libvips: several lines
+        raise InputError(f"image is truncated or corrupt: {info.url} ({type(exc).__name__}: {said})") from None
 
 
 def _open(info: ImageInfo, storage_options):
@@ -117,7 +126,7 @@ class _RowStream:
         self.source = pyvips.SourceCustom()
         self.source.on_read(lambda size: self.fh.read(size))
         self.source.on_seek(lambda offset, whence: (self.fh.seek(offset, whence), self.fh.tell())[1])
-        self.image = pyvips.Image.new_from_source(self.source, "", **_VIPS_LOAD)
+        self.image = pyvips.Image.new_from_source(self.source, "", **_vips_load(info))
         try:
             check_decoded_size(info, self.image.width, self.image.height)
         except InputError:
@@ -174,7 +183,7 @@ def _vips_whole(info: ImageInfo, storage_options) -> np.ndarray:
 
     fs, path = storage.filesystem(info.url, storage_options)
     data = storage.read_bytes(fs, path, url=info.url)
-    image = pyvips.Image.new_from_buffer(data, "", **_VIPS_LOAD)
+    image = pyvips.Image.new_from_buffer(data, "", **_vips_load(info))
     check_decoded_size(info, image.width, image.height)
     samples = np.frombuffer(image.write_to_memory(), _VIPS_DTYPES[image.format])
     return samples.reshape(image.height, image.width, image.bands)

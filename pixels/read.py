@@ -20,9 +20,19 @@ from core import storage
 from core.errors import InputError
 from pixels.convert import conversion_note, pil_to_rgb8
 
-__all__ = ["ImageInfo", "probe_image", "read_image", "decode_image", "stored_version", "DEFAULT_MAX_PIXELS", "READERS"]
+__all__ = ["ImageInfo", "probe_image", "read_image", "decode_image", "stored_version", "DEFAULT_MAX_PIXELS", "READERS",
+           "WHOLE_DECODE_MAX_PIXELS", "SEGMENT_MAX_PIXELS"]
 
 DEFAULT_MAX_PIXELS = 400_000_000
+#: The largest picture of a format that cannot be read in bands (GIF, BMP, WebP, and pictures
+#: Pillow must turn): each band decodes it whole, 0.3 GB at this size. A 19,999² GIF, under
+#: --max-pixels, took 609 s and a 1.4 GB worker per band.
+WHOLE_DECODE_MAX_PIXELS = 100_000_000
+#: The largest tile or strip of a TIFF: tifffile decodes a whole one for every band that
+#: touches it (a 1-megapixel picture stored as one 16384² tile cost 1 GB per band).
+SEGMENT_MAX_PIXELS = 32 * 2 ** 20
+#: The largest PNG text chunk read (Pillow's own limit is 1 MB; its limit on all text, 64 MB, stays).
+PNG_TEXT_CHUNK_BYTES = 32 * 2 ** 20
 #: How bands of a picture are read: ``tiff`` windowed reads of strips or tiles (tifffile),
 #: ``vips`` a sequential decode that stops at the band's last row (libvips), ``pillow`` a
 #: whole decode (size-capped) cut to the band.
@@ -71,14 +81,20 @@ class ImageInfo:
 @contextmanager
 def pillow_unlimited():
     """Pillow's own pixel limit lifted: it would refuse big scans (a DecompressionBombError, above
-    179 megapixels) before our ``--max-pixels`` could be checked. One thread at a time."""
+    179 megapixels) before our ``--max-pixels`` could be checked; and its limit on one PNG text
+    chunk raised from 1 MB to :data:`PNG_TEXT_CHUNK_BYTES` (a scanner's or an editor's metadata
+    is not damage). One thread at a time."""
+    from PIL import PngImagePlugin
+
     with _pillow_limits, warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        text, PngImagePlugin.MAX_TEXT_CHUNK = PngImagePlugin.MAX_TEXT_CHUNK, PNG_TEXT_CHUNK_BYTES
         try:
             yield
         finally:
             Image.MAX_IMAGE_PIXELS = previous
+            PngImagePlugin.MAX_TEXT_CHUNK = text
 
 
 def _notes(mode: str, bit_depth: int, orientation: int, frames: int, unit: str) -> str | None:
@@ -122,7 +138,10 @@ def _probe_pillow(fh, head: bytes, url: str) -> dict:
     mode, fmt = image.mode, image.format or "unknown"
     png_depth = head[24] if head[:8] == _PNG_SIGNATURE and len(head) > 24 else None
     bit_depth = png_depth or {"I;16": 16, "I;16B": 16, "I;16L": 16, "I": 32, "1": 1}.get(mode, 8)
-    width, height = image.size if orientation < 5 else image.size[::-1]
+    stored = image.size
+    if fmt == "TIFF":  # Pillow reports some oriented TIFFs' size as shown already: the tags say how they are stored
+        stored = (int(image.tag_v2.get(256, stored[0])), int(image.tag_v2.get(257, stored[1])))
+    width, height = stored if orientation < 5 else stored[::-1]
     streams = fmt in _VIPS_FORMATS and mode in _VIPS_MODES and bit_depth >= 8 and orientation == 1 and frames == 1
     return {"width": width, "height": height, "format": fmt, "mode": mode, "bit_depth": bit_depth, "frames": frames,
             "orientation": orientation, "reader": "vips" if streams else "pillow",
@@ -140,6 +159,8 @@ def _probe_tiff(fh, url: str) -> dict | None:
             photometric, samples, dtype = int(page.photometric), int(page.samplesperpixel), page.dtype
             orientation = int(page.tags.valueof(274, default=1) or 1)
             height, width, tiled = int(page.imagelength), int(page.imagewidth), bool(page.is_tiled)
+            segment = (int(page.tilewidth) * int(page.tilelength) if tiled
+                       else width * min(height, int(page.rowsperstrip or height)))
             # JPEG tiles in YCbCr (scanners', slide scanners' and many COGs' choice) decode to RGB in
             # the JPEG codec; other subsampled YCbCr is left to Pillow. Separate colour planes are
             # read plane by plane and interleaved.
@@ -149,6 +170,14 @@ def _probe_tiff(fh, url: str) -> dict | None:
             ends = [o + n for o, n in zip(page.dataoffsets, page.databytecounts) if n]
     except (tifffile.TiffFileError, ValueError, OSError, KeyError, IndexError) as exc:
         raise InputError(f"image is truncated or corrupt: {url} ({exc})") from None
+    if samples > 1 and dtype not in (np.uint8, np.uint16):  # Pillow reads one-sample 32-bit and float only
+        raise InputError(f"image is a TIFF of {np.dtype(dtype).name} samples, {samples} per pixel: tilescan reads 8- "
+                         f"and 16-bit colour; save it as 8- or 16-bit: {url}")
+    if segment > SEGMENT_MAX_PIXELS:
+        kind = "tile" if tiled else "strip"
+        raise InputError(f"image stores its pixels in {kind}s of {segment:,} pixels, over the {SEGMENT_MAX_PIXELS:,} "
+                         f"one may hold (each band decodes a whole {kind}): re-save it with smaller tiles (vips "
+                         f"tiffsave IN OUT.tif --tile --tile-width 512 --tile-height 512): {url}")
     fh.seek(0, 2)
     if ends and max(ends) > fh.tell():
         raise InputError(f"image is truncated or corrupt: {url} (its pixel data run past the end of the file)")
@@ -215,6 +244,8 @@ def probe_image(url: str, *, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int
         raise InputError(f"image not found: {url}") from None
     if details.get("type") == "directory":
         raise InputError(f"image path is a folder, not a file: {url}")
+    if details.get("type") == "other":  # a FIFO, socket or device: opening or reading it may never end
+        raise InputError(f"image path is not a regular file (a pipe, socket or device): {url}")
     try:
         with storage.errors("read", url), fs.open(path, "rb", block_size=_HEADER_BLOCK) as fh:
             head = fh.read(32)
@@ -229,6 +260,11 @@ def probe_image(url: str, *, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int
     except IsADirectoryError:
         raise InputError(f"image path is a folder, not a file: {url}") from None
     width, height = fields["width"], fields["height"]
+    if fields["reader"] == "pillow" and width * height > WHOLE_DECODE_MAX_PIXELS:
+        raise InputError(f"image is a {width}x{height} {fields['format']} = {width * height:,} pixels; a "
+                         f"{fields['format']} cannot be read in bands and is decoded whole, at most "
+                         f"{WHOLE_DECODE_MAX_PIXELS:,} pixels: convert it to a tiled TIFF (vips tiffsave IN OUT.tif "
+                         f"--tile --compression deflate): {url}")
     if width * height > max_pixels:
         raise InputError(f"image is {width}x{height} = {width * height:,} pixels, over the limit of "
                          f"{max_pixels:,} (--max-pixels)")

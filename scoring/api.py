@@ -57,7 +57,8 @@ class ScoredRun:
 
     def windows(self):
         """The run's windows, all pictures (``windows/image=<name>/``), as a pyarrow Table with an
-        ``image`` column; a table with only that column and no rows when no picture was scored."""
+        ``image`` column of the pictures' names (strings: ``0001`` stays ``0001``); a table with
+        only that column and no rows when no picture was scored."""
         import pyarrow as pa
         import pyarrow.dataset as ds
 
@@ -66,7 +67,19 @@ class ScoredRun:
         with storage.errors("read", storage.join(self.out, DATASET)):
             if not fs.exists(folder):  # no picture was scored: the run has no dataset
                 return pa.table({"image": pa.array([], pa.string())})
-            return ds.dataset(folder, filesystem=fs, format="parquet", partitioning="hive").to_table()
+            names = ds.partitioning(pa.schema([("image", pa.string())]), flavor="hive")
+            return ds.dataset(folder, filesystem=fs, format="parquet", partitioning=names).to_table()
+
+    def windows_frame(self, spark):
+        """The run's windows as a Spark DataFrame, its ``image`` column the pictures' names as
+        strings: Spark would otherwise read a partition ``image=0001`` as the integer 1."""
+        key = "spark.sql.sources.partitionColumnTypeInference.enabled"
+        before = spark.conf.get(key, "true")
+        spark.conf.set(key, "false")
+        try:  # the partition types are fixed as the relation is made, here
+            return spark.read.parquet(storage.join(self.out, DATASET))
+        finally:
+            spark.conf.set(key, before)
 
 
 def score_images(spark, images, out: str, *, storage_options: dict | None = None, **options) -> ScoredRun:

@@ -25,7 +25,8 @@ from core.redaction import redact
 from pixels import stored_version
 from scoring.outputs import DATASET
 
-__all__ = ["dataset_part", "scored_with", "kept_manifests", "kept_annotations", "tidy_dataset"]
+__all__ = ["dataset_part", "scored_with", "kept_manifests", "incomplete_pictures", "kept_annotations", "tidy_dataset",
+           "KEPT_FILES"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,8 @@ READ_THREADS = 16
 READ_BATCH = 256
 #: What a run keeps of a kept picture's manifest.
 KEPT_FIELDS = ("input", "counts", "finished")
+#: The files a kept picture must still have: what the run reads back or restores from them.
+KEPT_FILES = ("manifest.json", "detections.json", "windows.parquet")
 #: The options a picture's results depend on, and each one's key in a manifest's ``parameters``.
 RESULT_OPTIONS = {"--engine": "engine", "--window": "window", "--stride": "stride", "--edge": "edge",
                   "--keep": "keep", "--threshold": "thresholds", "--merge": "merge", "--merge-iou": "merge_iou"}
@@ -134,6 +137,26 @@ def _changed(pictures: dict, manifests: dict, storage_options) -> set:
 
     with ThreadPoolExecutor(READ_THREADS, thread_name_prefix="earlier-run") as pool:
         return {name for name, moved in zip(manifests, pool.map(changed, manifests)) if moved}
+
+
+def incomplete_pictures(fs, root: str, url: str, names) -> dict:
+    """``name -> why`` for each finished picture among ``names`` whose folder lacks one of
+    :data:`KEPT_FILES` (removed since it finished): ``--resume`` scores it again instead of
+    keeping it. One listing of the run's folder (a few paged requests on blob storage)."""
+    names = list(names)
+    if not names:
+        return {}
+    with storage.errors("list", url):
+        fs.invalidate_cache()
+        found = fs.find(root)
+    prefix = root.rstrip("/") + "/"
+    present = {tuple(path[len(prefix):].split("/")) for path in found if path.startswith(prefix)}
+    incomplete = {}
+    for name in names:
+        lacking = [f for f in KEPT_FILES if (name, f) not in present]
+        if lacking:
+            incomplete[name] = f"its {', '.join(lacking)} {'is' if len(lacking) == 1 else 'are'} missing"
+    return incomplete
 
 
 def kept_annotations(fs, root: str, url: str, names):

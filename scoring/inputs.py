@@ -16,6 +16,7 @@ import csv
 import datetime
 import hashlib
 import io
+import logging
 import math
 import os
 import posixpath
@@ -23,12 +24,15 @@ import re
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
+from urllib.parse import parse_qsl
 
 from core import credentials, storage
 from core.errors import InputError
 from scoring.outputs import MARKER, RESERVED_NAMES
 
 __all__ = ["Inputs", "resolve_inputs", "output_names", "PICTURE_SUFFIXES", "absolute_url"]
+
+logger = logging.getLogger(__name__)
 
 #: The file endings a folder's pictures are found by.
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp")
@@ -86,12 +90,23 @@ def _hidden(path: str, below: int) -> bool:
     return any(part.startswith(".") and part not in (".", "..") for part in path.split("/")[below:])
 
 
+def _special(details: dict) -> bool:
+    """Whether a listed entry is a FIFO, socket or device (fsspec's ``other``): never opened, as
+    reading one may never end."""
+    return details.get("type") == "other"
+
+
 def _pictures_under(fs, root: str, like: str) -> list[str]:
-    found = fs.find(root)
+    found = fs.find(root, detail=True)
     runs = _run_folders(found)
     below = len(root.rstrip("/").split("/"))
+    skipped = [p for p, d in found.items() if _special(d) and p.lower().endswith(PICTURE_SUFFIXES)]
+    if skipped:
+        logger.warning("skipped %d special files (pipes, sockets or devices) named like pictures, e.g. %s",
+                       len(skipped), _url(fs, sorted(skipped)[0], like))
     return [_url(fs, p, like) for p in sorted(found)
-            if p.lower().endswith(PICTURE_SUFFIXES) and posixpath.dirname(p) not in runs and not _hidden(p, below)]
+            if p.lower().endswith(PICTURE_SUFFIXES) and posixpath.dirname(p) not in runs and not _hidden(p, below)
+            and not _special(found[p])]
 
 
 def _from_image(image: str, storage_options) -> Inputs:
@@ -108,8 +123,9 @@ def _from_image(image: str, storage_options) -> Inputs:
         below = len(parts) if any(part.startswith(".") for part in parts[literal:]) else literal
         with storage.errors("list", image):
             runs = _run_folders(fs.glob(posixpath.join(posixpath.dirname(path), MARKER)))
-            urls = [_url(fs, p, image) for p in sorted(fs.glob(path)) if posixpath.dirname(p) not in runs
-                    and not _hidden(p, below) and not fs.isdir(p)]
+            matched = fs.glob(path, detail=True)
+            urls = [_url(fs, p, image) for p in sorted(matched) if posixpath.dirname(p) not in runs
+                    and not _hidden(p, below) and matched[p].get("type") not in ("directory", "other")]
         return Inputs(tuple(urls), single=False, source=image)
     with storage.errors("read", image):
         fs.invalidate_cache()
@@ -128,7 +144,9 @@ def _list_rows(data: bytes, name: str) -> list[dict]:
         import pyarrow.parquet as pq
 
         try:
-            table = pq.read_table(io.BytesIO(data))
+            # Arrow's own buffer, not a Python file: pyarrow 16 reading an empty table from a
+            # BytesIO left a thread that aborted the interpreter at exit (exit 134).
+            table = pq.read_table(pa.BufferReader(data))
         except (pa.ArrowException, OSError) as exc:
             raise InputError(f"--images {name}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
         if "path" not in table.column_names:
@@ -144,9 +162,18 @@ def _list_rows(data: bytes, name: str) -> list[dict]:
                          "a list is a text file of paths, or a CSV or Parquet file with a `path` column") from None
     if lowered.endswith(".csv"):
         reader = csv.DictReader(io.StringIO(text))
-        if "path" not in (reader.fieldnames or []):
-            raise InputError(f"--images {name}: a CSV list needs a `path` column, it has {reader.fieldnames}")
-        return list(reader)
+        header = reader.fieldnames or []
+        if "path" not in header:
+            raise InputError(f"--images {name}: a CSV list needs a `path` column, it has {header}")
+        twice = sorted({h for h in header if header.count(h) > 1})
+        if twice:  # csv would keep the last of them and drop the others silently
+            raise InputError(f"--images {name}: the header names {', '.join(map(repr, twice))} more than once")
+        rows = list(reader)
+        for number, row in enumerate(rows, start=1):
+            if None in row:  # more cells than the header has names: csv files them under None
+                raise InputError(f"--images {name}: row {number} has {len(header) + len(row[None])} cells, the "
+                                 f"header names {len(header)}")
+        return rows
     return [{"path": line.strip()} for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
 
 
@@ -168,6 +195,25 @@ def _plain(value):
     return str(value)
 
 
+def _list_base(images: str) -> tuple[str, str]:
+    """Where a list's relative paths are resolved, and the query they carry: an http(s) list's
+    folder without its query (a SAS token's signature may hold a ``/``), and the token itself
+    when it grants the whole container (``sr=c``), which the pictures then need too.
+
+    >>> _list_base("https://a.blob.core.windows.net/c/lists/l.txt?sv=1&sr=c&sig=x/y%3D")
+    ('https://a.blob.core.windows.net/c/lists', '?sv=1&sr=c&sig=x/y%3D')
+    >>> _list_base("scans/list.txt")
+    ('scans', '')
+    """
+    head, query = images, ""
+    if images.lower().startswith(("http://", "https://")):
+        head, _, query = images.partition("?")
+        granted = dict(parse_qsl(query)).get("sr")
+        query = f"?{query}" if query and granted == "c" else ""
+    head = head.rstrip("/")
+    return (head.rsplit("/", 1)[0] if "/" in head else "."), query
+
+
 def _from_list(images: str, storage_options) -> Inputs:
     if images.lower().endswith(PICTURE_SUFFIXES):  # not read: a picture may be gigabytes
         raise InputError(f"--images takes a list of pictures, {images} is a picture (use --image)")
@@ -178,13 +224,13 @@ def _from_list(images: str, storage_options) -> Inputs:
         raise InputError(f"--images list not found: {images}") from None
     except IsADirectoryError:
         raise InputError(f"--images must be a list file, {images} is a folder (use --image for a folder)") from None
-    base = images.rstrip("/").rsplit("/", 1)[0] if "/" in images else "."
+    base, query = _list_base(images)
     urls, attributes, seen = [], [], set()
     for row in _list_rows(data, path):
         entry = str(row.get("path") or "").strip()
         if not entry:
             raise InputError(f"--images {images}: a row has no path: {row}")
-        url = entry if "://" in entry or posixpath.isabs(entry) else posixpath.join(base, entry)
+        url = entry if "://" in entry or posixpath.isabs(entry) else posixpath.join(base, entry) + query
         if url not in seen:
             seen.add(url)
             urls.append(url)
@@ -247,7 +293,22 @@ def output_names(urls) -> list[str]:
     >>> output_names(["https://acct.blob.core.windows.net/c/x.png?sv=2024&sig=s3cr3t&rscd=x.png"])
     ['x']
     """
+    urls = list(urls)
     stems = [_stem(url) for url in urls]
+    digests = [hashlib.sha1(u.encode()).hexdigest() for u in urls]
     counts = Counter(s for s, _ in stems)
-    return [f"{s}-{hashlib.sha1(u.encode()).hexdigest()[:8]}" if cut or counts[s] > 1 or s.lower() in RESERVED_NAMES
-            else s for (s, cut), u in zip(stems, urls)]
+    names = [f"{s}-{d[:8]}" if cut or counts[s] > 1 or s.lower() in RESERVED_NAMES else s
+             for (s, cut), d in zip(stems, digests)]
+    # A name can still meet another: a picture named like another's hashed name (x-15a6511e.png),
+    # or names that differ only in case (one folder on a case-insensitive disk). Those get
+    # longer hashes, and at the full hash their position too, until every name is unique.
+    for length in (16, 40, None):
+        taken = Counter(n.lower() for n in names)
+        clashing = [i for i, n in enumerate(names) if taken[n.lower()] > 1]
+        if not clashing:
+            break
+        for i in clashing:
+            suffix = f"-{digests[i][:length]}" if length else f"-{digests[i]}-{i}"
+            stem = stems[i][0].encode()[:MAX_NAME_BYTES - len(suffix)].decode(errors="ignore")
+            names[i] = stem + suffix
+    return names

@@ -116,6 +116,8 @@ def run_manifest(prepared, base: dict, summaries: dict[int, PictureSummary], tim
                  "manifest": storage.join(picture.name, "manifest.json")}
         if picture.error:
             entry["error"] = picture.error
+        if picture.note:
+            entry["note"] = picture.note
         header = picture.header
         if header:
             entry.update({key: header.get(key) for key in ("width", "height", "etag")})

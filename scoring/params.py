@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 
+import numpy as np
 from PIL import ImageColor
 
 from core.errors import BundleError, TilescanError
@@ -13,8 +14,9 @@ from pixels import DEFAULT_MAX_PIXELS
 from scoring.merge import MERGE_METHODS
 from tiling.grid import EDGE_POLICIES
 
-__all__ = ["ScoreParams", "Settings", "resolve_settings", "parse_class_values", "format_class_values", "parse_colors",
-           "DEFAULT_COLORS", "DEFAULT_MODEL", "FALLBACK_SETTINGS", "MAX_BATCH_SIZE", "TASKS_PER_CORE", "defaults"]
+__all__ = ["ScoreParams", "Settings", "resolve_settings", "check_recommended", "parse_class_values",
+           "format_class_values", "parse_colors", "DEFAULT_COLORS", "DEFAULT_MODEL", "FALLBACK_SETTINGS",
+           "MAX_BATCH_SIZE", "TASKS_PER_CORE", "defaults"]
 
 #: The bundled default model.
 DEFAULT_MODEL = project_path("models", "default")
@@ -39,6 +41,7 @@ def parse_class_values(text, name: str) -> dict:
     From Python, one number stands for its text, and a dict is checked as it is given.
     """
     if isinstance(text, dict):
+        text = {key: value.item() if isinstance(value, np.generic) else value for key, value in text.items()}
         for key, value in text.items():
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
                 raise TilescanError(f"--{name}: values must be numbers in [0, 1], got {key}={value!r}")
@@ -134,6 +137,10 @@ class ScoreParams:
     quiet: bool = False
 
     def __post_init__(self) -> None:
+        for f in fields(self):  # numpy numbers from a notebook (np.int64(128)) are the Python numbers they hold
+            value = getattr(self, f.name)
+            if isinstance(value, np.generic):
+                object.__setattr__(self, f.name, value.item())
         # The option's text as on the command line, or from Python (a notebook) a number or a dict.
         if self.threshold is not None:
             object.__setattr__(self, "threshold", parse_class_values(self.threshold, "threshold"))
@@ -183,10 +190,10 @@ class ScoreParams:
                               "(leave --window out: it defaults to the model's input size)")
         return replace(self, window=spec.size, stride=self.stride or max(1, spec.size // 2))
 
-    def settings_for(self, spec, recommended: dict, available_files=()) -> Settings:
+    def settings_for(self, spec, recommended: dict, available_files=(), *, source: str = "the model") -> Settings:
         """What this run uses: :func:`resolve_settings` with this run's options."""
         return resolve_settings(spec, recommended, available_files, engine=self.engine, threshold=self.threshold,
-                                merge=self.merge, merge_iou=self.merge_iou)
+                                merge=self.merge, merge_iou=self.merge_iou, source=source)
 
     def colors_for(self, classes) -> dict:
         unknown = set(self.colors) - set(classes)
@@ -210,15 +217,53 @@ def defaults() -> dict:
     return values
 
 
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_recommended(recommended: dict, spec, source: str = "the model") -> None:
+    """Check a bundle's ``recommended`` settings as the command line's options are checked:
+    types, ranges and class names, with the bundle named.
+
+    Raises
+    ------
+    BundleError
+        One line naming the first setting that is wrong.
+    """
+    def refuse(message: str):
+        raise BundleError(f"model bundle {source}: recommended.{message}")
+
+    thresholds = recommended.get("threshold")
+    if thresholds is not None:
+        if not isinstance(thresholds, dict):
+            refuse(f"threshold must be an object of class: number, got {thresholds!r}")
+        unknown = set(thresholds) - set(spec.foreground)
+        if unknown:
+            refuse(f"threshold names unknown classes {sorted(unknown)}; the model has {list(spec.foreground)}")
+        for name, value in thresholds.items():
+            if not (_number(value) and 0 <= value <= 1):
+                refuse(f"threshold.{name} must be a number in [0, 1], got {value!r}")
+    merge = recommended.get("merge")
+    if merge is not None and merge not in MERGE_METHODS:
+        refuse(f"merge must be one of {', '.join(MERGE_METHODS)}, got {merge!r}")
+    iou = recommended.get("merge_iou")
+    if iou is not None and not (_number(iou) and 0 < iou <= 1):
+        refuse(f"merge_iou must be a number in (0, 1], got {iou!r}")
+    engine = recommended.get("engine")
+    if engine is not None and not (isinstance(engine, str) and engine.strip()):
+        refuse(f"engine must be an engine's name, got {engine!r}")
+
+
 def resolve_settings(spec, recommended: dict, available_files=(), *, engine: str | None = None,
                      threshold: dict | None = None, merge: str | None = None,
-                     merge_iou: float | None = None) -> Settings:
-    """The settings a run uses: each from the options given, else the model's ``recommended``,
-    else :data:`FALLBACK_SETTINGS`.
+                     merge_iou: float | None = None, source: str = "the model") -> Settings:
+    """The settings a run uses: each from the options given, else the model's ``recommended``
+    (checked first: :func:`check_recommended`), else :data:`FALLBACK_SETTINGS`.
 
-    A recommended engine is taken only when the bundle has its files (``available_files``);
-    unknown class names in ``threshold`` are errors.
+    A recommended engine is taken only when it is registered here and the bundle has its
+    files (``available_files``); unknown class names in ``threshold`` are errors.
     """
+    check_recommended(recommended, spec, source)
     classes = spec.foreground
     given = threshold or {}
     unknown = set(given) - {"*"} - set(classes)
@@ -246,8 +291,5 @@ def resolve_settings(spec, recommended: dict, available_files=(), *, engine: str
             chosen[name], source[name] = theirs, "model"
         else:
             chosen[name], source[name] = FALLBACK_SETTINGS[name], "default"
-    if chosen["merge"] not in MERGE_METHODS or not 0 < float(chosen["merge_iou"]) <= 1:
-        raise TilescanError(f"the model recommends merge {chosen['merge']!r} at IoU {chosen['merge_iou']!r}: "
-                            f"not one of {', '.join(MERGE_METHODS)} with an IoU in (0, 1]")
     return Settings(engine=chosen["engine"], thresholds=thresholds, merge=chosen["merge"],
                     merge_iou=float(chosen["merge_iou"]), source=source)

@@ -25,7 +25,14 @@ from engines.numerics import FLOAT_ENGINE, NumericsCheck, NumericsError
 from engines.preflight import Preflight, preflight
 from engines.self_check import SelfCheck
 from pixels import ImageInfo, probe_image
-from scoring.earlier_runs import dataset_part, kept_annotations, kept_manifests, scored_with, tidy_dataset
+from scoring.earlier_runs import (
+    dataset_part,
+    incomplete_pictures,
+    kept_annotations,
+    kept_manifests,
+    scored_with,
+    tidy_dataset,
+)
 from scoring.executor import probe_picture
 from scoring.finish import PictureJob, RunContext, manifest_bytes
 from scoring.inputs import Inputs, absolute_url, output_names, resolve_inputs
@@ -61,6 +68,7 @@ class Picture:
     seen: Destination | None = None
     skipped: bool = False
     kept: dict | None = None  # of a picture --resume keeps (then ``skipped``): its manifest's input, counts, finished
+    note: str | None = None  # why a finished picture --resume would have kept is scored again
 
     @property
     def header(self) -> dict:
@@ -141,7 +149,7 @@ def _finished_pictures(writer: RunWriter) -> set[str]:
     """The names of the picture folders under a collection's output that hold a finished picture."""
     with storage.errors("list", writer.url):
         writer.fs.invalidate_cache()
-        found = writer.fs.glob(storage.join(writer.root, "*", SUCCESS))
+        found = writer.fs.glob(storage.join(storage.glob_escape(writer.root), "*", SUCCESS))
     return {path.rstrip("/").rsplit("/", 2)[-2] for path in found}
 
 
@@ -176,7 +184,7 @@ def prepare(params: ScoreParams, *, storage_options: dict | None = None, inputs:
     started = time.time()
     bundle = load_bundle(params.model, storage_options=storage_options)
     params = params.for_model(bundle.spec)
-    settings = params.settings_for(bundle.spec, bundle.recommended, bundle.files)
+    settings = params.settings_for(bundle.spec, bundle.recommended, bundle.files, source=bundle.source)
     engine, settings, fallback = _checked_engine(bundle, settings, params.batch_size)
     bundle = engine.bundle
     params.colors_for(bundle.spec.foreground)  # unknown classes in --colors are bad input
@@ -204,6 +212,11 @@ def prepare(params: ScoreParams, *, storage_options: dict | None = None, inputs:
         for picture in pictures:
             picture.skipped = params.resume and picture.name in finished
             picture.seen = Destination(True, False, True, None, True) if picture.name in finished else None
+        incomplete = incomplete_pictures(writer.fs, writer.root, writer.url, [p.name for p in pictures if p.skipped])
+        for picture in pictures:
+            if picture.name in incomplete:
+                picture.skipped, picture.note = False, f"scored again: finished earlier, but {incomplete[picture.name]}"
+                logger.warning("%s: %s", picture.name, picture.note)
         skipped = [p for p in pictures if p.skipped]
         if skipped:
             expected = scored_with(bundle.sha256, {**params.to_json(), **settings_parameters(settings)})
