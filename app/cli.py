@@ -6,18 +6,21 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 from typing import Callable
 
 from core.credentials import load_options_file, parse_option_pairs
-from core.errors import TilescanError
+from core.errors import Terminated, TilescanError
 from core.redaction import redact, remember_secrets
 
 __all__ = ["configure_logging", "add_storage_arguments", "add_version_argument", "storage_options_from_args",
-           "run_command", "EXIT_BAD_INPUT", "EXIT_INTERRUPTED"]
+           "run_command", "EXIT_BAD_INPUT", "EXIT_INTERRUPTED", "EXIT_TERMINATED"]
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 #: Libraries that log every request or step at INFO.
 _NOISY = ("azure", "PIL", "matplotlib", "urllib3")
@@ -73,16 +76,26 @@ def storage_options_from_args(args) -> dict:
     return options
 
 
+def _terminate(signum, frame):
+    raise Terminated
+
+
 def run_command(body: Callable[[], int], *bad_input: type[BaseException]) -> int:
     """Run ``body``; a :class:`TilescanError` (or one of ``bad_input``) becomes one ``error:`` line and exit 2.
 
-    Ctrl-C becomes one line and exit 130 instead of a traceback.
+    Ctrl-C becomes one line and exit 130 instead of a traceback; SIGTERM one line and exit 143
+    (the process cleans up as it ends, where the default handler would end it without a word).
     """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         return body()
     except (TilescanError, *bad_input) as exc:
         print(f"error: {redact(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -1,7 +1,7 @@
 """Errors that reach the user as one line and exit code 2."""
 from __future__ import annotations
 
-__all__ = ["TilescanError", "InputError", "BundleError", "OutputExistsError", "StorageError"]
+__all__ = ["TilescanError", "InputError", "BundleError", "OutputExistsError", "StorageError", "Terminated"]
 
 
 class TilescanError(Exception):
@@ -22,3 +22,7 @@ class OutputExistsError(TilescanError):
 
 class StorageError(TilescanError):
     """A path or URL that cannot be used, or storage that failed; the message holds no secret."""
+
+
+class Terminated(KeyboardInterrupt):
+    """The process was sent SIGTERM (a scheduler or ``kill``): stopped as Ctrl-C stops it, with one line."""

@@ -82,8 +82,21 @@ def _listing(fs, root: str) -> dict:
     except (FileNotFoundError, NotADirectoryError):  # nothing there, or a file in the way
         return {}
     prefix = root.rstrip("/") + "/"
-    return {path[len(prefix):]: info.get("size") for path, info in found.items()
-            if info.get("type", "file") == "file" and path.startswith(prefix)}
+    files, skipped = {}, []
+    for path, info in found.items():
+        if not path.startswith(prefix):
+            continue
+        link = bool(info.get("islink"))
+        if link:  # a listing does not follow links: the file a link names is copied
+            info = fs.info(path)
+        if info.get("type", "file") == "file":
+            files[path[len(prefix):]] = info.get("size")
+        elif link or info.get("type") != "directory":
+            skipped.append(path)
+    if skipped:
+        logger.warning("skipped %d entries that are not files (pipes, sockets, devices, links to folders), e.g. %s",
+                       len(skipped), redact(skipped[0]))
+    return files
 
 
 def _file_size(fs, path: str) -> int | None:

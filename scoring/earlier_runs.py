@@ -36,7 +36,7 @@ READ_THREADS = 16
 #: Kept pictures' detections read before they are handed on (memory holds one batch).
 READ_BATCH = 256
 #: What a run keeps of a kept picture's manifest.
-KEPT_FIELDS = ("input", "counts", "finished")
+KEPT_FIELDS = ("input", "counts", "finished", "attributes")
 #: The files a kept picture must still have: what the run reads back or restores from them.
 KEPT_FILES = ("manifest.json", "detections.json", "windows.parquet")
 #: The options a picture's results depend on, and each one's key in a manifest's ``parameters``.

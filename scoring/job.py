@@ -13,6 +13,7 @@ from __future__ import annotations
 import atexit
 import functools
 import hashlib
+import logging
 import os
 import re
 import shutil
@@ -25,7 +26,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import replace
 
-from core.errors import InputError, TilescanError
+from core.errors import InputError, Terminated, TilescanError
 from core.project import project_path
 from core.redaction import redact
 from engines import engine_module
@@ -34,10 +35,13 @@ from scoring.executor import BandScorer, PictureFinisher, probe_picture
 from scoring.finish import executor_checks
 from scoring.records import JobPlan, JobTimings, PictureSummary
 from scoring.shipping import executor_zip
+from tiling import Task
 
 __all__ = ["check_master", "spark_session", "spark_submit_executable", "ship_packages", "engine_threads",
            "cancel_on_interrupt", "probe_on_executors", "run_job", "spark_settings"]
 
+
+logger = logging.getLogger(__name__)
 
 #: The master URLs Spark takes (spark-submit --master), for a check before it starts.
 _MASTER = re.compile(r"local(\[(\*|\d+)(,\d+)?\])?|local-cluster\[\d+,\d+,\d+\]|spark://[^/\s]+|yarn|k8s://\S+")
@@ -71,6 +75,25 @@ def check_master(master: str | None, *, timeout: float = MASTER_TIMEOUT_S) -> No
     raise TilescanError(f"--master {master}: no Spark master answers at {', '.join(refused)}")
 
 
+#: Attempts of a task in local mode, as on a cluster (``spark.task.maxFailures``): Spark's local
+#: master tries a task once, so a Python worker that crashed once (the OOM killer, a decoder's
+#: segfault) failed the whole run.
+LOCAL_TASK_ATTEMPTS = 4
+_LOCAL = re.compile(r"local(\[(\*|\d+)\])?")
+
+
+def local_with_retries(master: str) -> str:
+    """A local master that retries a failed task as a cluster does; any other master as it is.
+
+    >>> local_with_retries("local[*]"), local_with_retries("local"), local_with_retries("local[2,1]")
+    ('local[*,4]', 'local[1,4]', 'local[2,1]')
+    """
+    found = _LOCAL.fullmatch(master)
+    if not found:
+        return master
+    return f"local[{found.group(2) or 1},{LOCAL_TASK_ATTEMPTS}]"
+
+
 def spark_session(master: str | None = None):
     """The SparkSession of a scoring run: ``master`` when given, else the one spark-submit set, else ``local[*]``.
 
@@ -83,9 +106,9 @@ def spark_session(master: str | None = None):
     os.environ.setdefault("SPARK_CONF_DIR", project_path("conf"))
     builder = SparkSession.builder.appName("tilescan")
     if master:
-        builder = builder.master(master)
+        builder = builder.master(local_with_retries(master))
     elif "PYSPARK_GATEWAY_PORT" not in os.environ:  # plain `python app/score.py`, not spark-submit
-        builder = builder.master("local[*]")
+        builder = builder.master(local_with_retries("local[*]"))
     builder = builder.config("spark.ui.showConsoleProgress", "false")
     try:
         spark = builder.getOrCreate()
@@ -157,6 +180,7 @@ def ship_packages(spark, engine: str | None) -> None:
         return
     folder = os.path.join(tempfile.gettempdir(), f"tilescan-py-{os.getpid()}")
     if not os.path.isdir(folder):
+        _remove_orphaned_zips()
         os.makedirs(folder)
         atexit.register(shutil.rmtree, folder, True)
     path = os.path.join(folder, f"tilescan_executor_{digest}.zip")
@@ -164,6 +188,20 @@ def ship_packages(spark, engine: str | None) -> None:
         fh.write(data)
     spark.sparkContext.addPyFile(path)
     shipped.add(digest)
+
+
+def _remove_orphaned_zips() -> None:
+    """Remove the executor-zip folders of drivers that ended without cleaning up (SIGKILL)."""
+    for name in os.listdir(tempfile.gettempdir()):
+        pid = name[len("tilescan-py-"):]
+        if not (name.startswith("tilescan-py-") and pid.isdigit()):
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(os.path.join(tempfile.gettempdir(), name), ignore_errors=True)
+        except OSError:  # another user's live process
+            pass
 
 
 def spark_settings(spark) -> dict:
@@ -189,6 +227,7 @@ def cancel_on_interrupt(sc):
         yield
         return
     interrupted, ended = threading.Event(), threading.Event()
+    received = []
 
     def keep_cancelling():
         while not ended.is_set():
@@ -197,11 +236,13 @@ def cancel_on_interrupt(sc):
 
     def cancel(signum, frame):
         if interrupted.is_set():
-            raise KeyboardInterrupt
+            raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+        received.append(signum)
         interrupted.set()
         threading.Thread(target=keep_cancelling, daemon=True).start()
 
-    previous = signal.signal(signal.SIGINT, cancel)
+    # SIGTERM (a scheduler, kill) stops the run as Ctrl-C does: jobs cancelled, one line, no trace.
+    previous = {signum: signal.signal(signum, cancel) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield interrupted
     except Exception:
@@ -209,10 +250,11 @@ def cancel_on_interrupt(sc):
             raise
     finally:
         ended.set()
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     if interrupted.is_set():
         _wait_for_cancelled_tasks(sc)
-        raise KeyboardInterrupt
+        raise Terminated if received[0] == signal.SIGTERM else KeyboardInterrupt
 
 
 def _wait_for_cancelled_tasks(sc, timeout: float = 15.0) -> None:
@@ -279,6 +321,58 @@ class _Progress(threading.Thread):
             print(file=sys.stderr)
 
 
+def _collect(sc, tasks: list, members: list, scorer, finisher) -> list:
+    """One Spark job: ``tasks`` scored by ``scorer``, their rows grouped by picture and finished."""
+    finishing = max(1, min(len(members), 2 * sc.defaultParallelism))
+    return (sc.parallelize(tasks, len(tasks)).mapPartitions(scorer)
+            .groupByKey(finishing, partitionFunc=lambda index: index)
+            .mapPartitions(finisher).collect())
+
+
+def _task_failure(exc: BaseException) -> str | None:
+    """The one-line reason of a Spark job that failed because a task failed every attempt (a
+    crashed Python worker, a killed executor); ``None`` for any other failure."""
+    text = str(exc)
+    if "Job aborted due to stage failure" not in text:
+        return None
+    found = re.search(r"most recent failure: [^:]*\):\s*(?:[\w.]+(?:Exception|Error): )?([^\n]+)", text)
+    return redact(found.group(1).strip()[:300] if found else "a task failed every attempt")
+
+
+def _job_error(sc, exc: BaseException) -> BaseException:
+    """What a failed Spark job becomes: one line for a session stopped under it; anything else as it was."""
+    text = str(exc)
+    # Spark 3.5's collect raises an AttributeError of its own as it leaves a stopped context.
+    if getattr(sc, "_jsc", None) is None or "SparkContext was shut down" in text or \
+            "SparkContext has been shutdown" in text or "Cannot call methods on a stopped SparkContext" in text:
+        return TilescanError("the Spark session was stopped while the run went on; the pictures it had not "
+                             "finished were not committed (--resume keeps the finished ones)")
+    return exc
+
+
+def _failed(plan: JobPlan, index: int, reason: str) -> PictureSummary:
+    job = plan.jobs[index]
+    return PictureSummary(index, job.name, job.info.url, job.info.width, job.info.height,
+                          error=f"its Spark task failed every attempt: {reason}")
+
+
+def _one_by_one(sc, wave: list, members: list, plan: JobPlan, scorer, finisher) -> list:
+    """A wave's pictures in a job each, after the wave's job failed: a picture whose job fails
+    again fails alone, with the reason, and the others are finished."""
+    done = []
+    for index in members:
+        tasks = [Task(t.index, tuple(p for p in t.pieces if p.image == index)) for t in wave]
+        tasks = [t for t in tasks if t.pieces]
+        try:
+            done += _collect(sc, tasks, [index], scorer, finisher)
+        except Exception as exc:  # noqa: BLE001 - py4j's error of a failed Spark job
+            reason = _task_failure(exc)
+            if reason is None:
+                raise _job_error(sc, exc) from None
+            done.append(_failed(plan, index, reason))
+    return done
+
+
 def run_job(spark, plan: JobPlan, bundle, context, *, quiet: bool = False,
             on_wave=None) -> tuple[list[PictureSummary], JobTimings, list[dict]]:
     """Score the tasks of each wave of ``plan`` and finish its pictures on Spark, a wave at a
@@ -315,13 +409,21 @@ def run_job(spark, plan: JobPlan, bundle, context, *, quiet: bool = False,
                                     {i: plan.jobs[i].info for i in members}, storage_options=plan.storage_options,
                                     counter=windows)
                 finisher = PictureFinisher({i: plan.jobs[i] for i in members}, context, finished)
-                finishing = max(1, min(len(members), 2 * sc.defaultParallelism))
                 sc.setJobDescription(f"tilescan: {sum(t.n_windows for t in wave):,} windows of {len(members):,} "
                                      f"pictures in {len(wave)} tasks" + (f", wave {number} of {len(plan.waves)}"
                                                                          if len(plan.waves) > 1 else ""))
-                done = (sc.parallelize(wave, len(wave)).mapPartitions(scorer)
-                        .groupByKey(finishing, partitionFunc=lambda index: index)
-                        .mapPartitions(finisher).collect())
+                try:
+                    done = _collect(sc, wave, members, scorer, finisher)
+                except Exception as exc:  # noqa: BLE001 - py4j's error of a failed Spark job
+                    reason = _task_failure(exc)
+                    if reason is None:
+                        raise _job_error(sc, exc) from None
+                    if len(members) == 1:
+                        done = [_failed(plan, members[0], reason)]
+                    else:
+                        logger.warning("a task of this wave failed every attempt (%s): its pictures are scored one "
+                                       "by one, so that only a picture that fails again is lost", reason)
+                        done = _one_by_one(sc, wave, members, plan, scorer, finisher)
                 failed = next((s.numerics_failure for s in done if s.numerics_failure is not None), None)
                 if failed is not None:
                     raise NumericsError(failed)

@@ -126,6 +126,10 @@ def run_manifest(prepared, base: dict, summaries: dict[int, PictureSummary], tim
             entry.update(counts=summary.counts, timings_s=summary.timings_s)
         elif status == "skipped":
             entry.update(counts=picture.kept.get("counts"), finished=picture.kept.get("finished"))
+            kept = picture.kept.get("attributes")
+            if isinstance(kept, dict) and kept != picture.attributes:  # the picture's manifest keeps those
+                entry.update(attributes=kept, note=f"kept from an earlier run, with its attributes then; the list "
+                                                   f"now gives {picture.attributes}")
         entries.append(entry)
     scored = [e for e in entries if e["status"] == SCORED]
     counts = {

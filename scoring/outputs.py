@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import re
+import socket
 import time
 import uuid
 from dataclasses import dataclass
@@ -64,6 +65,19 @@ class Destination:
     finished: bool
     run: str | None
     ours: bool
+
+
+def _owner_gone(held) -> bool:
+    """Whether a lock names a process on this host that no longer runs: it is taken over at once."""
+    if not isinstance(held, dict) or held.get("host") != socket.gethostname() or not isinstance(held.get("pid"), int):
+        return False
+    try:
+        os.kill(held["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # PermissionError: another user's process, alive
+        return False
+    return False
 
 
 class RunWriter:
@@ -166,13 +180,22 @@ class RunWriter:
         self._seen = destination
 
     def probe(self) -> None:
-        """Write and remove a small file where the outputs will go: an unwritable destination, a
-        missing container that cannot be created, or a full disk fail now, not after the job."""
+        """Write, move and delete a small file where the outputs will go, as a commit does: an
+        unwritable destination, a missing container that cannot be created, a full disk, or a
+        credential that may write but not delete (a SAS token without ``d``) fail now, not
+        after the job."""
         try:
             self._begin()
-            path = storage.join(self.staging, "probe")
+            path, moved = storage.join(self.staging, "probe"), storage.join(self.staging, "probe-moved")
             storage.write_bytes(self.fs, path, b"tilescan write probe\n",
                                 url=storage.join(self._staging_url, "probe"))
+            try:
+                with storage.errors("move and delete files in", self.url):
+                    self.fs.mv(path, moved)
+                    self.fs.rm(moved)
+            except TilescanError as exc:
+                raise TilescanError(f"{redact(exc)}; a commit moves and deletes files there (a SAS token needs "
+                                    "the d permission)") from None
         finally:
             self.abort()  # leaves the folder as it was found (removed again if the probe made it)
 
@@ -224,6 +247,9 @@ class RunWriter:
             with storage.errors("commit the outputs to", self.url, writing=True):
                 self._remove(success)  # from here on the folder no longer claims to be finished
                 self._remove(storage.join(self.root, _MANIFEST))  # nor describes files it no longer holds
+                for name in (*OUTPUT_FILES, *EVALUATION_FILES):  # nor keeps the replaced run's files of its own
+                    if name not in self._written:
+                        self._remove(storage.join(self.root, name))
                 self.fs.pipe_file(storage.join(self.root, MARKER), self._marker())
                 for name in sorted(self._written, key=lambda n: n == _MANIFEST):  # the manifest last
                     self._move(name)
@@ -240,7 +266,8 @@ class RunWriter:
 
     def _acquire(self, lock: str) -> None:
         self._begin()
-        owner = json.dumps({"run_id": self.run_id, "time": time.time()}).encode()
+        owner = json.dumps({"run_id": self.run_id, "time": time.time(), "host": socket.gethostname(),
+                            "pid": os.getpid()}).encode()
         url = storage.join(self.url, _LOCK)
         if storage.write_new(self.fs, lock, owner, url=url):
             return
@@ -248,8 +275,8 @@ class RunWriter:
             held = json.loads(storage.read_bytes(self.fs, lock))
             age = time.time() - float(held.get("time", 0))
         except (ValueError, FileNotFoundError, TypeError, AttributeError):
-            age = float("inf")
-        if age > _STALE_LOCK_S:
+            held, age = {}, float("inf")
+        if age > _STALE_LOCK_S or _owner_gone(held):
             logger.warning("removing %s, left by a run that was stopped while committing", redact(url))
             self._remove(lock)
             if storage.write_new(self.fs, lock, owner, url=url):

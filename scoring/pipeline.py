@@ -349,13 +349,13 @@ def _run_collection(prepared: PreparedRun, spark, job: JobPlan, context: RunCont
 
 
 def _scored(prepared: PreparedRun, spark, job: JobPlan, context: RunContext, *, on_wave=None):
-    """:func:`scoring.job.run_job`; when an executor's engine fails its numerics check, what the
-    run staged is removed before the one-line error goes on."""
+    """:func:`scoring.job.run_job`; when it fails (an executor's engine failed its numerics check,
+    the session was stopped, Ctrl-C), what the run staged is removed before the error goes on."""
     from scoring.job import run_job
 
     try:
         return run_job(spark, job, prepared.bundle, context, quiet=prepared.params.quiet, on_wave=on_wave)
-    except NumericsError:
+    except BaseException:
         prepared.writer.abort()
         raise
 

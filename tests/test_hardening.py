@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -671,7 +672,10 @@ def test_the_manifest_records_what_reproduces_the_run(spark, tmp_path, capsys, m
 
 @pytest.mark.slow
 @pytest.mark.spark
-def test_ctrl_c_is_one_line_and_exit_130(tmp_path):
+@pytest.mark.parametrize("signum, code, line",
+                         [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")],
+                         ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_or_sigterm_is_one_line_and_its_exit_code(signum, code, line, tmp_path):
     image = write_noise_png(tmp_path / "big.png", 2500, 2500, seed=2)
     out = tmp_path / "run"
     env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"}
@@ -690,14 +694,17 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path):
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     assert scoring_started.wait(180), "".join(lines)[-3000:]
-    proc.send_signal(signal.SIGINT)
-    code = proc.wait(timeout=120)
+    zips = os.path.join(tempfile.gettempdir(), f"tilescan-py-{proc.pid}")
+    assert os.path.isdir(zips)
+    proc.send_signal(signum)
+    exit_code = proc.wait(timeout=120)
     reader.join(timeout=10)
     err = "".join(lines)
-    assert code == 130, err[-3000:]
+    assert exit_code == code, err[-3000:]
     assert "Traceback" not in err and "Py4J" not in err
-    assert err.rstrip().splitlines()[-1] == "interrupted"
+    assert err.rstrip().splitlines()[-1] == line
     assert not (out / SUCCESS).exists()
+    assert not os.path.exists(zips)  # cleaned up as the process ended
 
 
 def test_a_ctrl_c_just_before_the_job_is_submitted_still_stops_it(spark):
