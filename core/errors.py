@@ -1,7 +1,8 @@
 """Errors that reach the user as one line and exit code 2."""
 from __future__ import annotations
 
-__all__ = ["TilescanError", "InputError", "BundleError", "OutputExistsError", "StorageError", "Terminated"]
+__all__ = ["TilescanError", "InputError", "BundleError", "OutputExistsError", "StorageError", "StorageUnreachable",
+           "Terminated"]
 
 
 class TilescanError(Exception):
@@ -22,6 +23,10 @@ class OutputExistsError(TilescanError):
 
 class StorageError(TilescanError):
     """A path or URL that cannot be used, or storage that failed; the message holds no secret."""
+
+
+class StorageUnreachable(StorageError):
+    """The storage did not answer (refused, reset or timed out), as opposed to answering no."""
 
 
 class Terminated(KeyboardInterrupt):

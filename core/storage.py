@@ -19,7 +19,7 @@ from typing import Iterator, Mapping
 import fsspec
 
 from core.credentials import AZURE_PROTOCOLS, RETRY_OPTIONS, protocol, resolve_options
-from core.errors import StorageError
+from core.errors import StorageError, StorageUnreachable
 from core.redaction import redact
 
 __all__ = ["filesystem", "read_bytes", "write_bytes", "write_new", "make_folder", "check_writable", "join",
@@ -42,6 +42,11 @@ def _backend_errors() -> tuple:
     return tuple(errors)
 
 
+def _unreachable(exc: BaseException) -> bool:
+    """Whether the storage did not answer at all: refused, reset or timed out."""
+    return isinstance(exc, (ConnectionError, TimeoutError)) or type(exc).__name__ == "ServiceRequestError"
+
+
 def _explain(exc: BaseException) -> str:
     code = getattr(exc, "error_code", None)
     code = getattr(code, "value", code)  # azure.storage.blob gives a StorageErrorCode enum
@@ -50,7 +55,7 @@ def _explain(exc: BaseException) -> str:
                 "InvalidAuthenticationInfo", "NoAuthenticationInformation"):
         # The SDK's text is long and says the same; keep the code and what to check.
         return f"access denied ({code}): check the account key, SAS token or identity (docs/azure.md)"
-    if type(exc).__name__ == "ServiceRequestError":
+    if _unreachable(exc):
         return f"storage unreachable: {text}"
     if type(exc).__name__ in ("ClientAuthenticationError", "CredentialUnavailableError"):
         return f"no usable Azure credentials (see docs/azure.md): {text}"
@@ -80,7 +85,8 @@ def errors(action: str, url: str, *, writing: bool = False) -> Iterator[None]:
     except NotADirectoryError as exc:
         raise FileNotFoundError(errno.ENOENT, "no such file (a file is in the way)", exc.filename) from None
     except _backend_errors() as exc:
-        raise StorageError(f"cannot {action} {redact(url)}: {_explain(exc)}") from None
+        kind = StorageUnreachable if _unreachable(exc) else StorageError
+        raise kind(f"cannot {action} {redact(url)}: {_explain(exc)}") from None
     except RuntimeError as exc:  # adlfs wraps a failed upload ("Failed to upload block") around its cause
         if not isinstance(exc.__cause__, _backend_errors()):
             raise

@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from core import storage
-from core.errors import InputError, StorageError, TilescanError
+from core.errors import InputError, StorageError, StorageUnreachable, TilescanError
 from core.redaction import redact
 from pixels.convert import samples_to_rgb8
 from pixels.read import ImageInfo, check_decoded_size, decode_image
@@ -77,7 +77,9 @@ def _decoding(info: ImageInfo):
     except TilescanError:
         raise
     except Exception as exc:  # noqa: BLE001 - decoders raise their own types for damaged data
-        if isinstance(exc, (ConnectionError, TimeoutError)) or type(exc).__module__.startswith("azure"):
+        if isinstance(exc, (ConnectionError, TimeoutError)) or type(exc).__name__ == "ServiceRequestError":
+            raise StorageUnreachable(f"cannot read {redact(info.url)}: storage unreachable: {redact(exc)}") from None
+        if type(exc).__module__.startswith("azure"):
             raise StorageError(f"cannot read {redact(info.url)}: {redact(exc)}") from None
         said = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())  # libvips: several lines
         raise InputError(f"image is truncated or corrupt: {info.url} ({type(exc).__name__}: {said})") from None

@@ -172,16 +172,27 @@ def kept_annotations(fs, root: str, url: str, names):
                          doc if isinstance(doc, str) else "its detections.json holds no annotations list")
 
 
-def tidy_dataset(fs, root: str, url: str, *, results, kept) -> None:
+def tidy_dataset(fs, root: str, url: str, *, results, kept, started: str | None = None) -> None:
     """Make the run's dataset under ``root`` hold the pictures ``results`` only: remove others'
-    parts, and restore a ``kept`` picture's missing part from its own ``windows.parquet``."""
+    parts, and restore a ``kept`` picture's missing part from its own ``windows.parquet``.
+
+    A part whose picture another run finished after this one ``started`` (ISO 8601 in UTC:
+    two runs into one folder at once) is that run's, and stays.
+    """
     folder = storage.join(root, DATASET)
     with storage.errors("tidy the windows dataset of", url):
         fs.invalidate_cache()
         parts = {path.rstrip("/").rsplit("/", 1)[-1] for path in fs.ls(folder, detail=False)} \
             if fs.exists(folder) else set()
         pictures = {part[len("image="):] for part in parts if part.startswith("image=")}
-        for name in sorted(pictures - set(results)):
+    others = sorted(pictures - set(results))
+    if started is not None and others:
+        manifests = {name: _json_object(data) for name, data in _read_each(fs, root, url, others,
+                                                                            "manifest.json").items()}
+        others = [name for name in others if not (isinstance(manifests[name], dict)
+                                                  and str(manifests[name].get("finished", "")) > started)]
+    with storage.errors("tidy the windows dataset of", url):
+        for name in others:
             fs.rm(storage.join(folder, f"image={name}"), recursive=True)
     for name in sorted(set(kept) - pictures):
         target, where = dataset_part(root, name), dataset_part(url, name)

@@ -12,7 +12,7 @@ import resource
 import socket
 import time
 
-from core.errors import TilescanError
+from core.errors import StorageUnreachable, TilescanError
 from core.redaction import redact
 from engines.cache import cached_engine
 from engines.numerics import NumericsError
@@ -25,7 +25,15 @@ from scoring.worker_gc import freeze_survivors
 from scoring.worker_imports import keep_zip_directories
 from tiling.grid import WindowGrid
 
-__all__ = ["BandScorer", "PictureFinisher", "probe_picture"]
+__all__ = ["BandScorer", "PictureFinisher", "probe_picture", "UNREACHABLE_IN_A_ROW", "UNREACHABLE_PAUSE_S"]
+
+#: After this many bands in a row a Python worker could not read because the storage did not
+#: answer, it stops asking for :data:`UNREACHABLE_PAUSE_S`: the bands it gets meanwhile fail at
+#: once with the last reason, instead of each waiting out its retries (an emulator stopped
+#: mid-run kept a run going for 6.5 minutes). Then it asks again.
+UNREACHABLE_IN_A_ROW = 3
+UNREACHABLE_PAUSE_S = 60.0
+_unreachable = {"in_a_row": 0, "last": "", "until": 0.0}  # this worker's, for all its tasks
 
 
 def probe_picture(url: str, *, window: int, max_pixels: int, storage_options):
@@ -90,12 +98,23 @@ class BandScorer:
             for piece in sorted(task.pieces, key=lambda p: (p.image, p.strip.y0)):
                 info, strip = self.pictures[piece.image], piece.strip
                 piece_start = time.time()
+                if _unreachable["in_a_row"] >= UNREACHABLE_IN_A_ROW and time.time() < _unreachable["until"]:
+                    self.counter.add(strip.n_windows)
+                    yield piece.image, PieceFailure(f"not read: the storage did not answer this worker's last "
+                                                    f"{_unreachable['in_a_row']} reads ({_unreachable['last']})",
+                                                    unreachable=True)
+                    continue
                 try:
                     pixels = read_band(info, strip.y0, strip.y1, storage_options=self.storage_options)
                 except TilescanError as exc:
                     self.counter.add(strip.n_windows)
-                    yield piece.image, PieceFailure(redact(exc))
+                    unreachable = isinstance(exc, StorageUnreachable)
+                    _unreachable.update(in_a_row=_unreachable["in_a_row"] + 1 if unreachable else 0,
+                                        last=redact(exc) if unreachable else "",
+                                        until=time.time() + UNREACHABLE_PAUSE_S)
+                    yield piece.image, PieceFailure(redact(exc), unreachable=unreachable)
                     continue
+                _unreachable["in_a_row"] = 0
                 read_s = time.time() - piece_start
                 xs = WindowGrid(info.height, info.width, band.window, band.stride, band.edge).xs
                 before = predict_s[0]

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from core import storage
-from core.errors import TilescanError
+from core.errors import StorageUnreachable, TilescanError
 from core.redaction import redact
 from engines.numerics import NumericsCheck
 from pixels import ImageInfo
@@ -107,14 +107,14 @@ def executor_checks(timings: list[PieceTiming]) -> list[dict]:
             for _, (check, workers) in sorted(found.items(), key=lambda item: (item[1][0]["host"], item[0]))]
 
 
-def _read_pieces(payloads) -> tuple[pa.Table | None, list[PieceTiming], list[str], list[NumericsCheck]]:
+def _read_pieces(payloads) -> tuple[pa.Table | None, list[PieceTiming], list[PieceFailure], list[NumericsCheck]]:
     tables, timings, errors, failed_checks = [], [], [], []
     for payload in payloads:
         if isinstance(payload, NumericsCheck):
             failed_checks.append(payload)
             continue
         if isinstance(payload, PieceFailure):
-            errors.append(payload.message)
+            errors.append(payload)
             continue
         table = pa.ipc.open_stream(payload).read_all()
         timings.append(PieceTiming.from_json(json.loads(table.schema.metadata[TIMING_KEY])))
@@ -165,8 +165,10 @@ def finish_picture(job: PictureJob, payloads, ctx: RunContext) -> PictureSummary
         return replace(summary, error=failed_checks[0].failure_line(), numerics_failure=failed_checks[0])
     scored = sum(t.windows for t in tasks)
     if errors or table is None or scored != job.windows:
-        return replace(summary, error=errors[0] if errors else f"scored {scored} of {job.windows} windows")
-    writer = RunWriter(job.root, run_id=ctx.run_id, overwrite=ctx.overwrite, storage_options=ctx.storage_options)
+        return replace(summary, error=errors[0].message if errors else f"scored {scored} of {job.windows} windows",
+                       unreachable=any(e.unreachable for e in errors))
+    writer = RunWriter(job.root, run_id=ctx.run_id, overwrite=ctx.overwrite, storage_options=ctx.storage_options,
+                       started=ctx.manifest.get("started"))
     writer.started_with(job.seen)
     try:
         timings = {"read_s": sum(t.read_s for t in tasks), "score_s": sum(t.score_s for t in tasks),
@@ -223,7 +225,7 @@ def finish_picture(job: PictureJob, payloads, ctx: RunContext) -> PictureSummary
             storage.write_bytes(fs, path, parquet, url=job.dataset)
     except TilescanError as exc:
         writer.abort()
-        return replace(summary, status=FAILED, error=redact(exc))
+        return replace(summary, status=FAILED, error=redact(exc), unreachable=isinstance(exc, StorageUnreachable))
     except BaseException:
         writer.abort()
         raise

@@ -26,19 +26,20 @@ import time
 from contextlib import contextmanager
 from dataclasses import replace
 
-from core.errors import InputError, Terminated, TilescanError
+from core.errors import InputError, StorageUnreachable, Terminated, TilescanError
 from core.project import project_path
 from core.redaction import redact
 from engines import engine_module
 from engines.numerics import NumericsError
-from scoring.executor import BandScorer, PictureFinisher, probe_picture
+from scoring.executor import UNREACHABLE_IN_A_ROW, BandScorer, PictureFinisher, probe_picture
 from scoring.finish import executor_checks
-from scoring.records import JobPlan, JobTimings, PictureSummary
+from scoring.records import SCORED, JobPlan, JobTimings, PictureSummary
 from scoring.shipping import executor_zip
 from tiling import Task
 
 __all__ = ["check_master", "spark_session", "spark_submit_executable", "ship_packages", "engine_threads",
-           "cancel_on_interrupt", "probe_on_executors", "run_job", "spark_settings"]
+           "cancel_on_interrupt", "probe_on_executors", "run_job", "check_storage_answers", "spark_settings",
+           "local_with_retries", "LOCAL_TASK_ATTEMPTS"]
 
 
 logger = logging.getLogger(__name__)
@@ -373,6 +374,22 @@ def _one_by_one(sc, wave: list, members: list, plan: JobPlan, scorer, finisher) 
     return done
 
 
+def check_storage_answers(wave: list[PictureSummary], summaries: list[PictureSummary]) -> None:
+    """Stop before the next wave when the storage stopped answering in this one: its later pictures
+    would each fail the same way, after their retries.
+
+    Raises
+    ------
+    StorageUnreachable
+        When at least :data:`scoring.executor.UNREACHABLE_IN_A_ROW` pictures of the wave failed so.
+    """
+    lost = [s for s in wave if s.unreachable]
+    if len(lost) >= UNREACHABLE_IN_A_ROW:
+        finished = sum(s.status == SCORED for s in summaries)
+        raise StorageUnreachable(f"the storage stopped answering: {len(lost)} pictures of this wave could not reach "
+                                 f"it ({lost[0].error}); the {finished} pictures finished so far are kept for --resume")
+
+
 def run_job(spark, plan: JobPlan, bundle, context, *, quiet: bool = False,
             on_wave=None) -> tuple[list[PictureSummary], JobTimings, list[dict]]:
     """Score the tasks of each wave of ``plan`` and finish its pictures on Spark, a wave at a
@@ -430,6 +447,8 @@ def run_job(spark, plan: JobPlan, bundle, context, *, quiet: bool = False,
                 if on_wave is not None:
                     on_wave(done)
                 summaries += [summary.without_boxes() for summary in done]
+                if number < len(plan.waves):
+                    check_storage_answers(done, summaries)
     finally:
         progress.stop()  # the broadcast stays for the next run of this bundle (see _bundle_broadcast)
     pieces = [t for s in summaries for t in s.tasks]

@@ -58,13 +58,15 @@ _STALE_LOCK_S = 300
 @dataclass(frozen=True)
 class Destination:
     """What a destination folder holds: ``finished`` (a ``_SUCCESS``), ``run`` (the run id in
-    its manifest, if any), ``ours`` (empty, or a tilescan folder), ``is_file``."""
+    its manifest, if any), ``ours`` (empty, or a tilescan folder), ``is_file``, and when the
+    run its manifest describes finished (``finished_at``, ISO 8601 in UTC)."""
 
     exists: bool
     is_file: bool
     finished: bool
     run: str | None
     ours: bool
+    finished_at: str | None = None
 
 
 def _owner_gone(held) -> bool:
@@ -84,14 +86,17 @@ class RunWriter:
     """Stage files under ``URL/_temporary-<id>/``, then :meth:`commit` or :meth:`abort`.
 
     ``run_id`` goes into the marker; ``overwrite`` allows replacing the finished run that
-    :meth:`check` saw.
+    :meth:`check` saw. ``started`` (ISO 8601 in UTC) is when this run started: a folder that
+    :meth:`check` saw finished, by whatever run, is still never replaced by this one if a run
+    finished it again after this one started (two runs into one folder at once).
     """
 
     def __init__(self, url: str, *, run_id: str | None = None, overwrite: bool = False,
-                 storage_options: dict | None = None):
+                 storage_options: dict | None = None, started: str | None = None):
         self.url = url
         self.run_id = run_id or uuid.uuid4().hex
         self.overwrite = overwrite
+        self.started = started
         self.fs, self.root = storage.filesystem(url, storage_options)
         self._stage_in(f"_temporary-{uuid.uuid4().hex[:12]}")
         self._created_root = False
@@ -127,16 +132,17 @@ class RunWriter:
                 return Destination(True, True, False, None, False)
             names = {p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(self.root, detail=False)}
             finished = SUCCESS in names
-            run, tilescan = None, MARKER in names
+            run, tilescan, finished_at = None, MARKER in names, None
             if _MANIFEST in names:
                 try:
                     doc = json.loads(storage.read_bytes(self.fs, storage.join(self.root, _MANIFEST)))
                 except (ValueError, FileNotFoundError):
                     doc = None
                 if isinstance(doc, dict) and doc.get("tool") == "tilescan":
-                    tilescan, run = True, doc.get("run_id")
+                    tilescan, run, finished_at = True, doc.get("run_id"), doc.get("finished")
         leftovers = all(_STAGING.match(n) or n == _LOCK for n in names)
-        return Destination(True, False, finished, run, tilescan or leftovers)
+        return Destination(True, False, finished, run, tilescan or leftovers,
+                           finished_at if isinstance(finished_at, str) else None)
 
     def check(self, *, resumable: bool = False, resuming: bool = False) -> Destination:
         """Refuse a file, a folder that is not tilescan's, or a finished run (unless overwriting).
@@ -237,12 +243,7 @@ class RunWriter:
         lock = storage.join(self.root, _LOCK)
         self._acquire(lock)
         try:
-            now = self.inspect()
-            seen = self._seen or Destination(False, False, False, None, True)
-            replaceable = self.overwrite and seen.finished and (seen.run is None or seen.run == now.run)
-            if not now.ours or (now.finished and not replaceable):
-                raise OutputExistsError(f"{self.url}: another run finished there while this one ran; "
-                                        "nothing was replaced (run again, with --overwrite to replace it)")
+            self.ensure_committable()
             success = storage.join(self.root, SUCCESS)
             with storage.errors("commit the outputs to", self.url, writing=True):
                 self._remove(success)  # from here on the folder no longer claims to be finished
@@ -263,6 +264,26 @@ class RunWriter:
             storage.write_bytes(self.fs, success, b"", url=storage.join(self.url, SUCCESS))
         finally:
             self._release(lock)
+
+    def ensure_committable(self) -> None:
+        """Refuse to go on when the folder holds another run than the one :meth:`check` saw: a run
+        finished there while this one ran (checked again, under the lock, as it commits).
+
+        Raises
+        ------
+        OutputExistsError
+            When another run finished in the folder since this run started.
+        """
+        now = self.inspect()
+        seen = self._seen or Destination(False, False, False, None, True)
+        if seen.run is not None:
+            same = seen.run == now.run
+        else:  # seen finished by a run not known by id: any run, unless one finished it after this one started
+            same = not (now.finished_at and self.started and now.finished_at > self.started)
+        replaceable = self.overwrite and seen.finished and same
+        if not now.ours or (now.finished and not replaceable):
+            raise OutputExistsError(f"{self.url}: another run finished there while this one ran; "
+                                    "nothing was replaced (run again, with --overwrite to replace it)")
 
     def _acquire(self, lock: str) -> None:
         self._begin()

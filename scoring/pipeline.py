@@ -172,11 +172,13 @@ def prepare(params: ScoreParams, *, storage_options: dict | None = None, inputs:
     """
     timings = {}
     run_id = uuid.uuid4().hex
+    began = datetime.now(timezone.utc).isoformat()
     started = time.time()
     if inputs is None:
         inputs = resolve_inputs(params.image, params.images, storage_options=storage_options)
     out = absolute_url(params.out)
-    writer = RunWriter(out, run_id=run_id, overwrite=_replaces(params, inputs.single), storage_options=storage_options)
+    writer = RunWriter(out, run_id=run_id, overwrite=_replaces(params, inputs.single), storage_options=storage_options,
+                       started=began)
     seen = writer.check(resumable=not inputs.single, resuming=params.resume)
     writer.probe()
     timings["check_s"] = time.time() - started
@@ -255,7 +257,7 @@ def run(prepared: PreparedRun, spark) -> dict:
         failed picture and goes on.
     """
     p, timings = prepared.params, prepared.timings
-    began = datetime.now(timezone.utc)
+    began = datetime.fromisoformat(prepared.writer.started)  # when prepare began: what "another run since" compares
     started = time.time()
     _probe_on_executors(prepared, spark)
     timings["probe_s"] = time.time() - started
@@ -401,9 +403,10 @@ def _commit_run(prepared: PreparedRun, base: dict, summaries: dict, timings: dic
     manifest = run_manifest(prepared, base, summaries, timings)
     entries = manifest["pictures"]
     try:
+        writer.ensure_committable()  # before tidying: a run that lost the folder to another removes nothing
         tidy_dataset(writer.fs, writer.root, writer.url,
                      results={e["name"] for e in entries if e["status"] != "failed"},
-                     kept={e["name"] for e in entries if e["status"] == "skipped"})
+                     kept={e["name"] for e in entries if e["status"] == "skipped"}, started=writer.started)
         detections.write(writer)
         manifest["timings_s"]["write_s"] = time.time() - started
         writer.write("manifest.json", manifest_bytes(manifest))

@@ -82,9 +82,11 @@ class PieceTiming:
 
 @dataclass(frozen=True)
 class PieceFailure:
-    """A band that could not be read: the one-line reason (its picture fails)."""
+    """A band that could not be read: the one-line reason (its picture fails), and whether the
+    storage did not answer at all."""
 
     message: str
+    unreachable: bool = False
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,8 @@ class PictureSummary:
     staged: dict | None = None
     manifest: dict | None = field(default=None, repr=False)
     numerics_failure: NumericsCheck | None = None
+    #: It failed because the storage did not answer (reading its bands, or committing it).
+    unreachable: bool = False
 
     def without_boxes(self) -> PictureSummary:
         return self if self.boxes is None else replace(self, boxes=None)

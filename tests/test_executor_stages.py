@@ -168,3 +168,40 @@ def test_the_floor_keeps_only_rows_that_can_matter(fake_engine, picture):
     some = score(picture, fake_bundle(), 2, floor=0.3)  # noise: car scores of 0.27 to 0.34
     sizes = [sum(pa.ipc.open_stream(p).read_all().num_rows for p in payloads) for payloads in (everything, some)]
     assert 0 < sizes[1] < sizes[0]
+
+
+def test_a_worker_stops_asking_a_storage_that_does_not_answer_for_a_while(fake_engine, picture, monkeypatch):
+    import scoring.executor as executor
+    from core.errors import StorageUnreachable
+
+    calls = []
+
+    def unreachable(info, y0, y1, **options):
+        calls.append((y0, y1))
+        raise StorageUnreachable(f"cannot read {info.url}: storage unreachable: connection refused")
+
+    monkeypatch.setattr(executor, "read_band", unreachable)
+    monkeypatch.setattr(executor, "_unreachable", {"in_a_row": 0, "last": "", "until": 0.0})
+    payloads = score(picture, fake_bundle(), 7)
+    assert len(calls) == executor.UNREACHABLE_IN_A_ROW < len(payloads)  # then it fails at once
+    assert all(isinstance(p, PieceFailure) and p.unreachable for p in payloads)
+    assert "not read: the storage did not answer this worker's last 3 reads" in payloads[-1].message
+    monkeypatch.undo()  # the storage answers again; the pause is over: it asks again
+    monkeypatch.setattr(executor, "_unreachable", {"in_a_row": 3, "last": "x", "until": 0.0})
+    assert all(isinstance(p, bytes) for p in score(picture, fake_bundle(), 3))
+    summary = finish_picture(job(picture, picture.url + "-gone", len(payloads)), payloads, context())
+    assert summary.status == FAILED and summary.unreachable
+
+
+def test_the_run_stops_before_the_next_wave_when_the_storage_stopped_answering():
+    from core.errors import StorageUnreachable
+    from scoring.job import check_storage_answers
+    from scoring.records import PictureSummary
+
+    scored = [PictureSummary(k, f"p{k}", f"p{k}.png", 10, 10, status=SCORED) for k in range(4)]
+    lost = [PictureSummary(k, f"q{k}", f"q{k}.png", 10, 10, error="cannot read q: storage unreachable: refused",
+                           unreachable=True) for k in range(3)]
+    check_storage_answers(scored + lost[:2], scored + lost[:2])  # two: it goes on
+    with pytest.raises(StorageUnreachable, match=r"3 pictures of this wave could not reach it .* the 4 pictures "
+                                                 r"finished so far are kept for --resume"):
+        check_storage_answers(scored + lost, scored + lost)

@@ -579,3 +579,39 @@ def test_a_session_stopped_while_score_images_runs_is_one_error_and_no_success(s
     conftest._active.pop("spark", None)  # stopped: the next test that asks for a session gets a new one
     assert "\n" not in str(caught.value)
     assert not (out / SUCCESS).exists() and not (out / "big" / SUCCESS).exists()
+
+
+# --- 16, 17: two runs into one folder at once -------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.spark
+@pytest.mark.parametrize("overwrite", [False, True], ids=["fresh-folder", "both-overwrite"])
+def test_two_runs_into_one_folder_at_once_never_mix_nor_delete_each_other(overwrite, spark, tmp_path,
+                                                                          random_bundle_dir):
+    from core.errors import OutputExistsError
+    from scoring.params import ScoreParams
+    from scoring.pipeline import prepare, run
+
+    folder = noise_folder(tmp_path, [f"p{k}" for k in range(3)])
+    out = tmp_path / "run"
+    assert spark.sparkContext.master == "local[2]"
+    if overwrite:  # a finished run both replace
+        assert score.main(["--image", str(folder), "--out", str(out), "--model", random_bundle_dir, "--quiet"]) == 0
+
+    def params(threshold):
+        return ScoreParams(image=str(folder), out=str(out), model=random_bundle_dir, threshold=threshold,
+                           overwrite=overwrite, quiet=True, keep=0.0)
+
+    late = prepare(params(0.9))  # started first...
+    early = prepare(params(0.5))
+    winner = run(early, spark)  # ...but the other commits first
+    with pytest.raises(OutputExistsError, match="another run finished there while this one ran"):
+        run(late, spark)
+    manifest = json.load(open(out / "manifest.json"))
+    assert manifest["run_id"] == winner["run_id"] == early.run_id and manifest["counts"]["scored"] == 3
+    for k in range(3):
+        own = json.load(open(out / f"p{k}" / "manifest.json"))
+        assert own["run_id"] == early.run_id and own["parameters"]["thresholds"] == {"car": 0.5, "boat": 0.5}
+        assert (out / "windows" / f"image=p{k}" / "part-00000.parquet").exists()
+    assert (out / "_SUCCESS").exists()
