@@ -16,7 +16,8 @@ import numpy as np
 
 
 def foreign_cnn(path, *, size: int = 64, classes: int = 3, layout: str = "NCHW", batch="batch_size",
-                softmax: bool = False, external: bool = True, batch_dependent: bool = False, seed: int = 0) -> str:
+                softmax: bool = False, external: bool = True, batch_dependent: bool = False, uint8: bool = False,
+                seed: int = 0) -> str:
     """Write the model to ``path`` (and ``path + ".data"`` when ``external``); returns ``path``.
 
     ``batch`` names the dynamic batch axis, or is an int for a fixed one. ``softmax`` ends the
@@ -33,8 +34,12 @@ def foreign_cnn(path, *, size: int = 64, classes: int = 3, layout: str = "NCHW",
 
     shape = [batch, 3, size, size] if layout == "NCHW" else [batch, size, size, 3]
     nodes, first = [], "input"
+    if uint8:  # the graph normalises its own 8-bit input, as exporters with a preprocessing layer do
+        nodes += [helper.make_node("Cast", ["input"], ["as_float"], to=TensorProto.FLOAT),
+                  helper.make_node("Mul", ["as_float", "scale"], ["scaled"])]
+        first = "scaled"
     if layout == "NHWC":
-        nodes.append(helper.make_node("Transpose", ["input"], ["nchw"], perm=[0, 3, 1, 2]))
+        nodes.append(helper.make_node("Transpose", [first], ["nchw"], perm=[0, 3, 1, 2]))
         first = "nchw"
     if batch_dependent:
         nodes += [helper.make_node("ReduceMean", [first], ["batch_mean"], axes=[0], keepdims=1),
@@ -58,9 +63,11 @@ def foreign_cnn(path, *, size: int = 64, classes: int = 3, layout: str = "NCHW",
     weights = [weight("conv1.weight", (8, 3, 3, 3), 0.4), weight("conv1.bias", (8,), 0.1),
                weight("conv2.weight", (16, 8, 3, 3), 0.3), weight("conv2.bias", (16,), 0.1),
                weight("fc.weight", (classes, 16), 0.25), weight("fc.bias", (classes,), 0.3)]
+    if uint8:
+        weights.append(numpy_helper.from_array(np.array(1 / 64, np.float32), "scale"))
     graph = helper.make_graph(
         nodes, "foreign_cnn",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("input", TensorProto.UINT8 if uint8 else TensorProto.FLOAT, shape)],
         [helper.make_tensor_value_info(out_name, TensorProto.FLOAT, [batch, classes])],
         initializer=weights)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="pytorch")

@@ -293,3 +293,17 @@ def test_quantize_with_a_ground_truth_records_ap50_of_both_engines(tmp_path, cal
     assert quantize_cli.main(args) == 2
     assert "names none of the --calibration pictures" in capsys.readouterr().err
     assert open(os.path.join(model, "model.json")).read() == before  # refused before anything was written
+
+
+def test_a_graph_that_takes_8_bit_pixels_gets_them_as_they_are(tmp_path):
+    """An exporter's preprocessing inside the graph (uint8 NHWC in): no mean, std or scaling outside it."""
+    onnx = foreign_cnn(tmp_path / "u8.onnx", uint8=True, layout="NHWC")
+    out = str(tmp_path / "u8")
+    assert bundle_cli.main(["create", "--onnx", onnx, "--classes", CLASSES, "--background", "other", "--output",
+                            "logits", "--out", out]) == 0
+    spec = load_bundle(out).spec
+    assert (spec.dtype, spec.layout, spec.pixel_scale) == ("uint8", "NHWC", "0-255")
+    assert "mean" not in json.load(open(os.path.join(out, "model.json")))["input"]
+    windows = np.random.default_rng(4).integers(0, 256, (9, 3, 64, 64), dtype=np.uint8)
+    expected = softmax(onnxruntime_outputs(onnx, np.ascontiguousarray(windows.transpose(0, 2, 3, 1))))
+    assert np.abs(create_engine(load_bundle(out)).predict(windows) - expected).max() <= 1e-6
