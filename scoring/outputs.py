@@ -29,7 +29,7 @@ import uuid
 from dataclasses import dataclass
 
 from core import storage
-from core.errors import OutputExistsError, TilescanError
+from core.errors import OutputExistsError, StorageError, TilescanError
 from core.redaction import redact
 
 __all__ = ["RunWriter", "Destination", "SUCCESS", "MARKER", "OUTPUT_FILES", "DATASET", "EVALUATION_FILES",
@@ -67,6 +67,8 @@ class Destination:
     run: str | None
     ours: bool
     finished_at: str | None = None
+    #: It holds tilescan's ``_tilescan`` marker.
+    marked: bool = False
 
 
 def _owner_gone(held) -> bool:
@@ -100,6 +102,7 @@ class RunWriter:
         self.fs, self.root = storage.filesystem(url, storage_options)
         self._stage_in(f"_temporary-{uuid.uuid4().hex[:12]}")
         self._created_root = False
+        self._claimed = False
         self._seen: Destination | None = None
         self._written: dict[str, int] = {}
 
@@ -142,7 +145,7 @@ class RunWriter:
                     tilescan, run, finished_at = True, doc.get("run_id"), doc.get("finished")
         leftovers = all(_STAGING.match(n) or n == _LOCK for n in names)
         return Destination(True, False, finished, run, tilescan or leftovers,
-                           finished_at if isinstance(finished_at, str) else None)
+                           finished_at if isinstance(finished_at, str) else None, MARKER in names)
 
     def check(self, *, resumable: bool = False, resuming: bool = False) -> Destination:
         """Refuse a file, a folder that is not tilescan's, or a finished run (unless overwriting).
@@ -174,6 +177,7 @@ class RunWriter:
         if self._seen is not None and self._seen.finished and self.overwrite:
             self._remove(storage.join(self.root, SUCCESS))
         storage.write_new(self.fs, storage.join(self.root, MARKER), self._marker())
+        self._claimed = True
 
     def _marker(self) -> bytes:
         return json.dumps({"tool": "tilescan", "run_id": self.run_id}).encode()
@@ -275,6 +279,12 @@ class RunWriter:
             When another run finished in the folder since this run started.
         """
         now = self.inspect()
+        if self._claimed and not now.marked:
+            # The folder (or its container) was removed while the run went on; pictures finished
+            # since it came back stay, in a folder marked again as tilescan's for --resume.
+            storage.write_new(self.fs, storage.join(self.root, MARKER), self._marker(), url=self.url)
+            raise StorageError(f"{self.url} was removed while this run went on (its {MARKER} marker is gone): "
+                               "nothing was committed there; the pictures finished since are kept for --resume")
         seen = self._seen or Destination(False, False, False, None, True)
         if seen.run is not None:
             same = seen.run == now.run

@@ -615,3 +615,26 @@ def test_two_runs_into_one_folder_at_once_never_mix_nor_delete_each_other(overwr
         assert own["run_id"] == early.run_id and own["parameters"]["thresholds"] == {"car": 0.5, "boat": 0.5}
         assert (out / "windows" / f"image=p{k}" / "part-00000.parquet").exists()
     assert (out / "_SUCCESS").exists()
+
+
+# --- 14: the destination removed under a run -----------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.spark
+def test_a_destination_removed_while_the_run_goes_on_is_named_and_its_finished_pictures_kept(spark, tmp_path,
+                                                                                            random_bundle_dir):
+    from scoring.params import ScoreParams
+    from scoring.pipeline import prepare, run
+
+    folder = noise_folder(tmp_path, [f"p{k}" for k in range(3)])
+    out = tmp_path / "run"
+    assert spark.sparkContext.master == "local[2]"
+    prepared = prepare(ScoreParams(image=str(folder), out=str(out), model=random_bundle_dir, quiet=True))
+    shutil.rmtree(out)  # the container deleted: the pictures' commits make the folder again
+    with pytest.raises(StorageError, match=r"was removed while this run went on \(its _tilescan marker is gone\)"):
+        run(prepared, spark)
+    assert all((out / f"p{k}" / "_SUCCESS").exists() for k in range(3)) and not (out / "_SUCCESS").exists()
+    resumed = run(prepare(ScoreParams(image=str(folder), out=str(out), model=random_bundle_dir, quiet=True,
+                                      resume=True)), spark)
+    assert resumed["counts"]["skipped"] == 3 and (out / "_SUCCESS").exists()
