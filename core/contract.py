@@ -215,6 +215,10 @@ class ModelSpec:
                     raise BundleError(f"model.json: boxes.output must be 1 (the network's second output), "
                                       f"got {boxes.get('output')!r}")
             identity = dtype == "uint8"
+            missing = [k for k in ("mean", "std") if k not in inp and not identity]
+            if missing:
+                raise BundleError(f"model.json: input.{missing[0]} is required for a float32 input (three numbers, "
+                                  "on the input.pixel_scale)")
             return cls(
                 name=str(doc["name"]),
                 classes=tuple(doc["classes"]),

@@ -97,17 +97,18 @@ class Engine:
         batch = self.spec.network_input(windows)
         fixed = self.fixed_batch
         if fixed is None or len(batch) == fixed:
-            outputs = self.forward(batch)
-            return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+            return self._forward_list(batch)
         parts = []
         for start in range(0, len(batch), fixed):
             chunk = batch[start:start + fixed]
             if len(chunk) < fixed:  # the network takes exactly `fixed` windows: pad the last cut
                 chunk = np.concatenate([chunk, np.zeros((fixed - len(chunk), *chunk.shape[1:]), chunk.dtype)])
-            outputs = self.forward(chunk)
-            outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
-            parts.append([np.asarray(out)[:min(fixed, len(batch) - start)] for out in outputs])
+            parts.append([np.asarray(out)[:min(fixed, len(batch) - start)] for out in self._forward_list(chunk)])
         return [np.concatenate(column) for column in zip(*parts)]
+
+    def _forward_list(self, batch: np.ndarray) -> list:
+        outputs = self.forward(batch)
+        return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
 
     def forward(self, batch: np.ndarray):
         """The network alone on its input (:meth:`core.contract.ModelSpec.network_input`).
