@@ -111,7 +111,7 @@ def quantize_bundle(bundle_dir: str, calibration: str, *, count: int = 1200, see
 
 def _truth_pictures(truth: str, calibration: str, storage_options) -> list[tuple[str, dict]]:
     """The pictures of ``calibration`` the COCO file ``truth`` covers: ``(url, one-image COCO truth)``."""
-    from scoring.inputs import resolve_inputs
+    from scoring.inputs import resolve_source
 
     try:
         with open(truth) as fh:
@@ -122,9 +122,7 @@ def _truth_pictures(truth: str, calibration: str, storage_options) -> list[tuple
             by_image.setdefault(annotation["image_id"], []).append(annotation)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InputError(f"--truth {truth}: not a readable COCO file ({type(exc).__name__}: {exc})") from None
-    listed = calibration.lower().endswith((".txt", ".csv", ".parquet"))
-    urls = resolve_inputs(None if listed else calibration, calibration if listed else None,
-                          storage_options=storage_options).urls
+    urls = resolve_source(calibration, storage_options=storage_options).urls
     by_name = {os.path.basename(url): url for url in urls}
     covered = [(by_name[os.path.basename(str(image.get("file_name")))],
                 {"images": [image], "categories": categories, "annotations": by_image.get(image.get("id"), [])})

@@ -5,7 +5,7 @@ import numpy as np
 
 from core.errors import InputError
 from pixels import probe_image, read_band
-from scoring.inputs import resolve_inputs
+from scoring.inputs import resolve_source
 
 __all__ = ["picture_windows", "BAND_ROWS"]
 
@@ -27,8 +27,7 @@ def picture_windows(source: str, size: int, count: int, *, seed: int = 0,
     """
     if count < 1 or size < 1:
         raise ValueError(f"`count` and `size` must be >= 1, got {count} and {size}")
-    listed = source.lower().endswith((".txt", ".csv", ".parquet"))
-    inputs = resolve_inputs(None if listed else source, source if listed else None, storage_options=storage_options)
+    inputs = resolve_source(source, storage_options=storage_options)
     rng = np.random.default_rng(seed)
     infos = [probe_image(url, min_side=size, storage_options=storage_options) for url in inputs.urls]
     shares = np.diff(np.linspace(0, count, len(infos) + 1).round().astype(int))

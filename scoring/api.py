@@ -17,7 +17,7 @@ import pandas as pd
 
 from core import storage
 from core.errors import InputError
-from scoring.inputs import resolve_inputs
+from scoring.inputs import is_list_file, resolve_inputs
 from scoring.outputs import DATASET
 from scoring.params import ScoreParams
 from scoring.pipeline import prepare, run
@@ -104,7 +104,7 @@ def score_images(spark, images, out: str, *, storage_options: dict | None = None
     elif not isinstance(images, (str, os.PathLike)):
         raise InputError("`images` must be a path or URL (a picture, glob, folder or list file) or a list of them, "
                          f"got {type(images).__name__}")
-    elif str(images).lower().endswith((".txt", ".csv", ".parquet")):
+    elif is_list_file(images):
         source = {"images": str(images)}
     else:
         listed = resolve_inputs(str(images), storage_options=storage_options)

@@ -30,7 +30,8 @@ from core import credentials, storage
 from core.errors import InputError
 from scoring.outputs import MARKER, RESERVED_NAMES
 
-__all__ = ["Inputs", "resolve_inputs", "output_names", "PICTURE_SUFFIXES", "absolute_url"]
+__all__ = ["Inputs", "resolve_inputs", "resolve_source", "is_list_file", "output_names", "PICTURE_SUFFIXES",
+           "LIST_SUFFIXES", "absolute_url"]
 
 logger = logging.getLogger(__name__)
 
@@ -244,6 +245,21 @@ def _from_list(images: str, storage_options) -> Inputs:
 def absolute_url(url: str) -> str:
     """A local path made absolute (a manifest must name it wherever it is read); URLs as they are."""
     return os.path.abspath(url) if credentials.is_local(url) and "://" not in url else url
+
+
+#: The endings of a list file of pictures (``--images``).
+LIST_SUFFIXES = (".txt", ".csv", ".parquet")
+
+
+def is_list_file(source) -> bool:
+    """Whether ``source`` names a list of pictures (by its ending) rather than a picture, glob or folder."""
+    return str(source).lower().endswith(LIST_SUFFIXES)
+
+
+def resolve_source(source: str, *, storage_options: dict | None = None) -> Inputs:
+    """The pictures ``source`` names, whichever kind it is: a list file, or a picture, glob or folder."""
+    listed = is_list_file(source)
+    return resolve_inputs(None if listed else source, source if listed else None, storage_options=storage_options)
 
 
 def resolve_inputs(image: str | None = None, images=None, *, storage_options: dict | None = None) -> Inputs:
