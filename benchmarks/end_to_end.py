@@ -32,9 +32,10 @@ logger = logging.getLogger(__name__)
 
 
 def run_score(model: str, image: str, out: str, *, cores: int, engine: str | None = "onnxruntime",
-              batch_size: int = JOB_BATCH, master: str | None = None, submit_args=()) -> dict:
+              batch_size: int = JOB_BATCH, master: str | None = None, submit_args=(), log: str | None = None) -> dict:
     """Run ``spark-submit --master MASTER app/score.py --image IMAGE`` (a picture, a glob or a
-    folder); its manifest, the command's wall time and its log.
+    folder); its manifest (None for an ``out`` on a lake), the command's wall time and its log
+    (``log``, by default beside ``out``).
 
     ``master`` defaults to ``local[cores]``; ``submit_args`` are more spark-submit options;
     ``engine=None``: the model's choice.
@@ -46,7 +47,7 @@ def run_score(model: str, image: str, out: str, *, cores: int, engine: str | Non
                "--conf", "spark.ui.enabled=false", project_path("app", "score.py"), "--image", image,
                "--out", out, "--model", model, *(["--engine", engine] if engine else []),
                "--batch-size", str(batch_size), "--overwrite", "--quiet"]
-    log = out.rstrip("/") + ".log"
+    log = log or out.rstrip("/") + ".log"
     os.makedirs(os.path.dirname(log), exist_ok=True)
     started = time.time()
     with open(log, "w") as fh:
@@ -56,8 +57,10 @@ def run_score(model: str, image: str, out: str, *, cores: int, engine: str | Non
         with open(log) as fh:
             tail = fh.read()[-2000:]
         raise RuntimeError(f"score.py on {master} exited {done.returncode}; log {log}:\n{tail}")
-    with open(os.path.join(out, "manifest.json")) as fh:
-        manifest = json.load(fh)
+    manifest = None
+    if "://" not in out:
+        with open(os.path.join(out, "manifest.json")) as fh:
+            manifest = json.load(fh)
     return {"manifest": manifest, "command_s": wall, "log": log}
 
 

@@ -16,7 +16,7 @@ from core.project import project_path, project_relative
 
 __all__ = ["render", "write", "machine_section", "engine_section", "end_to_end_section", "breakdown_section",
            "baseline_section", "quantize_section", "collection_section", "memory_section", "dense_section",
-           "merge_section", "main"]
+           "merge_section", "storage_section", "main"]
 
 NOT_RUN = "_Not measured yet: run `make bench`._"
 
@@ -314,6 +314,32 @@ def collection_section(c: dict | None) -> str:
     return head + text
 
 
+def storage_section(r: dict | None) -> str:
+    head = "## 11. Round trips to the lake\n\n"
+    if not r:
+        return head + NOT_RUN
+    small, large = r["runs"]
+    text = (f"A collection of {small['pictures']} and then {large['pictures']} pictures of {r['side']}×{r['side']} "
+            "read from and written to the Azurite emulator (`spark-submit app/score.py --image az://C/in/ --out "
+            "az://C/out`, local[2], each against a fresh emulator logging every request it serves). One more "
+            f"picture costs **{r['per_picture']:.1f} requests**; a run costs {r['fixed']:.0f} more whatever its "
+            f"size ({small['requests']:,} and {large['requests']:,} in all). On a real lake each is a round trip "
+            "of tens of milliseconds, so the count is the figure to compare; Azurite's own time is not.\n\n")
+    if r.get("measured"):
+        text += f"Measured {r['measured']}, in a run of this section alone (request counts do not depend on load).\n\n"
+    text += _table(["phase, per picture", "requests"],
+                   [[k, _n(v, 1)] for k, v in sorted(r["per_picture_by_phase"].items(), key=lambda kv: -kv[1]) if v])
+    text += "\n\n" + _table(["Blob operation, per picture", "requests"],
+                            [[k, _n(v, 1)] for k, v in sorted(r["per_picture_by_operation"].items(),
+                                                               key=lambda kv: -kv[1]) if v])
+    before = r.get("before")
+    if before:
+        text += (f"\n\nBefore the commit listed its folder once and read small pictures whole (commit "
+                 f"{before['commit']}): {before['per_picture']:.1f} requests per picture and {before['fixed']:.0f} per "
+                 "run, in the same measurement.")
+    return head + text
+
+
 def memory_section(m: dict | None) -> str:
     head = "## 8. Memory on big pictures\n\n"
     if not m:
@@ -475,7 +501,7 @@ METHOD = """## How these are measured
   file and `benchmarks/results.json`; `--quick` is a smoke run with tiny sizes that writes under
   `work/bench/quick/` instead. Each section also runs alone: `python -m benchmarks.engine`,
   `end_to_end`, `breakdown`, `baseline`, `quantize`, `cpus`, `collection`, `memory`, `dense`,
-  `merge`, `machine` (all take `--model`,
+  `merge`, `storage`, `machine` (all take `--model`,
   `--image`, `--quick`). Without `models/default`, a random-weights ResNet-20 (width 16, the same
   architecture) stands in, with a warning: speed figures hold, accuracy figures do not.
 - Engine rates are timed in interleaved rounds (every configuration once per round), and the best
@@ -544,7 +570,8 @@ def render(results: dict | None) -> str:
                 baseline_section(results.get("baseline")), quantize_section(results.get("quantize")),
                 cpus_section(results.get("cpus")), collection_section(results.get("collection")),
                 memory_section(results.get("memory")),
-                dense_section(results.get("dense")), merge_section(results.get("merge"))]
+                dense_section(results.get("dense")), merge_section(results.get("merge")),
+                storage_section(results.get("storage"))]
     errors = results.get("errors")
     sections.append(METHOD)
     if errors:

@@ -3,13 +3,16 @@
     python -m benchmarks.run_all             # make bench: about half an hour on 2 cores
     python -m benchmarks.run_all --quick     # smoke run, tiny sizes; writes under work/bench/quick/
     python -m benchmarks.run_all --only engine,end_to_end
+    python -m benchmarks.run_all --only storage --update   # one section into the last run's report
 
 Order: the machine, the engines, end to end (spark-submit, each its own JVM) back to back
 so that their ratio holds; the collection (spark-submits too); the engines on each kind of
 CPU (a process per kind); then the in-process runs on
 one local SparkSession (breakdown, baseline, int8 and its AP runs, the dense picture,
-merging); memory last (a fresh process per picture, and Azurite). A section that fails is
-recorded under ``errors`` and the others still run.
+merging); memory (a fresh process per picture, and Azurite); the storage requests last
+(Azurite). A section that fails is recorded under ``errors`` and the others still run.
+``--update`` keeps the other sections of the last results and says when the new ones were
+measured: for figures that do not depend on load (request counts), not for timings.
 """
 from __future__ import annotations
 
@@ -34,6 +37,7 @@ from benchmarks import (
     quantize,
     report,
     scaling,
+    storage,
 )
 from benchmarks.common import base_parser, configure_logging, core_counts, inputs_from_args, local_spark
 from core.project import ROOT, project_path
@@ -43,7 +47,7 @@ __all__ = ["SECTIONS", "main"]
 logger = logging.getLogger("benchmarks")
 
 SECTIONS = ("engine", "end_to_end", "scaling", "collection", "cpus", "breakdown", "baseline", "quantize", "dense",
-            "merge", "memory")
+            "merge", "memory", "storage")
 SPARK_SECTIONS = ("breakdown", "baseline", "quantize", "dense", "merge")
 
 
@@ -57,12 +61,28 @@ def _attempt(results: dict, name: str, call):
     logger.info("section %s: %.1f s", name, time.time() - started)
 
 
+def _updated(path: str, results: dict, only: tuple) -> dict:
+    """The last results with the sections measured now put in, each dated: its own run."""
+    import json
+
+    with open(path) as fh:
+        last = json.load(fh)
+    for name in only:
+        if name in results:
+            last[name] = {**results[name], "measured": results["meta"]["date"]}
+        if name in results.get("errors", {}):
+            last.setdefault("errors", {})[name] = results["errors"][name]
+    return last
+
+
 def main(argv=None) -> int:
     p = base_parser(__doc__)
     p.add_argument("--only", help=f"comma-separated sections (default all): {', '.join(SECTIONS)}")
     p.add_argument("--master", default="local[2]", help="Spark master of the in-process runs (default %(default)s)")
     p.add_argument("--md", help="BENCHMARKS.md to write (default: the repository's; under --work with --quick)")
     p.add_argument("--json", help="raw figures (default benchmarks/results.json; under --work with --quick)")
+    p.add_argument("--update", action="store_true",
+                   help="keep the other sections of the results file, and date the ones measured now")
     args = p.parse_args(argv)
     only = SECTIONS if not args.only else tuple(s.strip() for s in args.only.split(","))
     unknown = sorted(set(only) - set(SECTIONS))
@@ -128,11 +148,15 @@ def main(argv=None) -> int:
             spark.stop()
     if "memory" in only:
         _attempt(results, "memory", lambda: memory.run(inputs.model, inputs.work, quick=quick))
+    if "storage" in only:
+        _attempt(results, "storage", lambda: storage.run(inputs.model, inputs.work, quick=quick))
     results["meta"]["total_s"] = time.time() - started
     results["meta"]["load_average_end"] = os.getloadavg()
+    if args.update:
+        results = _updated(out_json, results, only)
     report.write(results, md, out_json)
     print(report.render(results))
-    print(f"wrote {md} and {out_json} in {results['meta']['total_s']:.0f} s", file=sys.stderr)
+    print(f"wrote {md} and {out_json} in {time.time() - started:.0f} s", file=sys.stderr)
     return 1 if results.get("errors") else 0
 
 

@@ -22,7 +22,7 @@ from core.credentials import AZURE_PROTOCOLS, RETRY_OPTIONS, protocol, resolve_o
 from core.errors import StorageError, StorageUnreachable
 from core.redaction import redact
 
-__all__ = ["filesystem", "read_bytes", "write_bytes", "write_new", "make_folder", "check_writable", "join",
+__all__ = ["filesystem", "renames", "read_bytes", "write_bytes", "write_new", "make_folder", "check_writable", "join",
            "glob_escape", "file_name", "errors", "NETWORK_TIMEOUT_S"]
 
 logger = logging.getLogger(__name__)
@@ -194,11 +194,19 @@ def read_bytes(fs, path: str, *, url: str | None = None, limit: int | None = Non
                 raise StorageError(f"{redact(where)} is not a regular file (a pipe, socket or device)")
             if (details.get("size") or 0) > limit:
                 raise StorageError(f"{redact(where)} is {details['size']:,} bytes, over the {limit:,} allowed")
-        with fs.open(path, "rb") as fh:
-            data = fh.read(limit + 1 if limit is not None else -1)
+        if limit is None:
+            data = fs.cat_file(path)  # one request on blob storage (open asks for the size first)
+        else:
+            with fs.open(path, "rb") as fh:
+                data = fh.read(limit + 1)
     if limit is not None and len(data) > limit:  # a size the listing did not tell
         raise StorageError(f"{redact(where)} holds more than the {limit:,} bytes allowed")
     return data
+
+
+def renames(fs) -> bool:
+    """Whether ``fs`` moves a file by renaming it (a disk, memory); blob storage copies and deletes."""
+    return bool({"file", "local", "memory"} & set(fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)))
 
 
 def write_bytes(fs, path: str, data: bytes, *, url: str | None = None) -> None:

@@ -7,10 +7,12 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
 import uuid
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from core.project import project_path
 from localservices.ports import free_ports
@@ -28,6 +30,10 @@ AZURE_ENV = ("AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_ACCOUNT_NAME", "A
 
 #: What Azurite (the version cluster_scripts/azurite-package.json pins) logs once it listens.
 _LISTENING = b"successfully listens on"
+#: Azurite's --debug lines: "<time> <request id> info: BlobStorageContextMiddleware: RequestMethod=GET
+#: RequestURL=http://…" when a request arrives, "… DispatchMiddleware: Operation=Blob_Download" once routed.
+_ARRIVED = re.compile(r"^\S+ (\S+) info: BlobStorageContextMiddleware: RequestMethod=(\w+) RequestURL=(\S+)")
+_OPERATION = re.compile(r"^\S+ (\S+) info: DispatchMiddleware: Operation=(\w+)")
 #: Starts on another free port when the one picked was taken before the emulator bound it.
 _PORT_TRIES = 3
 
@@ -44,8 +50,10 @@ class Azurite:
     emulator binds it, the first start picks again.
     """
 
-    def __init__(self, location: str, port: int | None = None, *, ready_timeout: float = 30.0):
+    def __init__(self, location: str, port: int | None = None, *, ready_timeout: float = 30.0,
+                 debug_log: str | None = None):
         self.location = location
+        self.debug_log = debug_log  # Azurite's --debug log: a line per request and the operation it was
         self._port_picked = port is None
         self.port = port or free_ports(1)[0]
         self.ready_timeout = ready_timeout
@@ -72,7 +80,8 @@ class Azurite:
                 self.process = subprocess.Popen(
                     [AZURITE_BIN, "--blobHost", "127.0.0.1", "--blobPort", str(self.port), "--location", self.location,
                      "--silent", "--skipApiVersionCheck", "--loose",
-                     "--disableTelemetry"],  # nothing may leave 127.0.0.1
+                     "--disableTelemetry",  # nothing may leave 127.0.0.1
+                     *(["--debug", self.debug_log] if self.debug_log else [])],
                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 )
             if self._wait_ready(log_from):
@@ -115,6 +124,28 @@ class Azurite:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=15)
+
+    def requests_logged(self) -> int:
+        """Where the debug log ends now: pass it to :meth:`requests` as ``since``."""
+        return os.path.getsize(self.debug_log) if self.debug_log and os.path.exists(self.debug_log) else 0
+
+    def requests(self, since: int = 0) -> list[dict]:
+        """Every request served since ``since`` (from :meth:`requests_logged`), in order: its
+        ``method``, ``path``, ``query`` and Blob ``operation``. Needs ``debug_log``."""
+        if not self.debug_log:
+            raise AzuriteError("requests are logged only by an emulator started with debug_log")
+        served: dict[str, dict] = {}
+        with open(self.debug_log, "rb") as fh:
+            fh.seek(since)
+            for raw in fh:
+                line = raw.decode("utf-8", "replace")
+                if m := _ARRIVED.match(line):
+                    url = urlsplit(m.group(3))
+                    served[m.group(1)] = {"method": m.group(2), "path": unquote(url.path),
+                                          "query": parse_qs(url.query), "operation": None}
+                elif (m := _OPERATION.match(line)) and m.group(1) in served:
+                    served[m.group(1)]["operation"] = m.group(2)
+        return list(served.values())
 
     @property
     def running(self) -> bool:

@@ -46,7 +46,12 @@ _TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 _VIPS_FORMATS = ("JPEG", "PNG")
 _VIPS_MODES = ("L", "LA", "RGB", "RGBA", "P", "I;16", "I;16B", "I;16L")
 _ORIENTATION_TAG = 0x0112
+#: Pillow's names of JPEG files (MPO: a JPEG holding several pictures, such as a phone's).
+_JPEG_FORMATS = frozenset({"JPEG", "MPO"})
 _HEADER_BLOCK = 1 << 16  # read-ahead while parsing headers: a header, not the picture
+#: A picture this small is read whole by its probe: on a lake, one request instead of a size
+#: lookup, a header read and a read of its end.
+_PROBE_WHOLE_BYTES = 1 << 20
 _pillow_limits = threading.Lock()
 
 
@@ -226,6 +231,12 @@ def stored_version(details: dict) -> str | None:
     return f"{mtime}-{details.get('size')}" if mtime is not None else None
 
 
+def _open_for_probe(fs, path: str, size: int | None):
+    if size is not None and size <= _PROBE_WHOLE_BYTES:
+        return io.BytesIO(fs.cat_file(path))
+    return fs.open(path, "rb", block_size=_HEADER_BLOCK)
+
+
 def probe_image(url: str, *, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int = 1,
                 storage_options: dict | None = None) -> ImageInfo:
     """The header of the picture at ``url`` (local path or URL), its pixels left undecoded.
@@ -247,7 +258,7 @@ def probe_image(url: str, *, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int
     if details.get("type") == "other":  # a FIFO, socket or device: opening or reading it may never end
         raise InputError(f"image path is not a regular file (a pipe, socket or device): {url}")
     try:
-        with storage.errors("read", url), fs.open(path, "rb", block_size=_HEADER_BLOCK) as fh:
+        with storage.errors("read", url), _open_for_probe(fs, path, details.get("size")) as fh:
             head = fh.read(32)
             fh.seek(0)
             fields = _probe_tiff(fh, url) if head[:4] in _TIFF_MAGICS else None
@@ -316,9 +327,25 @@ def decode_image(info: ImageInfo, *, storage_options: dict | None = None) -> np.
 
             return read_band(info, 0, info.height, storage_options=storage_options)
         raise InputError(f"image is truncated or corrupt: {url} ({exc})") from None
+    if info.format in _JPEG_FORMATS:
+        _check_jpeg_data(data, url)
     pixels = pil_to_rgb8(image, info.bit_depth)
     check_decoded_size(info, pixels.shape[1], pixels.shape[0])
     return np.ascontiguousarray(pixels, dtype=np.uint8)
+
+
+def _check_jpeg_data(data: bytes, url: str) -> None:
+    """Refuse a JPEG whose entropy-coded data are damaged between intact markers. libjpeg reports
+    that only as a warning ("Corrupt JPEG data"), which Pillow drops, filling the rest with grey:
+    libvips, failing on warnings, decodes it once more to hear it. Only JPEGs that Pillow decodes
+    (oriented, CMYK, multi-picture) pay for this; the others are decoded by libvips already."""
+    import pyvips
+
+    try:
+        pyvips.Image.new_from_buffer(data, "", access="sequential", fail_on="warning").avg()
+    except pyvips.Error as exc:
+        said = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        raise InputError(f"image is truncated or corrupt: {url} ({said})") from None
 
 
 def check_decoded_size(info: ImageInfo, width: int, height: int) -> None:

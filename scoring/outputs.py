@@ -14,8 +14,9 @@ when all of them are complete; ``_SUCCESS`` is written last, so a reader that se
   manifest describing files it did not write; the next commit replaces the leftovers.
 
 On blob storage (adlfs) a move is a copy plus a delete, so every target's size is checked
-before ``_SUCCESS`` is written, and listing caches are dropped before each existence check
-(adlfs answers ``exists`` from a cached listing).
+before ``_SUCCESS`` is written, and listing caches are dropped before each listing (adlfs
+answers from a cached listing). Every request is a round trip to the lake: what the folder
+holds is listed once and used for every decision after it (benchmarks/storage.py counts them).
 """
 from __future__ import annotations
 
@@ -69,6 +70,12 @@ class Destination:
     finished_at: str | None = None
     #: It holds tilescan's ``_tilescan`` marker.
     marked: bool = False
+    #: The names directly in it, with their sizes (None for a folder).
+    entries: tuple = ()
+
+    @property
+    def names(self) -> frozenset:
+        return frozenset(name for name, _ in self.entries)
 
 
 def _owner_gone(held) -> bool:
@@ -128,12 +135,12 @@ class RunWriter:
     def inspect(self) -> Destination:
         """What the destination holds now."""
         with storage.errors("reach output", self.url):
-            self.fs.invalidate_cache()
-            if not self.fs.exists(self.root):
+            entries = self._entries()
+            if entries is None:
                 return Destination(False, False, False, None, True)
-            if self.fs.isfile(self.root):
+            if entries == "file":
                 return Destination(True, True, False, None, False)
-            names = {p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(self.root, detail=False)}
+            names = {name for name, _ in entries}
             finished = SUCCESS in names
             run, tilescan, finished_at = None, MARKER in names, None
             if _MANIFEST in names:
@@ -145,7 +152,20 @@ class RunWriter:
                     tilescan, run, finished_at = True, doc.get("run_id"), doc.get("finished")
         leftovers = all(_STAGING.match(n) or n == _LOCK for n in names)
         return Destination(True, False, finished, run, tilescan or leftovers,
-                           finished_at if isinstance(finished_at, str) else None, MARKER in names)
+                           finished_at if isinstance(finished_at, str) else None, MARKER in names, entries)
+
+    def _entries(self):
+        """What the folder holds, as (name, size or None for a folder) pairs, from one listing;
+        None when there is nothing, ``"file"`` when it is a file."""
+        self.fs.invalidate_cache()
+        try:
+            listed = self.fs.ls(self.root, detail=True)
+        except (FileNotFoundError, NotADirectoryError):  # nothing there, or a file above it
+            return None
+        if any(e["type"] == "file" and e["name"].rstrip("/") == self.root.rstrip("/") for e in listed):
+            return "file"
+        return tuple((e["name"].rstrip("/").rsplit("/", 1)[-1], e.get("size") if e["type"] == "file" else None)
+                     for e in listed)
 
     def check(self, *, resumable: bool = False, resuming: bool = False) -> Destination:
         """Refuse a file, a folder that is not tilescan's, or a finished run (unless overwriting).
@@ -247,31 +267,32 @@ class RunWriter:
         lock = storage.join(self.root, _LOCK)
         self._acquire(lock)
         try:
-            self.ensure_committable()
+            present = self.ensure_committable().names
             success = storage.join(self.root, SUCCESS)
             with storage.errors("commit the outputs to", self.url, writing=True):
-                self._remove(success)  # from here on the folder no longer claims to be finished
-                self._remove(storage.join(self.root, _MANIFEST))  # nor describes files it no longer holds
-                for name in (*OUTPUT_FILES, *EVALUATION_FILES):  # nor keeps the replaced run's files of its own
-                    if name not in self._written:
-                        self._remove(storage.join(self.root, name))
+                # From here on the folder no longer claims to be finished, nor has a manifest describing
+                # files it no longer holds, nor keeps the replaced run's files of its own.
+                own = (n for n in (*OUTPUT_FILES, *EVALUATION_FILES) if n not in self._written)
+                for name in dict.fromkeys((SUCCESS, _MANIFEST, *own)):
+                    if name in present:
+                        self._remove_file(storage.join(self.root, name))
                 self.fs.pipe_file(storage.join(self.root, MARKER), self._marker())
                 for name in sorted(self._written, key=lambda n: n == _MANIFEST):  # the manifest last
-                    self._move(name)
-                self.fs.invalidate_cache()
+                    self._move(name, replacing=name in present)
+                after = dict(self._entries() or ())
                 for name, size in self._written.items():
-                    found = self.fs.info(storage.join(self.root, name)).get("size")
-                    if found != size:
-                        raise OSError(f"{name} has {found} bytes after the move, expected {size}")
-                self._remove(self.staging)
-                self._remove_stale_staging()
+                    if after.get(name, -1) != size:
+                        raise OSError(f"{name} has {after.get(name)} bytes after the move, expected {size}")
+                self._remove_staged()
+                self._remove_stale_staging(after)
             storage.write_bytes(self.fs, success, b"", url=storage.join(self.url, SUCCESS))
         finally:
             self._release(lock)
 
-    def ensure_committable(self) -> None:
+    def ensure_committable(self) -> Destination:
         """Refuse to go on when the folder holds another run than the one :meth:`check` saw: a run
-        finished there while this one ran (checked again, under the lock, as it commits).
+        finished there while this one ran (checked again, under the lock, as it commits). Returns
+        what the folder holds now.
 
         Raises
         ------
@@ -294,6 +315,7 @@ class RunWriter:
         if not now.ours or (now.finished and not replaceable):
             raise OutputExistsError(f"{self.url}: another run finished there while this one ran; "
                                     "nothing was replaced (run again, with --overwrite to replace it)")
+        return now
 
     def _acquire(self, lock: str) -> None:
         self._begin()
@@ -319,22 +341,38 @@ class RunWriter:
 
     def _release(self, lock: str) -> None:
         try:
-            self._remove(lock)
+            self._remove_file(lock)
         except Exception as exc:  # noqa: BLE001 - the commit's own outcome matters more
             logger.warning("could not remove the commit lock %s: %s", redact(lock), redact(exc))
 
-    def _remove_stale_staging(self) -> None:
-        """Remove what earlier failed runs staged here (their abort could not reach the storage)."""
-        for path in self.fs.ls(self.root, detail=False):
-            name = path.rstrip("/").rsplit("/", 1)[-1]
-            if _STAGING.match(name):
-                logger.info("removing %s, left by a failed run", redact(storage.join(self.url, name)))
-                self._remove(path)
+    def _remove_staged(self) -> None:
+        """Remove the staging folder after the moves: on blob storage, the staged copies by name
+        (a request each, no listing); on a disk, the emptied folder."""
+        if storage.renames(self.fs):
+            self._remove(self.staging)
+        else:
+            for name in self._written:
+                self._remove_file(storage.join(self.staging, name))
+            self._remove_file(self.staging)  # the folder itself, on a lake with folders (ADLS Gen2 HNS)
 
-    def _move(self, name: str) -> None:
-        target = storage.join(self.root, name)
-        self._remove(target)
-        self.fs.mv(storage.join(self.staging, name), target)
+    def _remove_stale_staging(self, entries: dict) -> None:
+        """Remove what earlier failed runs staged here (their abort could not reach the storage);
+        ``entries``: what the folder held after the moves."""
+        for name in entries:
+            if _STAGING.match(name) and name != self.staging_name:
+                logger.info("removing %s, left by a failed run", redact(storage.join(self.url, name)))
+                self._remove(storage.join(self.root, name))
+
+    def _move(self, name: str, *, replacing: bool) -> None:
+        """Move a staged file into place. On blob storage a move is a copy and a delete: the copy
+        replaces the target in one request, and the staged copies go with their folder at the end."""
+        source, target = storage.join(self.staging, name), storage.join(self.root, name)
+        if storage.renames(self.fs):
+            if replacing:
+                self._remove_file(target)
+            self.fs.mv(source, target)
+        else:
+            self.fs.cp_file(source, target)
 
     def abort(self) -> None:
         """Remove what this run began; never raises (it runs while another error is reported)."""
@@ -351,3 +389,11 @@ class RunWriter:
         self.fs.invalidate_cache()
         if self.fs.exists(path):
             self.fs.rm(path, recursive=True)
+
+    def _remove_file(self, path: str) -> None:
+        """Remove a file known to be there: one request, and no error if it has gone since."""
+        try:
+            self.fs.rm_file(path)
+        except FileNotFoundError:
+            pass
+        self.fs.invalidate_cache()

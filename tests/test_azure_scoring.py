@@ -171,8 +171,8 @@ def test_outage_while_writing_leaves_no_success(stage, spark, azurite, azure_env
     patched = "write" if stage == "write" else "_move"
     original = getattr(RunWriter, patched)
 
-    def then_stop(self, *args):
-        original(self, *args)
+    def then_stop(self, *args, **kwargs):
+        original(self, *args, **kwargs)
         outage()  # after the first file: the rest fails
 
     monkeypatch.setattr(RunWriter, patched, then_stop)

@@ -246,6 +246,39 @@ def test_a_jpeg_whose_data_are_damaged_between_intact_markers_fails_to_read(tmp_
     assert read_band(probe_image(str(good)), 0, 480).shape == (480, 640, 3)
 
 
+@pytest.mark.parametrize("kind", ["rotated", "cmyk"])
+def test_a_jpeg_that_pillow_decodes_fails_too_when_its_data_are_damaged(kind, tmp_path):
+    import io
+
+    from PIL import Image
+
+    from pixels.bands import read_band
+
+    ramp = (np.add.outer(np.arange(480), np.arange(640)) % 256).astype(np.uint8)[:, :, None].repeat(3, 2)
+    picture, options = Image.fromarray(ramp), {"quality": 90}
+    if kind == "rotated":
+        exif = Image.Exif()
+        exif[0x0112] = 6
+        options["exif"] = exif.tobytes()
+    else:
+        picture = picture.convert("CMYK")
+    encoded = io.BytesIO()
+    picture.save(encoded, "JPEG", **options)
+    good = tmp_path / "good.jpg"
+    good.write_bytes(encoded.getvalue())
+    info = probe_image(str(good))
+    assert info.reader == "pillow"  # the path this test is about
+    assert read_band(info, 0, info.height).shape[:2] == (info.height, info.width)
+    data = bytearray(encoded.getvalue())
+    start = data.find(b"\xff\xda") + 200
+    data[start:start + 3000] = b"\x55" * 3000
+    damaged = tmp_path / "damaged.jpg"
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(InputError, match="Corrupt JPEG data") as caught:
+        read_band(probe_image(str(damaged)), 0, info.height)
+    assert "\n" not in str(caught.value) and str(damaged) in str(caught.value)
+
+
 # --- 6, 7: whole decodes that would cost gigabytes, refused from the header ----------------------
 
 
