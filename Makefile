@@ -3,11 +3,14 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 TOOLS := .tools
-# The second Spark line the Spark-facing tests run on (make test): clusters people run today
-# are on Spark 3.3-3.5 (HDInsight 5.1, Synapse, Databricks LTS, EMR) as well as 4.0.
-SPARK35_VENV := .venv-spark35
-SPARK35_PY := $(SPARK35_VENV)/bin/python
-SPARK35 := pyspark==3.5.9 py4j==0.10.9.7
+# Two tested lines, each a venv with its own constraints file, both run by `make test`:
+# - .venv: the pinned set with MXNet (training, the MXNet engine), on Spark 4.0 (constraints.txt);
+#   MXNet 1.9.1 holds it to numpy < 1.24 and Python <= 3.11.
+# - .venv-current: the scoring install on current packages, without MXNet (numpy 2, pyarrow,
+#   onnx, tifffile and zarr 3 as released), on Spark 3.5, which clusters run today as well as 4.0
+#   (HDInsight 5.1, Synapse, Databricks LTS, EMR) (constraints-current.txt).
+CURRENT_VENV := .venv-current
+CURRENT_PY := $(CURRENT_VENV)/bin/python
 AZURITE := $(TOOLS)/node_modules/.bin/azurite-blob
 DATA ?= $(or $(TILESCAN_DATA),../shared/data)
 export TILESCAN_DATA := $(abspath $(DATA))
@@ -23,24 +26,23 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
 PYTEST := -m pytest -n $(TEST_WORKERS) --dist loadfile
 
-.PHONY: setup test test-spark35 demo lint bench evaluate-model validate-int8 train-default train-classifier constraints clean
+.PHONY: setup test test-current demo lint bench evaluate-model validate-int8 train-default train-classifier constraints \
+	constraints-current clean
 
-setup: $(VENV)/.installed $(AZURITE) $(SPARK35_VENV)/.installed
+setup: $(VENV)/.installed $(AZURITE) $(CURRENT_VENV)/.installed
 
 $(VENV)/.installed: setup.cfg pyproject.toml constraints.txt
 	@command -v java >/dev/null 2>&1 || { echo "error: Java is missing: Spark needs a JDK 17 or 21 (Debian: apt-get install openjdk-17-jdk-headless)" >&2; exit 1; }
 	@java -version >/dev/null 2>&1 || { echo "error: 'java' is on PATH but does not run; install a JDK 17 or 21" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip>=23"
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev,train]"
 	touch $@
 
-# The same tested set but for pyspark and py4j, in a venv of its own.
-$(SPARK35_VENV)/.installed: setup.cfg pyproject.toml constraints.txt
-	$(PYTHON) -m venv $(SPARK35_VENV)
-	$(SPARK35_PY) -m pip install --quiet --upgrade "pip>=23"
-	grep -v -E '^(pyspark|py4j)==' constraints.txt > $(SPARK35_VENV)/constraints.txt
-	$(SPARK35_PY) -m pip install --quiet -c $(SPARK35_VENV)/constraints.txt -e ".[dev]" $(SPARK35)
+$(CURRENT_VENV)/.installed: setup.cfg pyproject.toml constraints-current.txt
+	$(PYTHON) -m venv $(CURRENT_VENV)
+	$(CURRENT_PY) -m pip install --quiet --upgrade "pip>=23"
+	$(CURRENT_PY) -m pip install --quiet -c constraints-current.txt -e ".[dev]"
 	touch $@
 
 $(AZURITE): cluster_scripts/azurite-package.json
@@ -51,13 +53,14 @@ $(AZURITE): cluster_scripts/azurite-package.json
 	touch $@
 
 test: setup
-	$(PY) $(PYTEST) $(PYTEST_ARGS)
-	$(MAKE) --no-print-directory test-spark35
+	TILESCAN_CONSTRAINTS=$(abspath constraints.txt) $(PY) $(PYTEST) $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory test-current
 
-# The Spark-facing tests again, on the Spark 3.5 line.
-test-spark35: $(SPARK35_VENV)/.installed
-	PYSPARK_PYTHON=$(abspath $(SPARK35_PY)) PYSPARK_DRIVER_PYTHON=$(abspath $(SPARK35_PY)) \
-	  PATH=$(abspath $(SPARK35_VENV))/bin:$(PATH) $(SPARK35_PY) $(PYTEST) -m spark -p no:cacheprovider $(PYTEST_ARGS)
+# Every test again on the current-packages line (the ones that need MXNet skip, saying so).
+test-current: $(CURRENT_VENV)/.installed $(AZURITE)
+	TILESCAN_CONSTRAINTS=$(abspath constraints-current.txt) \
+	  PYSPARK_PYTHON=$(abspath $(CURRENT_PY)) PYSPARK_DRIVER_PYTHON=$(abspath $(CURRENT_PY)) \
+	  PATH=$(abspath $(CURRENT_VENV))/bin:$(PATH) $(CURRENT_PY) $(PYTEST) -p no:cacheprovider $(PYTEST_ARGS)
 
 demo: setup
 	$(PY) -m app.demo
@@ -90,9 +93,16 @@ train-default: setup
 train-classifier: setup
 	$(PY) -m app.train --out models/classifier
 
+# The two lines' constraints, made again from what pip resolves today.
 constraints:
-	$(PYTHON) -m venv /tmp/tilescan-constraints && /tmp/tilescan-constraints/bin/pip install -q -e ".[dev]" "numpy<1.24" "pyarrow<17" "onnx<=1.16.2" "tifffile<2025.5.21" "zarr<3" \
+	rm -rf /tmp/tilescan-constraints && $(PYTHON) -m venv /tmp/tilescan-constraints \
+	  && /tmp/tilescan-constraints/bin/pip install -q -e ".[dev,train]" "pyspark>=4,<4.1" "pyarrow<17" "tifffile<2025.5.21" "zarr<3" \
 	  && /tmp/tilescan-constraints/bin/pip freeze --exclude-editable | grep -v -E '^(pip|setuptools|wheel)==' > constraints.txt
 
+constraints-current:
+	rm -rf /tmp/tilescan-constraints-current && $(PYTHON) -m venv /tmp/tilescan-constraints-current \
+	  && /tmp/tilescan-constraints-current/bin/pip install -q -e ".[dev]" "pyspark>=3.5,<3.6" \
+	  && /tmp/tilescan-constraints-current/bin/pip freeze --exclude-editable | grep -v -E '^(pip|setuptools|wheel)==' > constraints-current.txt
+
 clean:
-	rm -rf $(VENV) $(SPARK35_VENV) $(TOOLS) build *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) $(CURRENT_VENV) .venv-spark35 $(TOOLS) build *.egg-info .pytest_cache .hypothesis

@@ -15,6 +15,7 @@ from core.credentials import is_local
 from core.jsonfile import read_json_object
 from core.transfer import transfer
 from tilesets import data_root
+from training import require_mxnet
 from training.train import TrainConfig, train
 
 
@@ -72,6 +73,7 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
 def _train(args: argparse.Namespace) -> int:
     config = build_config(args)
     options = cli.storage_options_from_args(args)
+    require_mxnet()  # after the settings' own checks: a user fixes both at once
     if is_local(config.out):
         train(config, resume=args.resume, progress=not args.quiet, storage_options=options)
         return 0

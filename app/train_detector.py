@@ -31,6 +31,7 @@ from core.bundle import load_bundle, update_model_json
 from engines import create_engine
 from evaluation.tuning import collage_picture, recommend_settings, score_picture
 from tilesets import FOREGROUND_CLASSES, data_root, load_cifar
+from training import require_mxnet
 from training.collage_windows import synthetic_target
 from training.detector import DetectorConfig, collage_windows_for, train_detector
 from training.quantize import add_int8_model
@@ -110,6 +111,7 @@ def _train(args: argparse.Namespace) -> int:
             values[name] = getattr(args, name)
     config = DetectorConfig(**values)
     config.validate()
+    require_mxnet()  # after the settings' own checks: a user fixes both at once
     if not args.tune_only:
         train_detector(config, resume=args.resume, progress=not args.quiet)
     settings = tune(args.out, config)

@@ -10,7 +10,8 @@ import os
 import platform
 import subprocess
 
-__all__ = ["ROOT", "project_path", "project_relative", "checkout_commit", "installed_versions", "version_line"]
+__all__ = ["ROOT", "PACKAGED", "project_path", "resource_path", "project_relative", "checkout_commit",
+           "installed_versions", "version_line"]
 
 #: The checkout's root: the folder that holds the project's packages.
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -19,6 +20,22 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def project_path(*parts: str) -> str:
     """A path inside the checkout, e.g. ``project_path("models", "default")``."""
     return os.path.join(ROOT, *parts)
+
+
+#: What an installed wheel carries of the checkout (setup.py copies it there): the default
+#: model and Spark's logging configuration.
+PACKAGED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "packaged")
+
+
+def resource_path(*parts: str) -> str:
+    """A file or folder a run needs from the checkout (``"models", "default"`` or ``"conf"``):
+    the checkout's own, else the copy an installed wheel carries.
+
+    >>> resource_path("conf") == project_path("conf")  # in a checkout
+    True
+    """
+    in_checkout = project_path(*parts)
+    return in_checkout if os.path.exists(in_checkout) else os.path.join(PACKAGED, *parts)
 
 
 def project_relative(path: str) -> str:

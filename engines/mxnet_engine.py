@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 
-from engines import register_engine
+from engines import EngineUnavailable, register_engine
 from engines.base import Engine
 
 __all__ = ["MxnetEngine"]
@@ -20,7 +20,11 @@ class MxnetEngine(Engine):
         # MXNet sizes its OpenMP pool when it is first imported.
         os.environ.setdefault("OMP_NUM_THREADS", str(threads))
         os.environ.setdefault("MXNET_ENGINE_TYPE", "NaiveEngine")
-        import mxnet as mx
+        try:
+            import mxnet as mx
+        except ImportError:
+            raise EngineUnavailable("--engine mxnet needs MXNet, which is not installed here: pip install "
+                                    "'tilescan[train]' (Python 3.10 or 3.11, numpy < 1.24)") from None
 
         symbol = mx.sym.load_json(bundle.file("mxnet-symbol").decode())
         params = mx.nd.load_frombuffer(bundle.file("mxnet-params"))

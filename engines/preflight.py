@@ -63,7 +63,7 @@ def preflight(bundle: ModelBundle, engine: str, *, batch_size: int) -> Preflight
         loaded.numerics = check_engine(loaded, subset.golden)
         if loaded.numerics.failed:
             raise NumericsError(loaded.numerics)
-    except NumericsError:
+    except (NumericsError, EngineUnavailable):
         raise
     except ImportError as exc:
         raise EngineUnavailable(f"--engine {engine} needs {exc.name or 'a package'} installed ({exc})") from None

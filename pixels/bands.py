@@ -110,8 +110,10 @@ def _tiff_band(info: ImageInfo, fh, y0: int, y1: int) -> np.ndarray:
                 if planes:
                     band[top - y0:bottom - y0] = np.moveaxis(samples.get_basic_selection((slice(None),
                                                                                           slice(top, bottom))), 0, -1)
-                else:
+                elif zarr.__version__.startswith("2."):  # decodes straight into the band
                     samples.get_basic_selection(slice(top, bottom), out=band[top - y0:bottom - y0])
+                else:  # zarr 3 takes only its own buffers as out=
+                    band[top - y0:bottom - y0] = samples[top:bottom]
                 top = bottom
             return band
 

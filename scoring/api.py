@@ -5,19 +5,27 @@
     result.boxes()          # one row per box of every picture, as a pandas frame
     result.pictures         # each picture's status, counts and timings
 
-The same run as ``app/score.py --images``: the same checks, outputs and manifest.
+The same run as ``app/score.py --images``: the same checks, outputs and manifest. Its Spark
+jobs run in a job group (``job_group=``, by default ``tilescan-<run id>``), so that another
+thread can cancel them with ``spark.sparkContext.cancelJobGroup``; the session's own job
+group and description are restored afterwards. Errors name the keywords (``stride=``), not
+the command line's flags.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import pandas as pd
 
 from core import storage
-from core.errors import InputError
+from core.errors import InputError, TilescanError
 from scoring.inputs import is_list_file, resolve_inputs
+from scoring.job import check_executor_python
 from scoring.outputs import DATASET
 from scoring.params import ScoreParams
 from scoring.pipeline import prepare, run
@@ -44,16 +52,17 @@ class ScoredRun:
         return [p for p in self.pictures if p["status"] == "failed"]
 
     def boxes(self) -> pd.DataFrame:
-        """Every box of every picture: ``picture, url, class, x0, y0, x1, y1`` (pixels, half-open), ``score``."""
+        """Every box of every picture: ``image`` (the picture's name, as in :meth:`windows`), ``url``,
+        ``class``, ``x0, y0, x1, y1`` (pixels, half-open), ``score``."""
         fs, root = storage.filesystem(self.out, self.storage_options)
         doc = json.loads(storage.read_bytes(fs, storage.join(root, "detections.json")))
         images = {im["id"]: im for im in doc["images"]}
         names = {c["id"]: c["name"] for c in doc["categories"]}
-        rows = [{"picture": images[a["image_id"]]["name"], "url": images[a["image_id"]]["file_name"],
+        rows = [{"image": images[a["image_id"]]["name"], "url": images[a["image_id"]]["file_name"],
                  "class": names[a["category_id"]], "x0": a["bbox"][0], "y0": a["bbox"][1],
                  "x1": a["bbox"][0] + a["bbox"][2], "y1": a["bbox"][1] + a["bbox"][3], "score": a["score"]}
                 for a in doc["annotations"]]
-        return pd.DataFrame(rows, columns=["picture", "url", "class", "x0", "y0", "x1", "y1", "score"])
+        return pd.DataFrame(rows, columns=["image", "url", "class", "x0", "y0", "x1", "y1", "score"])
 
     def windows(self):
         """The run's windows, all pictures (``windows/image=<name>/``), as a pyarrow Table with an
@@ -82,16 +91,52 @@ class ScoredRun:
             spark.conf.set(key, before)
 
 
-def score_images(spark, images, out: str, *, storage_options: dict | None = None, **options) -> ScoredRun:
+#: Each option's flag as the command line spells it: the API's errors name the keyword instead.
+_FLAGS = {"--" + f.name.replace("_", "-"): f"{f.name}=" for f in dataclasses.fields(ScoreParams)}
+
+
+def _in_python_terms(exc: TilescanError) -> TilescanError:
+    """The same error, its flags (``--stride``) named as this API's keywords (``stride=``)."""
+    said = re.sub(r"--[a-z][a-z-]*", lambda m: _FLAGS.get(m.group(0), m.group(0)), str(exc))
+    if said == str(exc):
+        return exc
+    renamed = type(exc).__new__(type(exc))
+    renamed.args = (said,)
+    return renamed
+
+
+@contextmanager
+def _job_group(sc, group: str, description: str):
+    """Run the block's Spark jobs in ``group``; give back the session's own group and description."""
+    keys = ("spark.jobGroup.id", "spark.job.description", "spark.job.interruptOnCancel")
+    before = {key: sc.getLocalProperty(key) for key in keys}
+    sc.setJobGroup(group, description, interruptOnCancel=True)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            sc.setLocalProperty(key, value)
+
+
+def score_images(spark, images, out: str, *, storage_options: dict | None = None, job_group: str | None = None,
+                 **options) -> ScoredRun:
     """Score ``images`` (a sequence of paths or URLs, a glob, a folder, or a list file) into ``out``.
 
     The outputs always have a collection's layout (``out/<picture>/``), one picture or many.
     ``options`` are :class:`scoring.params.ScoreParams` fields (``model``, ``stride``,
     ``threshold``, ``resume``...); ``threshold`` and ``colors`` may also be given as on the
     command line (``threshold=0.8`` or ``"car=0.95,boat=0.9"``). Bad input raises
-    :class:`core.errors.TilescanError` before Spark does any work; pictures that fail are
-    listed in :attr:`ScoredRun.failed`.
+    :class:`core.errors.TilescanError` before Spark does any work (executors whose Python
+    cannot import what scoring needs included); pictures that fail are listed in
+    :attr:`ScoredRun.failed`. ``job_group`` names the Spark job group of the run's jobs.
     """
+    try:
+        return _score_images(spark, images, out, storage_options=storage_options, job_group=job_group, **options)
+    except TilescanError as exc:
+        raise _in_python_terms(exc) from None
+
+
+def _score_images(spark, images, out, *, storage_options, job_group, **options) -> ScoredRun:
     if not isinstance(out, (str, os.PathLike)) or not os.fspath(out):
         raise InputError(f"`out` must be a path or URL, got {out!r}")
     out = os.fspath(out)
@@ -115,6 +160,10 @@ def score_images(spark, images, out: str, *, storage_options: dict | None = None
         kind = type(spark)
         raise InputError("`spark` must be a SparkSession with a SparkContext (not a Spark Connect session), "
                          f"got {kind.__module__}.{kind.__qualname__}")
-    prepared = prepare(ScoreParams(out=out, **source, **options), storage_options=storage_options,
+    params = ScoreParams(out=out, **source, **options)
+    check_executor_python(spark.sparkContext)
+    prepared = prepare(params, storage_options=storage_options,
                        inputs=None if listed is None or listed.single else listed)
-    return ScoredRun(out=prepared.writer.url, manifest=run(prepared, spark), storage_options=storage_options)
+    with _job_group(spark.sparkContext, job_group or f"tilescan-{prepared.run_id}", f"tilescan: {out}"):
+        manifest = run(prepared, spark)
+    return ScoredRun(out=prepared.writer.url, manifest=manifest, storage_options=storage_options)

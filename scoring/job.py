@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 
 from core.errors import InputError, StorageUnreachable, Terminated, TilescanError
-from core.project import project_path
+from core.project import resource_path
 from core.redaction import redact
 from engines import engine_module
 from engines.numerics import NumericsError
@@ -95,16 +95,24 @@ def local_with_retries(master: str) -> str:
     return f"local[{found.group(2) or 1},{LOCAL_TASK_ATTEMPTS}]"
 
 
+#: pyspark is not a requirement of the package: a cluster brings its own.
+PYSPARK_MISSING = ("pyspark is not installed here: on a cluster, run tilescan with the cluster's spark-submit, "
+                   "which brings its own; to run Spark on this machine, pip install 'tilescan[local]'")
+
+
 def spark_session(master: str | None = None):
     """The SparkSession of a scoring run: ``master`` when given, else the one spark-submit set, else ``local[*]``.
 
     Executors run the driver's Python (the environment with the engines in it) unless
     ``PYSPARK_PYTHON`` says otherwise; the JVM logs quietly through ``conf/``.
     """
-    from pyspark.sql import SparkSession
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        raise TilescanError(PYSPARK_MISSING) from None
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    os.environ.setdefault("SPARK_CONF_DIR", project_path("conf"))
+    os.environ.setdefault("SPARK_CONF_DIR", resource_path("conf"))
     builder = SparkSession.builder.appName("tilescan")
     if master:
         builder = builder.master(local_with_retries(master))
@@ -328,6 +336,32 @@ def _collect(sc, tasks: list, members: list, scorer, finisher) -> list:
     return (sc.parallelize(tasks, len(tasks)).mapPartitions(scorer)
             .groupByKey(finishing, partitionFunc=lambda index: index)
             .mapPartitions(finisher).collect())
+
+
+#: What a Python worker imports to score (checked on the executors before a run from the API).
+EXECUTOR_MODULES = ("numpy", "pyarrow", "PIL", "onnxruntime", "pyvips", "tifffile", "fsspec")
+_executors_checked: set = set()
+
+
+def check_executor_python(sc) -> None:
+    """One line, before any scoring job, when the executors' Python cannot import what scoring
+    needs (a session whose ``spark.pyspark.python`` is another environment than tilescan's).
+    Once per application: its executors' Python does not change."""
+    if sc.applicationId in _executors_checked:
+        return
+    names = EXECUTOR_MODULES
+    # A lambda: pickled by value, so that the executor needs nothing of tilescan to run it.
+    probe = lambda _: [__import__(name) for name in names] and __import__("sys").executable  # noqa: E731
+    try:
+        sc.parallelize([0], 1).map(probe).collect()
+    except Exception as exc:  # noqa: BLE001 - py4j's error of the failed job
+        missing = re.search(r"No module named '([^']+)'", str(exc))
+        if missing is None:
+            raise _job_error(sc, exc) from None
+        raise TilescanError(f"the executors' Python cannot import {missing.group(1)}, which scoring needs: set "
+                            "spark.pyspark.python (or PYSPARK_PYTHON before the session starts) to an environment "
+                            "where tilescan is installed") from None
+    _executors_checked.add(sc.applicationId)
 
 
 def _task_failure(exc: BaseException) -> str | None:

@@ -8,7 +8,7 @@ from PIL import ImageColor
 
 from core.errors import BundleError, TilescanError
 from core.fieldtypes import wrong_type
-from core.project import project_path
+from core.project import resource_path
 from engines import DEFAULT_ENGINE, ENGINES, engine_class
 from pixels import DEFAULT_MAX_PIXELS
 from scoring.merge import MERGE_METHODS
@@ -19,7 +19,7 @@ __all__ = ["ScoreParams", "Settings", "resolve_settings", "check_recommended", "
            "MAX_BATCH_SIZE", "TASKS_PER_CORE", "defaults"]
 
 #: The bundled default model.
-DEFAULT_MODEL = project_path("models", "default")
+DEFAULT_MODEL = resource_path("models", "default")
 
 #: What a run uses for the settings a model may recommend, when neither the command line nor
 #: the model's ``recommended`` sets them.

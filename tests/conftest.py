@@ -1,7 +1,9 @@
 """Shared fixtures: a random-weights bundle, small pictures, and a Spark session on loopback."""
 from __future__ import annotations
 
+import importlib.util
 import os
+import shutil
 import sys
 
 import numpy as np
@@ -16,12 +18,15 @@ from tilesets import data_root  # noqa: E402
 
 pytest_plugins = ["tests.azurite"]
 #: Python's start-up file for the Spark workers of one test (tests/test_engine_checks.py), never a test module.
-collect_ignore = ["executor_faults"]
+collect_ignore = ["executor_faults", "bundles"]
 
 DATA = data_root()
 HAVE_CIFAR = os.path.isdir(os.path.join(DATA, "cifar10"))
 HAVE_MONA_LISA = os.path.isfile(os.path.join(DATA, "mona_lisa.jpg"))
 needs_cifar = pytest.mark.skipif(not HAVE_CIFAR, reason=f"CIFAR-10 not found under {DATA} (set TILESCAN_DATA)")
+#: MXNet is the train extra: the current-packages test line (numpy 2) runs without it.
+HAVE_MXNET = importlib.util.find_spec("mxnet") is not None
+needs_mxnet = pytest.mark.skipif(not HAVE_MXNET, reason="MXNet (the train extra) is not installed on this test line")
 needs_mona_lisa = pytest.mark.skipif(not HAVE_MONA_LISA, reason=f"mona_lisa.jpg not found under {DATA}")
 
 
@@ -36,15 +41,23 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.spark)
 
 
+#: Small random-weights bundles the training code exported (``training.export.random_bundle``
+#: with these arguments), committed so that the tests run without MXNet; test_test_bundles.py
+#: checks, where MXNet is installed, that the training code still makes exactly these.
+TEST_BUNDLES = {"random-resnet8": {"depth": 8, "width": 4, "seed": 3},
+                "random-resnet8-boxes": {"depth": 8, "width": 4, "seed": 5, "boxes": True}}
+
+
+def _test_bundle(tmp_path_factory, name: str) -> str:
+    folder = tmp_path_factory.mktemp(name) / "bundle"
+    shutil.copytree(os.path.join(os.path.dirname(__file__), "bundles", name), folder)
+    return str(folder)
+
+
 @pytest.fixture(scope="session")
 def random_bundle_dir(tmp_path_factory) -> str:
-    """A small ResNet-8 bundle with random weights, exported by the training code."""
-    pytest.importorskip("mxnet")
-    from training.export import random_bundle
-
-    folder = str(tmp_path_factory.mktemp("bundle"))
-    random_bundle(folder, depth=8, width=4, seed=3)
-    return folder
+    """A small ResNet-8 bundle with random weights (a copy: tests may change it)."""
+    return _test_bundle(tmp_path_factory, "random-resnet8")
 
 
 @pytest.fixture(scope="session")
@@ -57,12 +70,7 @@ def random_bundle(random_bundle_dir):
 @pytest.fixture(scope="session")
 def detector_bundle_dir(tmp_path_factory) -> str:
     """The same small ResNet-8 with the box head: probabilities and box deltas, random weights."""
-    pytest.importorskip("mxnet")
-    from training.export import random_bundle
-
-    folder = str(tmp_path_factory.mktemp("detector"))
-    random_bundle(folder, depth=8, width=4, seed=5, boxes=True)
-    return folder
+    return _test_bundle(tmp_path_factory, "random-resnet8-boxes")
 
 
 @pytest.fixture(scope="session")

@@ -42,13 +42,9 @@ def standalone(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def resnet20_bundle(tmp_path_factory):
-    """The default model's architecture with random weights: slow enough to interrupt."""
-    from training.export import random_bundle
-
-    folder = str(tmp_path_factory.mktemp("resnet20"))
-    random_bundle(folder, depth=20, width=16, seed=11)
-    return folder
+def resnet20_bundle():
+    """The default model (a ResNet-20): slow enough to interrupt."""
+    return os.path.join(ROOT, "models", "default")
 
 
 def submit(master: str, image: str, model: str, out, *extra, ui_port: int | None = None,

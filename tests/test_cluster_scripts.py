@@ -35,11 +35,21 @@ INSTALL = SCRIPTS / "hdinsight" / "install.sh"
 BLOCK_BEGIN = "# >>> tilescan: PYSPARK_PYTHON"
 BLOCK_END = "# <<< tilescan <<<"
 FAKE_WHEEL = "fake-0.1-py3-none-any.whl"
+#: The constraints of the test line that runs (make test sets it for each line).
+CONSTRAINTS = Path(os.environ.get("TILESCAN_CONSTRAINTS", REPO / "constraints.txt"))
 
-# What a source snapshot leaves out: build products, tools, caches, and trained models.
+# What a source snapshot leaves out: build products, tools, caches, and trained models (but the
+# default one, which the wheel carries: see snapshot()).
 SNAPSHOT_IGNORE = shutil.ignore_patterns(
     ".git", ".venv*", ".tools", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache",
     ".ruff_cache", ".hypothesis", "node_modules", "models", "out", "work", "spark-warehouse", "metastore_db")
+
+
+def snapshot(target: Path) -> Path:
+    """A copy of the checkout's source as a package source: the default model, none of the rest."""
+    shutil.copytree(REPO, target, ignore=SNAPSHOT_IGNORE)
+    shutil.copytree(REPO / "models" / "default", target / "models" / "default")
+    return target
 
 
 def run(cmd, *, env=None, cwd=None, timeout=300) -> subprocess.CompletedProcess:
@@ -140,18 +150,55 @@ def test_install_stops_on_checksum_mismatch(where, tmp_path, file_server):
     assert not (tmp_path / "spark-env.sh").exists()
 
 
+def fake_program(path: Path, script: str) -> Path:
+    path.write_text("#!/bin/sh\n" + script)
+    path.chmod(0o755)
+    return path
+
+
 def test_install_logs_the_failing_line(tmp_path):
     package = tmp_path / FAKE_WHEEL
     package.write_bytes(b"not a wheel")
     log = tmp_path / "install.log"
-    # `false` as the interpreter: the first command that the installer runs fails.
+    # An interpreter that answers like this one but cannot make a venv: the first command fails.
+    python = fake_program(tmp_path / "python", f'[ "$1" = -m ] && exit 1\nexec {sys.executable} "$@"\n')
     result = run([INSTALL, "--package", package, "--prefix", tmp_path / "env",
-                  "--python", "false", "--spark-env", tmp_path / "spark-env.sh"],
+                  "--python", python, "--spark-env", tmp_path / "spark-env.sh"],
                  env=script_env(TILESCAN_LOG=log))
     assert result.returncode == 1
-    assert re.search(r"FAILED \(exit 1\) at line \d+ \(run\) <- line \d+ \(main\): "
-                     r"false -m venv ", log.read_text())
+    assert re.search(r"FAILED \(exit 1\) at line \d+ \(run\) <- line \d+ \(create_environment\) "
+                     rf"<- line \d+ \(main\): {python} -m venv ", log.read_text())
     assert not (tmp_path / "spark-env.sh").exists()
+
+
+def test_install_refuses_a_python_older_than_3_10_and_names_the_remedies(tmp_path):
+    log = tmp_path / "install.log"
+    python38 = fake_program(tmp_path / "python3.8", 'case "$2" in *print*) echo 3.8 ;; *) exit 1 ;; esac\n')
+    result = run([INSTALL, "--package", tmp_path / FAKE_WHEEL, "--prefix", tmp_path / "env",
+                  "--python", python38, "--spark-env", tmp_path / "spark-env.sh"],
+                 env=script_env(TILESCAN_LOG=log))
+    assert result.returncode == 1
+    assert (f"--python ({python38}) is Python 3.8; tilescan needs 3.10 to 3.12: pass --python with one, "
+            "or --conda to make one") in log.read_text()
+    assert not (tmp_path / "env").exists()
+
+
+def test_install_with_conda_makes_the_environment_with_conda(tmp_path):
+    # A stand-in for conda that records how it was called and makes the environment with venv.
+    calls = tmp_path / "conda-calls"
+    conda = fake_program(tmp_path / "conda", f'echo "$@" >> {calls}\n'
+                         'while [ "$1" != --prefix ]; do shift; done\n'
+                         f'exec {sys.executable} -m venv "$2"\n')
+    package = tmp_path / FAKE_WHEEL
+    package.write_bytes(b"not a wheel")  # pip stops at it: the environment is what is tested
+    log = tmp_path / "install.log"
+    result = run([INSTALL, "--package", package, "--prefix", tmp_path / "env", "--conda",
+                  "--spark-env", tmp_path / "spark-env.sh"],
+                 env=script_env(TILESCAN_LOG=log, CONDA_EXE=conda))
+    assert result.returncode == 1  # the fake wheel
+    assert calls.read_text() == f"create --yes --quiet --prefix {tmp_path / 'env'} python=3.11 pip\n"
+    assert (tmp_path / "env" / "bin" / "python").exists()
+    assert "pip --disable-pip-version-check --no-input install" in log.read_text()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -166,8 +213,7 @@ def installed(tmp_path_factory):
     turn the second run into a reinstall. The environment (about 900 MB) is removed afterwards.
     """
     root = tmp_path_factory.mktemp("hdinsight")
-    source = root / "tilescan-src"
-    shutil.copytree(REPO, source, ignore=SNAPSHOT_IGNORE)
+    source = snapshot(root / "tilescan-src")
     spark_env = root / "spark-env.sh"
     # A stale block between other settings: it must be replaced, the rest kept as it is.
     spark_env.write_text("export SPARK_FOO=1\n"
@@ -178,7 +224,7 @@ def installed(tmp_path_factory):
     ns = SimpleNamespace(root=root, source=source, prefix=root / "env", spark_env=spark_env,
                          python=root / "env" / "bin" / "python")
     args = [INSTALL, "--package", source, "--prefix", ns.prefix, "--python", sys.executable,
-            "--constraints", REPO / "constraints.txt", "--spark-env", spark_env]
+            "--constraints", CONSTRAINTS, "--spark-env", spark_env]
 
     def install(*extra, name):
         """Runs install.sh with ``extra`` after the fixture's arguments (later ones win)."""
@@ -209,7 +255,7 @@ def sourced_pyspark_python(spark_env: Path) -> str:
 def test_install_creates_the_environment(installed):
     log = installed.first.log
     assert re.search(r"\+ \S+/env/bin/python -m pip .*install "
-                     r"--constraint \S+/constraints.txt \S+/tilescan-src\n", log)
+                     rf"--constraint \S+/{CONSTRAINTS.name} \S+/tilescan-src\[azure\]\n", log)
     assert f"installed ({installed.wanted}) into {installed.prefix}" in log
     # From another folder, so that the checkout cannot be what gets imported.
     code = "import scoring, tiling; print(scoring.__file__); print(tiling.__file__)"
@@ -218,6 +264,14 @@ def test_install_creates_the_environment(installed):
     for path in result.stdout.split():
         assert path.startswith(str(installed.prefix)), path
 
+
+@pytest.mark.slow
+def test_install_brings_lake_support_and_no_second_pyspark(installed):
+    assert run([installed.python, "-c", "import adlfs, azure.identity"], env=script_env()).returncode == 0
+    # The cluster's Spark gives jobs their pyspark: the environment has none of its own.
+    shown = run([installed.python, "-m", "pip", "show", "pyspark"], env=script_env())
+    assert shown.returncode != 0 and "not found" in shown.stderr.lower()
+    assert "pyspark is installed" not in installed.first.log
 
 @pytest.mark.slow
 def test_install_rerun_is_a_noop(installed):
@@ -242,11 +296,11 @@ def test_install_keeps_one_spark_env_block(installed):
 @pytest.mark.slow
 def test_install_fetches_constraints_by_url_with_checksum(installed, file_server):
     served, base = file_server
-    shutil.copy(REPO / "constraints.txt", served / "constraints.txt")
-    url = f"{base}/constraints.txt"
+    shutil.copy(CONSTRAINTS, served / CONSTRAINTS.name)
+    url = f"{base}/{CONSTRAINTS.name}"
 
     ok = installed.install("--constraints", url,
-                           "--constraints-sha256", sha256_file(served / "constraints.txt"),
+                           "--constraints-sha256", sha256_file(served / CONSTRAINTS.name),
                            name="url")
     assert ok.result.returncode == 0, ok.log
     assert f"checksum ok: {url}" in ok.log
@@ -264,7 +318,7 @@ def test_install_fetches_constraints_by_url_with_checksum(installed, file_server
 def test_install_replaces_a_changed_package(installed, tmp_path):
     # A wheel of the version already installed: pip alone would keep the old files.
     changed = tmp_path / "src"
-    shutil.copytree(installed.source, changed, ignore=SNAPSHOT_IGNORE)
+    shutil.copytree(installed.source, changed)
     (changed / "tiling" / "_install_probe.py").write_text("VALUE = 42\n")
     built = run([installed.python, "-m", "pip", "wheel", "--quiet", "--no-deps",
                  "-w", tmp_path / "wheels", changed], env=script_env())
@@ -286,19 +340,29 @@ def test_install_replaces_a_changed_package(installed, tmp_path):
 
 
 @pytest.mark.slow
-def test_installed_environment_scores_a_tiny_image(installed, random_bundle_dir, tmp_path):
-    # The interpreter is the one that spark-env.sh names, as on a cluster node.
+def test_installed_environment_scores_a_tiny_image_on_the_clusters_spark(installed, tmp_path):
+    # The interpreter is the one that spark-env.sh names, as on a cluster node; the Spark is the
+    # "cluster's" (this test line's), whose spark-submit gives that interpreter its pyspark; the
+    # model is the default one the package carries, found outside any checkout.
+    import pyspark
+
+    from scoring.job import spark_submit_executable
+
+    spark_home = os.path.dirname(pyspark.__file__)  # as a cluster sets it for its spark-submit
     python = sourced_pyspark_python(installed.spark_env)
+    entry = run([python, "-c", "import app.score; print(app.score.__file__)"], env=script_env(), cwd=tmp_path)
+    assert entry.returncode == 0 and entry.stdout.startswith(str(installed.prefix)), entry.stderr
     image = write_noise_png(tmp_path / "tiny.png", 64, 48, seed=5)
     out = tmp_path / "run"
-    result = run([python, "-m", "app.score", "--image", image, "--out", out,
-                  "--model", random_bundle_dir, "--master", "local[1]", "--quiet"],
-                 env=script_env(PYSPARK_PYTHON=python, PYSPARK_DRIVER_PYTHON=python),
+    result = run([spark_submit_executable(), "--master", "local[1]", entry.stdout.strip(), "--image", image,
+                  "--out", out, "--quiet"],
+                 env=script_env(PYSPARK_PYTHON=python, PYSPARK_DRIVER_PYTHON=python, SPARK_HOME=spark_home),
                  cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert (out / "_SUCCESS").exists()
     manifest = json.loads((out / "manifest.json").read_text())
     assert (manifest["input"]["width"], manifest["input"]["height"]) == (64, 48)
+    assert manifest["model"]["source"].startswith(str(installed.prefix))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import pytest
 
 from app import score
 from core.errors import InputError
+from core.project import ROOT
 from scoring import pipeline, planning
 from scoring.api import score_images
 from scoring.inputs import MAX_NAME_BYTES
@@ -412,10 +413,36 @@ def test_python_api_returns_boxes_of_every_picture(spark, tmp_path, pictures, ra
                           quiet=True)
     assert [p["status"] for p in result.pictures] == ["scored", "scored"] and not result.failed
     boxes = result.boxes()
-    assert set(boxes["picture"]) <= {"wide", "tall"} and len(boxes) == result.manifest["counts"]["boxes"]
-    assert set(boxes.columns) == {"picture", "url", "class", "x0", "y0", "x1", "y1", "score"}
+    assert set(boxes["image"]) <= {"wide", "tall"} and len(boxes) == result.manifest["counts"]["boxes"]
+    assert list(boxes.columns) == ["image", "url", "class", "x0", "y0", "x1", "y1", "score"]
     windows = result.windows()
-    assert set(windows.column("image").to_pylist()) == {"wide", "tall"}
+    assert set(windows.column("image").to_pylist()) == {"wide", "tall"}  # one word for the picture
+
+
+def test_python_api_runs_in_a_job_group_and_gives_the_sessions_own_back(spark, tmp_path, pictures,
+                                                                       random_bundle_dir):
+    sc = spark.sparkContext
+    sc.setJobGroup("the-notebook's", "the notebook's own work")
+    try:
+        score_images(spark, str(pictures / "wide.png"), str(tmp_path / "run"), model=random_bundle_dir,
+                     quiet=True, job_group="my-scoring")
+        assert sc.statusTracker().getJobIdsForGroup("my-scoring")  # cancellable by that name
+        assert sc.getLocalProperty("spark.jobGroup.id") == "the-notebook's"
+        assert sc.getLocalProperty("spark.job.description") == "the notebook's own work"
+    finally:
+        sc.setLocalProperty("spark.jobGroup.id", None)
+        sc.setLocalProperty("spark.job.description", None)
+
+
+def test_python_api_errors_name_the_keywords_not_the_flags(spark, tmp_path, pictures, random_bundle_dir):
+    from core.errors import TilescanError
+
+    with pytest.raises(TilescanError) as caught:
+        score_images(spark, str(pictures / "wide.png"), str(tmp_path / "run"), model=random_bundle_dir, stride=0,
+                     batch_size=0)
+    assert str(caught.value).startswith("stride= must be >= 1") and "--" not in str(caught.value)
+    with pytest.raises(TilescanError, match=r"^overwrite= and resume= exclude each other"):
+        score_images(spark, str(pictures), str(tmp_path / "run"), model=random_bundle_dir, overwrite=True, resume=True)
 
 
 @pytest.mark.parametrize("single", [False, True])
@@ -486,3 +513,35 @@ def test_python_api_takes_path_objects(spark, tmp_path, pictures, random_bundle_
     result = score_images(spark, [pictures / "wide.png"], tmp_path / "run", model=random_bundle_dir, quiet=True)
     assert [p.url for p in prepared[0].pictures] == [str(pictures / "wide.png")]
     assert result.out == str(tmp_path / "run")
+
+
+@pytest.mark.slow
+def test_python_api_on_executors_without_scorings_packages_is_one_line_before_any_work(tmp_path, pictures,
+                                                                                        random_bundle_dir):
+    import subprocess
+    import sys
+
+    # A session whose executors run another environment, one without numpy (as a notebook started with
+    # a venv's python without activating it: its executors run the python3 on PATH).
+    bare = tmp_path / "bare"
+    assert subprocess.run([sys.executable, "-m", "venv", "--without-pip", bare]).returncode == 0
+    script = tmp_path / "notebook.py"
+    script.write_text(
+        "import sys\n"
+        "from pyspark.sql import SparkSession\n"
+        "from core.errors import TilescanError\n"
+        "from scoring.api import score_images\n"
+        "spark = SparkSession.builder.master('local[1]').config('spark.ui.enabled', 'false').getOrCreate()\n"
+        "try:\n"
+        f"    score_images(spark, {str(pictures / 'wide.png')!r}, {str(tmp_path / 'run')!r}, "
+        f"model={random_bundle_dir!r}, quiet=True)\n"
+        "except TilescanError as exc:\n"
+        "    print('error:', exc)\n"
+        "spark.stop()\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=ROOT, timeout=300,
+                          env={**os.environ, "PYTHONPATH": ROOT, "PYSPARK_PYTHON": str(bare / "bin" / "python")})
+    said = [line for line in done.stdout.splitlines() if line.startswith("error:")]
+    assert said == ["error: the executors' Python cannot import numpy, which scoring needs: set spark.pyspark.python "
+                    "(or PYSPARK_PYTHON before the session starts) to an environment where tilescan is installed"], \
+        done.stdout[-2000:] + done.stderr[-3000:]
+    assert not (tmp_path / "run").exists()

@@ -19,7 +19,7 @@ from engines import create_engine
 from scoring.boxes import boxes_from_table
 from scoring.params import resolve_settings
 from scoring.results import BOX_COLUMNS
-from tests.conftest import DATA, needs_cifar
+from tests.conftest import DATA, needs_cifar, needs_mxnet
 from tiling.box import apply_deltas, box_deltas
 from training.collage_windows import IGNORE, LabelRule, label_windows
 
@@ -84,6 +84,7 @@ def test_a_detector_bundle_declares_its_box_output(detector_bundle, random_bundl
     assert "boxes" not in json.load(open(random_bundle.source + "/model.json"))
 
 
+@needs_mxnet
 def test_engines_agree_on_probabilities_and_deltas(detector_bundle, random_bundle):
     windows = random_windows(200, seed=3)
     onnx_probs, onnx_deltas = create_engine(detector_bundle, "onnxruntime").detect(windows)
@@ -166,6 +167,7 @@ def test_a_run_with_a_detector_merges_refined_boxes_at_the_recommended_settings(
 
 @needs_cifar
 @pytest.mark.slow
+@needs_mxnet
 def test_a_short_detector_training_exports_a_two_output_bundle_and_resumes(tmp_path, random_bundle_dir):
     from training.detector import DetectorConfig, train_detector
 

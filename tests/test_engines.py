@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -25,6 +26,8 @@ def test_engine_contract(random_bundle, name):
     missing = set(engine_class(name).required_files) - set(random_bundle.files)
     if missing:
         pytest.skip(f"the random bundle has no {', '.join(sorted(missing))} file (see tests/test_quantize.py)")
+    if name == "mxnet":
+        pytest.importorskip("mxnet", reason="the MXNet engine is the train extra")
     engine = create_engine(random_bundle, name)
     probs = engine.predict(random_windows(37))
     assert probs.shape == (37, 3) and probs.dtype == np.float32
@@ -34,6 +37,7 @@ def test_engine_contract(random_bundle, name):
 
 
 def test_onnxruntime_and_mxnet_agree(random_bundle):
+    pytest.importorskip("mxnet", reason="the MXNet engine is the train extra")
     windows = random_windows(300, seed=5)
     onnx = create_engine(random_bundle, "onnxruntime").predict(windows)
     mxnet = create_engine(random_bundle, "mxnet").predict(windows)
@@ -129,3 +133,11 @@ def test_score_strip_with_a_fake_engine_keeps_order():
         scores = score_strip(pixels[strip.y0:strip.y1], strip, grid.xs, 32, fake, batch_size=4)
         for (x, y), p in zip(scores.origins, scores.probs):
             assert p[0] == pytest.approx(pixels[y:y + 32, x:x + 32, 0].mean() / 255)
+
+
+def test_the_mxnet_engine_without_mxnet_says_how_to_install_it(random_bundle, monkeypatch):
+    from engines import EngineUnavailable
+
+    monkeypatch.setitem(sys.modules, "mxnet", None)  # as where it is not installed
+    with pytest.raises(EngineUnavailable, match=r"^--engine mxnet needs MXNet.*pip install 'tilescan\[train\]'"):
+        create_engine(random_bundle, "mxnet")

@@ -70,7 +70,7 @@ def bundle_with_size(src, tmp_path, size):
         ("bad_threshold", "--threshold: values must be in [0, 1]"),
         ("unknown_class", "--threshold names unknown classes ['truck']"),
         ("int8_missing", "has no onnx-int8 file for --engine onnxruntime-int8 (it has: "),
-        ("mxnet_missing", "--engine mxnet needs mxnet installed"),
+        ("mxnet_missing", "--engine mxnet needs MXNet, which is not installed here: pip install 'tilescan[train]'"),
     ],
 )
 def test_bad_input(case, message, capsys, tmp_path, out, random_bundle_dir, small_image, no_spark, monkeypatch):
@@ -238,3 +238,16 @@ def test_plain_rgb_is_untouched(small_image):
     rgb, info = read_image(small_image)
     assert info.converted is None and info.bit_depth == 8
     np.testing.assert_array_equal(rgb, np.asarray(Image.open(small_image)))
+
+
+def test_without_pyspark_a_run_says_where_spark_comes_from(capsys, tmp_path, random_bundle_dir, small_image,
+                                                           monkeypatch):
+    from scoring.job import PYSPARK_MISSING
+
+    # As where pyspark is not installed (the package does not require it: a cluster brings its own).
+    for name in ("pyspark", "pyspark.sql"):
+        monkeypatch.setitem(sys.modules, name, None)
+    code, err = run_cli(capsys, "--image", small_image, "--out", str(tmp_path / "run"), "--model", random_bundle_dir,
+                        "--master", "local[1]")
+    assert code == 2 and err == f"error: {PYSPARK_MISSING}"
+    assert not (tmp_path / "run").exists()

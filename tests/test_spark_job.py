@@ -11,6 +11,7 @@ from PIL import Image
 
 from scoring.params import TASKS_PER_CORE, ScoreParams
 from scoring.pipeline import prepare, run
+from tests.conftest import needs_mxnet
 from tests.reference import assert_same_scores, reference_scores, table_scores
 
 pytestmark = [pytest.mark.slow, pytest.mark.spark]
@@ -38,6 +39,7 @@ def test_scores_do_not_depend_on_partitioning(spark_for, master, strips, tmp_pat
     assert sum(manifest["counts"]["strip_windows"]) == len(reference)  # the bands partition the windows
 
 
+@needs_mxnet
 def test_mxnet_engine_on_spark_matches_reference(spark, tmp_path, small_image, random_bundle_dir, random_bundle,
                                                  reference):
     score(spark, small_image, random_bundle_dir, tmp_path / "run", strips=3, keep=0.0, engine="mxnet")
@@ -103,6 +105,7 @@ def test_failed_run_leaves_nothing(spark, tmp_path, small_image, random_bundle_d
     assert not out.exists()  # the files the executors staged are gone, and the folder the run made
 
 
+@needs_mxnet
 def test_runs_of_one_session_broadcast_a_bundle_once_and_check_its_engine_once(spark, tmp_path, small_image,
                                                                                random_bundle_dir, monkeypatch):
     import engines.preflight as preflight

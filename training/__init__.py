@@ -1,1 +1,19 @@
-"""Training the car/boat classifier: CIFAR-10 data, canvases, the ResNet, export."""
+"""Training the car/boat classifier: CIFAR-10 data, canvases, the ResNet, export.
+
+Training runs on MXNet, which is an extra (``pip install 'tilescan[train]'``): its last
+release imports only with numpy < 1.24 on Python <= 3.11, which scoring need not accept.
+"""
+from core.errors import TilescanError
+
+__all__ = ["require_mxnet", "MXNET_MISSING"]
+
+MXNET_MISSING = ("training needs MXNet 1.9.1, which is not installed here: pip install 'tilescan[train]' "
+                 "(Python 3.10 or 3.11, numpy < 1.24; scoring needs none of it)")
+
+
+def require_mxnet() -> None:
+    """Raise the one-line :class:`TilescanError` saying how to install MXNet, when it cannot be imported."""
+    try:
+        import mxnet  # noqa: F401
+    except ImportError:
+        raise TilescanError(MXNET_MISSING) from None

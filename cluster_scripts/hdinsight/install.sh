@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
-# HDInsight script action: installs tilescan and its pinned dependencies into a Python
-# environment on this node and points Spark's PYSPARK_PYTHON at it.
+# HDInsight script action: installs tilescan with lake support (its `azure` extra) into a
+# Python environment on this node and points Spark's PYSPARK_PYTHON at it. It never installs
+# pyspark: jobs run on the cluster's own Spark, whose spark-submit gives every Python its pyspark.
 #
-#   install.sh --package SRC --prefix DIR [--python PY] [--constraints SRC]
+#   install.sh --package SRC --prefix DIR [--python PY | --conda] [--constraints SRC]
 #              [--sha256 HEX] [--constraints-sha256 HEX] [--spark-env FILE]
 #              [--pip-args "ARGS"] [--system-site-packages]
 #
 #   --package      a wheel or sdist (local path, https:// URL, or a cluster storage URL such as
 #                  wasbs://, abfs:// or abfss://, fetched with `hadoop fs`), or a source folder
-#   --prefix       the environment (DIR); created with `PY -m venv` when DIR/bin/python is missing
-#   --python       the interpreter that creates the environment (default: python3)
+#   --prefix       the environment (DIR); created when DIR/bin/python is missing
+#   --python       the interpreter that creates the environment with venv (default: python3);
+#                  it must be Python 3.10 to 3.12
+#   --conda        create the environment with conda instead (`conda create -p DIR python=3.11`;
+#                  $CONDA_EXE, or conda on PATH, or HDInsight's /usr/bin/anaconda/bin/conda): for
+#                  nodes whose python3 is older than 3.10
 #   --constraints  pip constraints file, fetched like --package (default: none)
 #   --sha256, --constraints-sha256
 #                  expected SHA-256 of the fetched file; a mismatch stops the install
@@ -34,6 +39,8 @@ set -Eeuo pipefail
 readonly MARKER_NAME=.tilescan-install
 readonly BLOCK_BEGIN="# >>> tilescan: PYSPARK_PYTHON (managed by tilescan's install.sh) >>>"
 readonly BLOCK_END="# <<< tilescan <<<"
+#: The Python the environment gets from conda (--conda); 3.10 to 3.12 are supported.
+readonly CONDA_PYTHON=3.11
 LOG=${TILESCAN_LOG:-/var/log/tilescan/install.log}
 WORK_DIR=''
 RUNNING=''
@@ -74,7 +81,7 @@ cleanup() {
 }
 
 usage() {
-    sed -n '5,21p' "${BASH_SOURCE[0]}" | sed -e 's/^#   //' -e 's/^#$//' >&2
+    sed -n '6,26p' "${BASH_SOURCE[0]}" | sed -e 's/^#   //' -e 's/^#$//' >&2
     exit 2
 }
 
@@ -172,14 +179,51 @@ update_spark_env() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# The environment
+
+# Stops unless PY is Python 3.10 to 3.12 (what tilescan's scoring install supports).
+check_python() {
+    local py=$1 what=$2 version
+    version=$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null) ||
+        die "$what ($py) does not run"
+    "$py" -c 'import sys; sys.exit(not (3, 10) <= sys.version_info[:2] <= (3, 12))' ||
+        die "$what ($py) is Python $version; tilescan needs 3.10 to 3.12: pass --python with one, or --conda to make one"
+}
+
+conda_executable() {
+    local candidate
+    for candidate in "${CONDA_EXE:-}" "$(command -v conda || true)" /usr/bin/anaconda/bin/conda; do
+        if [[ -n $candidate && -x $candidate ]]; then
+            printf '%s\n' "$candidate"
+            return 0
+        fi
+    done
+    die "--conda: no conda found (\$CONDA_EXE, PATH, /usr/bin/anaconda/bin/conda)"
+}
+
+create_environment() {
+    local prefix=$1 python=$2 conda=$3 system_site=$4
+    if [[ -n $conda ]]; then
+        run "$(conda_executable)" create --yes --quiet --prefix "$prefix" "python=$CONDA_PYTHON" pip
+    else
+        run "$python" -m venv ${system_site:+"$system_site"} "$prefix"
+    fi
+}
+
+# ---------------------------------------------------------------------------------------------
 
 main() {
     local package='' prefix='' python=python3 constraints='' sha='' constraints_sha='' spark_env=''
-    local pip_args_line='' system_site=''
+    local pip_args_line='' system_site='' conda=''
     while (($#)); do
         case $1 in
             --system-site-packages)
                 system_site=--system-site-packages
+                shift
+                continue
+                ;;
+            --conda)
+                conda=yes
                 shift
                 continue
                 ;;
@@ -214,6 +258,10 @@ main() {
     log "start: package=$package prefix=$prefix python=$python constraints=${constraints:-none}"
 
     [[ -n $spark_env ]] || spark_env=$(default_spark_env)
+    if [[ ! -x $prefix/bin/python && -z $conda ]]; then  # before any download
+        command -v "$python" >/dev/null || die "no Python interpreter '$python' (see --python)"
+        check_python "$python" "--python"
+    fi
 
     local package_path package_id
     if [[ -d $package ]]; then
@@ -243,17 +291,21 @@ main() {
         log "already installed ($wanted): nothing to do in $prefix"
     else
         if [[ ! -x $env_python ]]; then
-            command -v "$python" >/dev/null || die "no Python interpreter '$python' (see --python)"
-            run "$python" -m venv ${system_site:+"$system_site"} "$prefix"
+            create_environment "$prefix" "$python" "$conda" "$system_site"
         fi
+        check_python "$env_python" "the environment's Python"
         local pip=("$env_python" -m pip --disable-pip-version-check --no-input)
-        run "${pip[@]}" install "${constraint_args[@]}" "${pip_args[@]}" "$package_path"
+        # The azure extra: adlfs and azure-identity, for abfs:// and az:// URLs. No pyspark.
+        run "${pip[@]}" install "${constraint_args[@]}" "${pip_args[@]}" "${package_path}[azure]"
         if [[ $package_path == *.whl ]]; then
             # pip keeps an installed wheel of the same version (it reinstalls folders and sdists
             # by itself), and a changed package must replace the old one.
             run "${pip[@]}" install --no-deps --force-reinstall "${pip_args[@]}" "$package_path"
         fi
-        run "$env_python" -c 'import app.score, engines, pixels, scoring.pipeline, tiling'
+        run "$env_python" -c 'import app.score, engines, pixels, scoring.pipeline, tiling, adlfs'
+        if "$env_python" -m pip show --quiet pyspark >/dev/null 2>&1; then
+            log "WARNING: pyspark is installed in $prefix (by --pip-args or a constraint?); jobs should use the cluster's own"
+        fi
         printf '%s\n%s\n' "$wanted" "$package_id" >"$marker"
         log "installed ($wanted) into $prefix"
     fi
