@@ -20,6 +20,7 @@ import time
 from app import cli
 from core.redaction import redact
 from engines import ENGINES
+from scoring.connect import is_connect
 from scoring.merge import MERGE_METHODS
 from scoring.params import (
     FALLBACK_SETTINGS,
@@ -109,7 +110,8 @@ def _score(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         # The process exits now, and the JVM would log errors about the tasks cancelled under
         # it after the one "interrupted" line.
-        spark.sparkContext.setLogLevel("OFF")
+        if not is_connect(spark):
+            spark.sparkContext.setLogLevel("OFF")
         raise
     counts, timings = manifest["counts"], manifest["timings_s"]
     per_class = ", ".join(f"{n} {c}" for c, n in counts["boxes_per_class"].items())

@@ -16,7 +16,7 @@ from core.project import project_path, project_relative
 
 __all__ = ["render", "write", "machine_section", "engine_section", "end_to_end_section", "breakdown_section",
            "baseline_section", "quantize_section", "collection_section", "memory_section", "dense_section",
-           "merge_section", "storage_section", "main"]
+           "merge_section", "storage_section", "connect_section", "main"]
 
 NOT_RUN = "_Not measured yet: run `make bench`._"
 
@@ -314,6 +314,30 @@ def collection_section(c: dict | None) -> str:
     return head + text
 
 
+def connect_section(r: dict | None) -> str:
+    head = "## 12. Spark Connect against a classic session\n\n"
+    if not r:
+        return head + NOT_RUN
+    text = (f"The {r['side']}×{r['side']} picture of cars and boats ({_n(r['windows'])} windows) scored by "
+            "`score_images` at local[2], the model's own engine, each kind of session in a process of its own "
+            f"after a warm-up run; {len(next(iter(r['rounds'].values())))} rounds alternating between the kinds, "
+            "the best of each shown.")
+    if r.get("measured"):
+        text += f" Measured {r['measured']}, in a run of this section alone, with nothing else running."
+    text += "\n\n" + _table(["session", "best s", "windows/s", "every round s"],
+                            [[name, _n(r["best_s"][name], 2), _n(r["windows_per_s"][name]),
+                              ", ".join(f"{x:.2f}" for x in r["rounds"][name])] for name in r["best_s"]])
+    text += (f"\n\nSpark Connect runs at **{r['connect_to_classic']:.2f}** of the classic session's speed "
+             "(its stages are DataFrame operations: the tasks' results travel pickled through Arrow and a "
+             "shuffle, where the classic path's RDD passes them on directly).")
+    if r.get("baseline"):
+        text += (f" The classic path runs at **{r['classic_to_baseline']:.2f}** of its speed at commit "
+                 f"{r['baseline']}, before Spark Connect was supported.")
+    text += " The outputs' counts are the same in every kind." if r.get("same_counts") else \
+        " **The outputs' counts differ between the kinds.**"
+    return head + text
+
+
 def storage_section(r: dict | None) -> str:
     head = "## 11. Round trips to the lake\n\n"
     if not r:
@@ -501,7 +525,7 @@ METHOD = """## How these are measured
   file and `benchmarks/results.json`; `--quick` is a smoke run with tiny sizes that writes under
   `work/bench/quick/` instead. Each section also runs alone: `python -m benchmarks.engine`,
   `end_to_end`, `breakdown`, `baseline`, `quantize`, `cpus`, `collection`, `memory`, `dense`,
-  `merge`, `storage`, `machine` (all take `--model`,
+  `merge`, `storage`, `connect`, `machine` (all take `--model`,
   `--image`, `--quick`). Without `models/default`, a random-weights ResNet-20 (width 16, the same
   architecture) stands in, with a warning: speed figures hold, accuracy figures do not.
 - Engine rates are timed in interleaved rounds (every configuration once per round), and the best
@@ -571,7 +595,7 @@ def render(results: dict | None) -> str:
                 cpus_section(results.get("cpus")), collection_section(results.get("collection")),
                 memory_section(results.get("memory")),
                 dense_section(results.get("dense")), merge_section(results.get("merge")),
-                storage_section(results.get("storage"))]
+                storage_section(results.get("storage")), connect_section(results.get("connect"))]
     errors = results.get("errors")
     sections.append(METHOD)
     if errors:

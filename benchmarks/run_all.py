@@ -9,10 +9,11 @@ Order: the machine, the engines, end to end (spark-submit, each its own JVM) bac
 so that their ratio holds; the collection (spark-submits too); the engines on each kind of
 CPU (a process per kind); then the in-process runs on
 one local SparkSession (breakdown, baseline, int8 and its AP runs, the dense picture,
-merging); memory (a fresh process per picture, and Azurite); the storage requests last
-(Azurite). A section that fails is recorded under ``errors`` and the others still run.
-``--update`` keeps the other sections of the last results and says when the new ones were
-measured: for figures that do not depend on load (request counts), not for timings.
+merging); memory (a fresh process per picture, and Azurite); the storage requests
+(Azurite); Spark Connect against a classic session last (a process per session). A section
+that fails is recorded under ``errors`` and the others still run. ``--update`` keeps the
+other sections of the last results and says when the new ones were measured: for figures
+that do not depend on load (request counts), or that are compared only within the section.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from benchmarks import (
     baseline,
     breakdown,
     collection,
+    connect,
     cpus,
     dense,
     end_to_end,
@@ -47,7 +49,7 @@ __all__ = ["SECTIONS", "main"]
 logger = logging.getLogger("benchmarks")
 
 SECTIONS = ("engine", "end_to_end", "scaling", "collection", "cpus", "breakdown", "baseline", "quantize", "dense",
-            "merge", "memory", "storage")
+            "merge", "memory", "storage", "connect")
 SPARK_SECTIONS = ("breakdown", "baseline", "quantize", "dense", "merge")
 
 
@@ -81,6 +83,8 @@ def main(argv=None) -> int:
     p.add_argument("--master", default="local[2]", help="Spark master of the in-process runs (default %(default)s)")
     p.add_argument("--md", help="BENCHMARKS.md to write (default: the repository's; under --work with --quick)")
     p.add_argument("--json", help="raw figures (default benchmarks/results.json; under --work with --quick)")
+    p.add_argument("--connect-baseline", metavar="COMMIT",
+                   help="connect section: also time the classic path at this git commit, side by side")
     p.add_argument("--update", action="store_true",
                    help="keep the other sections of the results file, and date the ones measured now")
     args = p.parse_args(argv)
@@ -150,6 +154,9 @@ def main(argv=None) -> int:
         _attempt(results, "memory", lambda: memory.run(inputs.model, inputs.work, quick=quick))
     if "storage" in only:
         _attempt(results, "storage", lambda: storage.run(inputs.model, inputs.work, quick=quick))
+    if "connect" in only:
+        _attempt(results, "connect", lambda: connect.run(inputs.model, inputs.work, quick=quick,
+                                                         baseline=args.connect_baseline))
     results["meta"]["total_s"] = time.time() - started
     results["meta"]["load_average_end"] = os.getloadavg()
     if args.update:

@@ -5,11 +5,12 @@
     result.boxes()          # one row per box of every picture, as a pandas frame
     result.pictures         # each picture's status, counts and timings
 
-The same run as ``app/score.py --images``: the same checks, outputs and manifest. Its Spark
-jobs run in a job group (``job_group=``, by default ``tilescan-<run id>``), so that another
-thread can cancel them with ``spark.sparkContext.cancelJobGroup``; the session's own job
-group and description are restored afterwards. Errors name the keywords (``stride=``), not
-the command line's flags.
+The same run as ``app/score.py --images``: the same checks, outputs and manifest. It takes a
+classic session or a Spark Connect one (:mod:`scoring.connect`), with the same outputs. Its
+Spark jobs run in a job group (``job_group=``, by default ``tilescan-<run id>``), so that
+another thread can cancel them with ``spark.sparkContext.cancelJobGroup`` (on Connect, a tag:
+``spark.interruptTag``); the session's own job group and description are restored
+afterwards. Errors name the keywords (``stride=``), not the command line's flags.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import pandas as pd
 
 from core import storage
 from core.errors import InputError, TilescanError
+from scoring.connect import context_of, is_connect
 from scoring.inputs import is_list_file, resolve_inputs
 from scoring.job import check_executor_python
 from scoring.outputs import DATASET
@@ -106,8 +108,17 @@ def _in_python_terms(exc: TilescanError) -> TilescanError:
 
 
 @contextmanager
-def _job_group(sc, group: str, description: str):
-    """Run the block's Spark jobs in ``group``; give back the session's own group and description."""
+def _job_group(spark, group: str, description: str):
+    """Run the block's Spark jobs in ``group``; give back the session's own group and description.
+    On Spark Connect, which has no job groups, ``group`` is a tag of the block's operations."""
+    if is_connect(spark):
+        spark.addTag(group)
+        try:
+            yield
+        finally:
+            spark.removeTag(group)
+        return
+    sc = spark.sparkContext
     keys = ("spark.jobGroup.id", "spark.job.description", "spark.job.interruptOnCancel")
     before = {key: sc.getLocalProperty(key) for key in keys}
     sc.setJobGroup(group, description, interruptOnCancel=True)
@@ -154,16 +165,15 @@ def _score_images(spark, images, out, *, storage_options, job_group, **options) 
     else:
         listed = resolve_inputs(str(images), storage_options=storage_options)
         source = {"images": (str(images),)} if listed.single else {"image": str(images)}
-    # Checked before prepare claims the output folder. Spark Connect's session raises an
-    # AttributeError for sparkContext: the bands are an RDD job, which needs a classic session.
-    if getattr(spark, "sparkContext", None) is None:
+    # Checked before prepare claims the output folder.
+    if not is_connect(spark) and getattr(spark, "sparkContext", None) is None:
         kind = type(spark)
-        raise InputError("`spark` must be a SparkSession with a SparkContext (not a Spark Connect session), "
-                         f"got {kind.__module__}.{kind.__qualname__}")
+        raise InputError(f"`spark` must be a SparkSession (classic or Spark Connect), got {kind.__module__}."
+                         f"{kind.__qualname__}")
     params = ScoreParams(out=out, **source, **options)
-    check_executor_python(spark.sparkContext)
+    check_executor_python(context_of(spark))
     prepared = prepare(params, storage_options=storage_options,
                        inputs=None if listed is None or listed.single else listed)
-    with _job_group(spark.sparkContext, job_group or f"tilescan-{prepared.run_id}", f"tilescan: {out}"):
+    with _job_group(spark, job_group or f"tilescan-{prepared.run_id}", f"tilescan: {out}"):
         manifest = run(prepared, spark)
     return ScoredRun(out=prepared.writer.url, manifest=manifest, storage_options=storage_options)

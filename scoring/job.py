@@ -31,6 +31,7 @@ from core.project import resource_path
 from core.redaction import redact
 from engines import engine_module
 from engines.numerics import NumericsError
+from scoring.connect import context_of, is_connect
 from scoring.executor import UNREACHABLE_IN_A_ROW, BandScorer, PictureFinisher, probe_picture
 from scoring.finish import executor_checks
 from scoring.records import SCORED, JobPlan, JobTimings, PictureSummary
@@ -124,7 +125,8 @@ def spark_session(master: str | None = None):
     except Exception as exc:  # noqa: BLE001 - py4j's and PySpark's errors: the JVM has said why above
         given = f" with --master {master}" if master else ""
         raise TilescanError(f"Spark did not start{given}: {redact(exc)}") from None
-    spark.sparkContext.setLogLevel("ERROR")
+    if not is_connect(spark):  # spark.api.mode=connect: the server logs as it is configured
+        spark.sparkContext.setLogLevel("ERROR")
     return spark
 
 
@@ -150,9 +152,10 @@ def _application_state(sc) -> dict:
 def _context_conf(spark) -> dict:
     """The SparkContext's settings, fixed once it has started: read through py4j once per
     application (about 25 ms each time, with both cores idle before the job)."""
-    state = _application_state(spark.sparkContext)
+    sc = context_of(spark)
+    state = _application_state(sc)
     if "conf" not in state:
-        state["conf"] = dict(spark.sparkContext.getConf().getAll())
+        state["conf"] = dict(sc.getConf().getAll())
     return state["conf"]
 
 
@@ -184,7 +187,8 @@ def ship_packages(spark, engine: str | None) -> None:
     """
     data = executor_zip(*([engine_module(engine)] if engine else []))
     digest = hashlib.sha256(data).hexdigest()[:16]
-    shipped = _application_state(spark.sparkContext)["shipped"]
+    sc = context_of(spark)
+    shipped = _application_state(sc)["shipped"]
     if digest in shipped:
         return
     folder = os.path.join(tempfile.gettempdir(), f"tilescan-py-{os.getpid()}")
@@ -195,7 +199,7 @@ def ship_packages(spark, engine: str | None) -> None:
     path = os.path.join(folder, f"tilescan_executor_{digest}.zip")
     with open(path, "wb") as fh:
         fh.write(data)
-    spark.sparkContext.addPyFile(path)
+    sc.addPyFile(path)
     shipped.add(digest)
 
 
@@ -270,6 +274,8 @@ def _wait_for_cancelled_tasks(sc, timeout: float = 15.0) -> None:
     """Give cancelled tasks a moment to stop: a JVM shut down under running tasks logs an error
     per task. The executors' own count of running tasks is the one to wait on (a cancelled
     stage leaves the active list before its tasks have stopped)."""
+    if getattr(sc, "connect", False):  # Spark Connect interrupts its operations itself
+        return
     executors = sc._jsc.sc().statusTracker()  # PySpark's StatusTracker does not count tasks
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -280,7 +286,7 @@ def _wait_for_cancelled_tasks(sc, timeout: float = 15.0) -> None:
 
 def probe_on_executors(spark, urls: list, *, window: int, max_pixels: int, storage_options) -> list:
     """The header (:class:`pixels.ImageInfo`) or one-line error of each picture, read on the executors."""
-    sc = spark.sparkContext
+    sc = context_of(spark)
     ship_packages(spark, None)
     slices = max(1, min(len(urls), 4 * sc.defaultParallelism))
     sc.setJobDescription(f"tilescan: the headers of {len(urls):,} pictures")
@@ -378,7 +384,8 @@ def _job_error(sc, exc: BaseException) -> BaseException:
     """What a failed Spark job becomes: one line for a session stopped under it; anything else as it was."""
     text = str(exc)
     # Spark 3.5's collect raises an AttributeError of its own as it leaves a stopped context.
-    if getattr(sc, "_jsc", None) is None or "SparkContext was shut down" in text or \
+    stopped = sc.stopped if getattr(sc, "connect", False) else getattr(sc, "_jsc", None) is None
+    if stopped or "SparkContext was shut down" in text or \
             "SparkContext has been shutdown" in text or "Cannot call methods on a stopped SparkContext" in text:
         return TilescanError("the Spark session was stopped while the run went on; the pictures it had not "
                              "finished were not committed (--resume keeps the finished ones)")
@@ -440,14 +447,16 @@ def run_job(spark, plan: JobPlan, bundle, context, *, quiet: bool = False,
         As the first wave in which an executor's engine failed its numerics check ends: the
         pictures that engine scored bands of were not written, and no later wave starts.
     """
-    sc = spark.sparkContext
+    sc = context_of(spark)
     settings = replace(plan.settings, threads=engine_threads(spark))
     ship_packages(spark, settings.engine)
     windows = sc.accumulator(0)
     finished = sc.accumulator(0)
     broadcast = _bundle_broadcast(sc, bundle)
     tasks = plan.tasks
-    progress = _Progress(windows, finished, sum(t.n_windows for t in tasks), len(plan.jobs), quiet=quiet)
+    # Live progress counts through accumulators, which Spark Connect lacks: there a wave says when it ends.
+    live = not getattr(sc, "connect", False)
+    progress = _Progress(windows, finished, sum(t.n_windows for t in tasks), len(plan.jobs), quiet=quiet or not live)
     summaries = []
     started = time.time()
     try:
@@ -478,6 +487,8 @@ def run_job(spark, plan: JobPlan, bundle, context, *, quiet: bool = False,
                 failed = next((s.numerics_failure for s in done if s.numerics_failure is not None), None)
                 if failed is not None:
                     raise NumericsError(failed)
+                if not (live or quiet):
+                    logger.warning("scoring: wave %d of %d finished (%d pictures)", number, len(plan.waves), len(done))
                 if on_wave is not None:
                     on_wave(done)
                 summaries += [summary.without_boxes() for summary in done]

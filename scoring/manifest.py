@@ -13,6 +13,7 @@ from core import credentials, storage
 from core.project import checkout_commit, installed_versions
 from engines import engine_class
 from engines.numerics import UNCHECKED
+from scoring.connect import context_of
 from scoring.inputs import absolute_url
 from scoring.params import Settings
 from scoring.records import SCORED, PictureSummary
@@ -73,7 +74,7 @@ def manifest_base(prepared, spark, began: datetime, n_tasks: int) -> dict:
     from scoring.job import engine_threads, spark_settings
 
     p, spec, s = prepared.params, prepared.bundle.spec, prepared.settings
-    sc = spark.sparkContext
+    sc = context_of(spark)
     conf = spark_settings(spark)
     numerics, numerics_notes = _numerics(prepared)
     return {

@@ -25,6 +25,7 @@ from engines.numerics import FLOAT_ENGINE, NumericsCheck, NumericsError
 from engines.preflight import Preflight, preflight
 from engines.self_check import SelfCheck
 from pixels import ImageInfo, probe_image
+from scoring.connect import context_of
 from scoring.earlier_runs import (
     dataset_part,
     incomplete_pictures,
@@ -264,7 +265,7 @@ def run(prepared: PreparedRun, spark) -> dict:
 
     started = time.time()
     ready = [pic for pic in prepared.pictures if not pic.skipped and pic.info is not None]
-    cores = spark.sparkContext.defaultParallelism
+    cores = context_of(spark).defaultParallelism
     plan = plan_run({pic.index: pic.info for pic in ready}, window=p.window, stride=p.stride, edge=p.edge,
                     tasks_per_wave=p.strips or TASKS_PER_CORE * cores, cores=cores)
     timings["plan_s"] = time.time() - started

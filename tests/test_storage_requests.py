@@ -49,7 +49,8 @@ def test_a_commit_moves_each_file_in_one_request_and_lists_the_folder_twice(coun
     # The lock (written if absent, removed after), the marker and _SUCCESS; a copy per file and a
     # delete per staged file and of the staging folder; what the folder holds, before and after.
     assert asked["Blob_StartCopyFromURL"] == len(OUTPUT_FILES)
-    assert asked["Blob_Delete"] == len(OUTPUT_FILES) + 2
+    # The lock's and each staged file's; the staging folder's own where the SDK asks (a lake with folders).
+    assert len(OUTPUT_FILES) + 1 <= asked["Blob_Delete"] <= len(OUTPUT_FILES) + 2
     assert asked["Container_ListBlobHierarchySegment"] <= 4
     assert asked["Blob_GetProperties"] == 0 and asked["Container_ListBlobFlatSegment"] == 0, asked
     assert sum(asked.values()) <= 20, asked
