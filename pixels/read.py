@@ -19,6 +19,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from core import storage
 from core.errors import InputError
 from pixels.convert import conversion_note, pil_to_rgb8
+from pixels.georef import read_georef
 
 __all__ = ["ImageInfo", "probe_image", "read_image", "decode_image", "stored_version", "DEFAULT_MAX_PIXELS", "READERS",
            "WHOLE_DECODE_MAX_PIXELS", "SEGMENT_MAX_PIXELS"]
@@ -78,6 +79,8 @@ class ImageInfo:
     tiled: bool = False
     bytes: int | None = None
     etag: str | None = None
+    #: A GeoTIFF's pixel-to-map transform and CRS (:meth:`pixels.georef.Georef.to_json`), else None.
+    georef: dict | None = None
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -173,6 +176,7 @@ def _probe_tiff(fh, url: str) -> dict | None:
             simple = ((photometric in (1, 2) and not page.is_subsampled or jpeg_ycbcr) and samples in (1, 2, 3, 4)
                       and dtype in (np.uint8, np.uint16) and orientation == 1)
             ends = [o + n for o, n in zip(page.dataoffsets, page.databytecounts) if n]
+            georef = read_georef(page)
     except (tifffile.TiffFileError, ValueError, OSError, KeyError, IndexError) as exc:
         raise InputError(f"image is truncated or corrupt: {url} ({exc})") from None
     if samples > 1 and dtype not in (np.uint8, np.uint16):  # Pillow reads one-sample 32-bit and float only
@@ -195,7 +199,7 @@ def _probe_tiff(fh, url: str) -> dict | None:
         mode = "RGBA" if samples == 4 else "RGB"
     return {"width": width, "height": height, "format": "TIFF", "mode": mode, "bit_depth": bit_depth, "frames": frames,
             "orientation": 1, "reader": "tiff", "tiled": tiled,
-            "converted": _notes(mode, bit_depth, 1, frames, "pages")}
+            "converted": _notes(mode, bit_depth, 1, frames, "pages"), "georef": georef and georef.to_json()}
 
 
 def _check_complete(fh, fmt: str, head: bytes, url: str) -> None:

@@ -24,7 +24,9 @@ from core.errors import StorageUnreachable, TilescanError
 from core.redaction import redact
 from engines.numerics import NumericsCheck
 from pixels import ImageInfo
+from pixels.georef import Georef
 from scoring.boxes import boxes_from_table, picture_detections_json
+from scoring.geojson import detections_geojson
 from scoring.outputs import Destination, RunWriter
 from scoring.overlay import overlay_png
 from scoring.records import FAILED, SCORED, STAGED, PictureSummary, PieceFailure, PieceTiming
@@ -139,10 +141,17 @@ def _json_default(value):
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def _kept_windows_parquet(table: pa.Table, ctx: RunContext) -> tuple[int, bytes]:
-    """The windows a picture keeps (``--keep``), as ``windows.parquet`` holds them, and how many."""
+def _kept_windows_parquet(table: pa.Table, ctx: RunContext, georef: Georef | None) -> tuple[int, bytes]:
+    """The windows a picture keeps (``--keep``), as ``windows.parquet`` holds them, and how many;
+    with the map coordinates of each window's centre (``map_x``, ``map_y``) when the picture has
+    a georeference."""
     probs = np.stack([table.column(probability_column(c)).to_numpy() for c in ctx.classes], axis=1)
     kept = table.take(pa.array(select_rows(probs, ctx.classes, ctx.background, ctx.keep)))
+    if georef is not None:
+        x, y = (kept.column(n).to_numpy().astype(np.float64) for n in ("x", "y"))
+        w, h = (kept.column(n).to_numpy().astype(np.float64) for n in ("width", "height"))
+        map_x, map_y = georef.to_map(x + w / 2, y + h / 2)
+        kept = kept.append_column("map_x", pa.array(map_x)).append_column("map_y", pa.array(map_y))
     parquet = io.BytesIO()
     pq.write_table(kept, parquet, compression="zstd")
     return kept.num_rows, parquet.getvalue()
@@ -177,7 +186,8 @@ def finish_picture(job: PictureJob, payloads, ctx: RunContext) -> PictureSummary
         # the GIL) while the hits merge, then the overlay (boxes drawn, the PNG deflated on
         # threads of its own) while the detections are written.
         with ThreadPoolExecutor(2) as pool:
-            windows_file = pool.submit(_kept_windows_parquet, table, ctx)
+            georef = Georef.from_json(job.info.georef)
+            windows_file = pool.submit(_kept_windows_parquet, table, ctx, georef)
             step = time.time()
             hits, boxes = boxes_from_table(table, ctx.classes, ctx.thresholds, merge=ctx.merge, iou=ctx.merge_iou)
             timings["merge_s"] = time.time() - step
@@ -187,10 +197,12 @@ def finish_picture(job: PictureJob, payloads, ctx: RunContext) -> PictureSummary
             detections = picture_detections_json(boxes, ctx.classes, ctx.background,
                                                  file_name=storage.file_name(job.info.url), width=job.info.width,
                                                  height=job.info.height)
+            geojson = detections_geojson(boxes, ctx.classes, ctx.background, georef=georef, image=job.name)
             kept, parquet = windows_file.result()
             write_s = time.time()
             writer.write("windows.parquet", parquet)
             writer.write("detections.json", detections)
+            writer.write("detections.geojson", geojson)
             write_s = time.time() - write_s
             png, factor = overlay.result()
         timings["outputs_s"] = time.time() - step - write_s

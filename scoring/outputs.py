@@ -44,7 +44,7 @@ MARKER = "_tilescan"
 _LOCK = "_commit.lock"
 _MANIFEST = "manifest.json"
 _STAGING = re.compile(r"^_temporary-[0-9a-f]{12}$")
-OUTPUT_FILES = ("windows.parquet", "detections.json", "overlay.png", "manifest.json")
+OUTPUT_FILES = ("windows.parquet", "detections.json", "detections.geojson", "overlay.png", "manifest.json")
 #: A collection run's windows dataset, a folder of the run partitioned by picture (``image=<name>``).
 DATASET = "windows"
 #: What ``app.evaluate`` writes beside a run's outputs: the metrics and the PR curves.

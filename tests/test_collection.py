@@ -65,8 +65,8 @@ def test_a_folder_gives_each_picture_its_one_picture_outputs(spark, capsys, tmp_
         assert json.load(open(out / name / "detections.json"))["annotations"] == \
             json.load(open(one / "detections.json"))["annotations"]
         assert (dataset["image"] == name).sum() == mine.num_rows
-        assert sorted(os.listdir(out / name)) == ["_SUCCESS", "_tilescan", "detections.json", "manifest.json",
-                                                   "overlay.png", "windows.parquet"]
+        assert sorted(os.listdir(out / name)) == ["_SUCCESS", "_tilescan", "detections.geojson", "detections.json",
+                                                   "manifest.json", "overlay.png", "windows.parquet"]
         picture = json.load(open(out / name / "manifest.json"))
         assert (picture["input"]["width"], picture["input"]["height"]) == (width, height)
         assert picture["input"]["url"] == str(pictures / f"{name}.png")
