@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="overlay colours, e.g. car=red,boat=#00ff00 (default car red, boat green)")
     p.add_argument("--max-pixels", type=int, default=d["max_pixels"],
                    help="refuse larger pictures (default %(default)s)")
+    p.add_argument("--heatmap", action="store_true",
+                   help="also write heatmap.tif per picture: a band per class, a pixel per window position at "
+                        "--stride, tiled, with overviews, georeferenced like a GeoTIFF input")
     p.add_argument("--master", help="Spark master when not run through spark-submit (default local[*])")
     p.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
     p.add_argument("--resume", action="store_true",
@@ -91,7 +94,8 @@ def params_from_args(args: argparse.Namespace) -> ScoreParams:
         stride=args.stride, edge=args.edge, strips=args.strips, batch_size=args.batch_size, keep=args.keep,
         threshold=args.threshold,
         merge=args.merge, merge_iou=args.merge_iou,
-        colors=parse_colors(args.colors), max_pixels=args.max_pixels, overwrite=args.overwrite, resume=args.resume,
+        colors=parse_colors(args.colors), max_pixels=args.max_pixels, heatmap=args.heatmap, overwrite=args.overwrite,
+        resume=args.resume,
         quiet=args.quiet,
     )
 

@@ -27,6 +27,7 @@ from pixels import ImageInfo
 from pixels.georef import Georef
 from scoring.boxes import boxes_from_table, picture_detections_json
 from scoring.geojson import detections_geojson
+from scoring.heatmap import HEATMAP_FILE, heatmap_tiff
 from scoring.outputs import Destination, RunWriter
 from scoring.overlay import overlay_png
 from scoring.records import FAILED, SCORED, STAGED, PictureSummary, PieceFailure, PieceTiming
@@ -59,6 +60,9 @@ class RunContext:
     run_id: str
     manifest: dict
     storage_options: dict | None = field(default=None, repr=False)
+    #: ``--heatmap``: each picture's scores as a raster, one pixel per window position at ``stride``.
+    heatmap: bool = False
+    stride: int | None = None
 
 
 @dataclass(frozen=True)
@@ -205,6 +209,13 @@ def finish_picture(job: PictureJob, payloads, ctx: RunContext) -> PictureSummary
             writer.write("detections.geojson", geojson)
             write_s = time.time() - write_s
             png, factor = overlay.result()
+        heatmap = None
+        if ctx.heatmap:
+            raster, heatmap = heatmap_tiff(table, ctx.classes, ctx.background, stride=ctx.stride, window=ctx.window,
+                                           georef=georef)
+            step_write = time.time()
+            writer.write(HEATMAP_FILE, raster)
+            write_s += time.time() - step_write
         timings["outputs_s"] = time.time() - step - write_s
         step = time.time()
         writer.write("overlay.png", png)
@@ -223,6 +234,7 @@ def finish_picture(job: PictureJob, payloads, ctx: RunContext) -> PictureSummary
         timings["finish_s"] = time.time() - started
         manifest = {**ctx.manifest, "finished": datetime.now(timezone.utc).isoformat(), "input": job.info.to_json(),
                     "attributes": job.attributes, "counts": counts, "overlay_scale": 1 / factor,
+                    **({"heatmap": heatmap} if heatmap else {}),
                     "numerics": {**ctx.manifest.get("numerics", {}), "executors": executor_checks(tasks)},
                     "timings_s": {**ctx.manifest.get("timings_s", {}), **timings}}
         manifest = json.loads(json.dumps(manifest, default=_json_default))

@@ -33,8 +33,8 @@ from core import storage
 from core.errors import OutputExistsError, StorageError, TilescanError
 from core.redaction import redact
 
-__all__ = ["RunWriter", "Destination", "SUCCESS", "MARKER", "OUTPUT_FILES", "DATASET", "EVALUATION_FILES",
-           "RESERVED_NAMES"]
+__all__ = ["RunWriter", "Destination", "SUCCESS", "MARKER", "OUTPUT_FILES", "OPTIONAL_FILES", "DATASET",
+           "EVALUATION_FILES", "RESERVED_NAMES"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,12 +45,14 @@ _LOCK = "_commit.lock"
 _MANIFEST = "manifest.json"
 _STAGING = re.compile(r"^_temporary-[0-9a-f]{12}$")
 OUTPUT_FILES = ("windows.parquet", "detections.json", "detections.geojson", "overlay.png", "manifest.json")
+#: What a run writes when asked (``--heatmap``): a commit without it removes the replaced run's.
+OPTIONAL_FILES = ("heatmap.tif",)
 #: A collection run's windows dataset, a folder of the run partitioned by picture (``image=<name>``).
 DATASET = "windows"
 #: What ``app.evaluate`` writes beside a run's outputs: the metrics and the PR curves.
 EVALUATION_FILES = ("evaluation.json", "pr_curve.png")
 #: Names a collection's own files and folders take: no picture's folder may take one (lower case).
-RESERVED_NAMES = frozenset({*OUTPUT_FILES, DATASET, *EVALUATION_FILES})
+RESERVED_NAMES = frozenset({*OUTPUT_FILES, *OPTIONAL_FILES, DATASET, *EVALUATION_FILES})
 #: A commit takes seconds; a commit lock older than this was left by a run that was
 #: stopped while committing, or lost its storage then.
 _STALE_LOCK_S = 300
@@ -272,7 +274,7 @@ class RunWriter:
             with storage.errors("commit the outputs to", self.url, writing=True):
                 # From here on the folder no longer claims to be finished, nor has a manifest describing
                 # files it no longer holds, nor keeps the replaced run's files of its own.
-                own = (n for n in (*OUTPUT_FILES, *EVALUATION_FILES) if n not in self._written)
+                own = (n for n in (*OUTPUT_FILES, *OPTIONAL_FILES, *EVALUATION_FILES) if n not in self._written)
                 for name in dict.fromkeys((SUCCESS, _MANIFEST, *own)):
                     if name in present:
                         self._remove_file(storage.join(self.root, name))

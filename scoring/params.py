@@ -132,6 +132,7 @@ class ScoreParams:
     merge_iou: float | None = None
     colors: dict = field(default_factory=dict)
     max_pixels: int = DEFAULT_MAX_PIXELS
+    heatmap: bool = False
     overwrite: bool = False
     resume: bool = False
     quiet: bool = False

@@ -311,7 +311,7 @@ def _run_context(prepared: PreparedRun, base: dict) -> RunContext:
     return RunContext(classes=spec.classes, background=spec.background, thresholds=s.thresholds, merge=s.merge,
                       merge_iou=s.merge_iou, keep=p.keep, colors=prepared.colors, window=p.window,
                       overwrite=_replaces(p, prepared.single), run_id=prepared.run_id, manifest=base,
-                      storage_options=prepared.executor_options)
+                      storage_options=prepared.executor_options, heatmap=p.heatmap, stride=p.stride)
 
 
 def _run_picture(prepared: PreparedRun, spark, job: JobPlan, context: RunContext) -> dict:
