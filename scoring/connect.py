@@ -6,9 +6,9 @@ classic session these are RDD operations. Spark Connect has no RDDs, no broadcas
 and no accumulators, so :class:`ConnectContext` runs the same callables as DataFrame stages
 instead: the tasks as ``spark.range`` with a partition each, scored in ``mapInArrow``, the
 rows grouped by picture with ``groupBy().applyInPandas``. Whatever the stages pass on
-travels pickled in a binary column. The model travels inside the stage's function (Connect
-sends a function once per plan, and Spark broadcasts a large one itself), the executor code
-as a session artifact (``addArtifacts``). Live progress needs accumulators: on Connect a
+travels pickled in a binary column. The model travels pickled inside the stage's function
+(a few megabytes for the default model), the executor code as a session artifact
+(``addArtifacts``). Live progress needs accumulators: on Connect a
 run reports after each wave instead.
 
 Only :func:`context_of` is for the rest of the code: it returns the classic session's own
