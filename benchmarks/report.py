@@ -314,6 +314,16 @@ def collection_section(c: dict | None) -> str:
     return head + text
 
 
+def _measured_alone(r: dict, why: str) -> str:
+    """The sentence of a section measured in a run of its own (``run_all --update``): when, on what."""
+    m = r.get("machine") or {}
+    flags = set(m.get("simd_flags") or ())
+    isa = ", ".join(name for name, flag in (("AVX2", "avx2"), ("AVX-512", "avx512f"), ("VNNI", "avx512_vnni"),
+                                            ("AMX", "amx_int8")) if flag in flags)
+    on = f" on {m['cpu_model']} ({m.get('cores')} cores; {isa or 'no AVX2'})" if m.get("cpu_model") else ""
+    return f"Measured {r['measured']}{on}, in a run of this section alone ({why})."
+
+
 def connect_section(r: dict | None) -> str:
     head = "## 12. Spark Connect against a classic session\n\n"
     if not r:
@@ -323,7 +333,7 @@ def connect_section(r: dict | None) -> str:
             f"after a warm-up run; {len(next(iter(r['rounds'].values())))} rounds alternating between the kinds, "
             "the best of each shown.")
     if r.get("measured"):
-        text += f" Measured {r['measured']}, in a run of this section alone, with nothing else running."
+        text += " " + _measured_alone(r, "with nothing else running; its figures compare only with each other")
     text += "\n\n" + _table(["session", "best s", "windows/s", "every round s"],
                             [[name, _n(r["best_s"][name], 2), _n(r["windows_per_s"][name]),
                               ", ".join(f"{x:.2f}" for x in r["rounds"][name])] for name in r["best_s"]])
@@ -350,7 +360,7 @@ def storage_section(r: dict | None) -> str:
             f"size ({small['requests']:,} and {large['requests']:,} in all). On a real lake each is a round trip "
             "of tens of milliseconds, so the count is the figure to compare; Azurite's own time is not.\n\n")
     if r.get("measured"):
-        text += f"Measured {r['measured']}, in a run of this section alone (request counts do not depend on load).\n\n"
+        text += _measured_alone(r, "request counts do not depend on load") + "\n\n"
     text += _table(["phase, per picture", "requests"],
                    [[k, _n(v, 1)] for k, v in sorted(r["per_picture_by_phase"].items(), key=lambda kv: -kv[1]) if v])
     text += "\n\n" + _table(["Blob operation, per picture", "requests"],

@@ -69,9 +69,11 @@ def _updated(path: str, results: dict, only: tuple) -> dict:
 
     with open(path) as fh:
         last = json.load(fh)
+    machine = results.get("machine") or {}
+    on = {k: machine.get(k) for k in ("cpu_model", "cores", "simd_flags")}
     for name in only:
         if name in results:
-            last[name] = {**results[name], "measured": results["meta"]["date"]}
+            last[name] = {**results[name], "measured": results["meta"]["date"], "machine": on}
         if name in results.get("errors", {}):
             last.setdefault("errors", {})[name] = results["errors"][name]
     return last
