@@ -368,9 +368,11 @@ def storage_section(r: dict | None) -> str:
                                                                key=lambda kv: -kv[1]) if v])
     before = r.get("before")
     if before:
+        files = (f" (each picture then wrote {before['files_per_picture']} files, now {r['files_per_picture']})"
+                 if before.get("files_per_picture") and r.get("files_per_picture") else "")
         text += (f"\n\nBefore the commit listed its folder once and read small pictures whole (commit "
                  f"{before['commit']}): {before['per_picture']:.1f} requests per picture and {before['fixed']:.0f} per "
-                 "run, in the same measurement.")
+                 f"run, in the same measurement{files}.")
     return head + text
 
 

@@ -98,7 +98,9 @@ def run(model: str, work: str, *, quick: bool = False) -> dict:
         return {n: (large[key].get(n, 0) - small[key].get(n, 0)) / extra for n in sorted(names)}
 
     each = (large["requests"] - small["requests"]) / extra
-    return {"side": SIDE, "runs": [small, large], "per_picture": each,
+    from scoring.outputs import OUTPUT_FILES
+
+    return {"side": SIDE, "runs": [small, large], "per_picture": each, "files_per_picture": len(OUTPUT_FILES),
             "fixed": small["requests"] - each * small["pictures"],
             "per_picture_by_phase": per_picture("by_phase"), "per_picture_by_operation": per_picture("by_operation")}
 
