@@ -8,7 +8,8 @@ instead: the tasks as ``spark.range`` with a partition each, scored in ``mapInAr
 rows grouped by picture with ``groupBy().applyInPandas``. Whatever the stages pass on
 travels pickled in a binary column. The model travels pickled inside the stage's function
 (a few megabytes for the default model), the executor code as a session artifact
-(``addArtifacts``). Live progress needs accumulators: on Connect a
+(``addArtifacts``). Live progress needs the driver's own process (accumulators, and the port
+running tasks report to: :mod:`scoring.progress`), which a Connect client is not: on Connect a
 run reports after each wave instead.
 
 Only :func:`context_of` is for the rest of the code: it returns the classic session's own

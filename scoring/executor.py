@@ -18,6 +18,7 @@ from engines.cache import cached_engine
 from engines.numerics import NumericsError
 from pixels import probe_image, read_band
 from scoring.finish import PictureJob, RunContext, finish_picture, piece_rows
+from scoring.progress import ProgressAddress, ProgressReporter
 from scoring.records import BandSettings, PieceFailure, PieceTiming, ProbeFailure
 from scoring.results import select_rows, windows_table
 from scoring.windows import score_strip
@@ -55,19 +56,33 @@ class BandScorer:
     worker's engine failed its numerics check, that :class:`~engines.numerics.NumericsCheck`:
     nothing is scored with it. ``load_bundle`` returns the bundle (a broadcast's value);
     ``pictures`` maps a picture index to its :class:`pixels.ImageInfo`; ``counter`` (an
-    accumulator) counts the windows done.
+    accumulator) counts the windows done as the task ends; with ``progress``, the task also
+    reports the windows it has scored to the driver as it goes (:mod:`scoring.progress`).
     """
 
     def __init__(self, load_bundle, bundle_sha256: str, settings: BandSettings, pictures: dict, *,
-                 storage_options: dict | None, counter):
+                 storage_options: dict | None, counter, progress: ProgressAddress | None = None):
         self.load_bundle = load_bundle
         self.bundle_sha256 = bundle_sha256
         self.settings = settings
         self.pictures = pictures
         self.storage_options = storage_options
         self.counter = counter
+        self.progress = progress
 
     def __call__(self, partition):
+        reporter = ProgressReporter(self.progress)
+        try:
+            yield from self._score(partition, reporter)
+        finally:
+            reporter.close()
+
+    def _done(self, reporter: ProgressReporter, piece) -> None:
+        """Count ``piece``'s windows as done, scored or not: in the accumulator and to the driver."""
+        self.counter.add(piece.strip.n_windows)
+        reporter.done(piece.image, piece.strip.index, piece.strip.n_windows)
+
+    def _score(self, partition, reporter: ProgressReporter):
         task_start = time.time()
         keep_zip_directories()
         band = self.settings
@@ -78,7 +93,7 @@ class BandScorer:
             # driver would get a Py4J trace; this way it gets the check and stops the run.
             for task in partition:
                 for piece in task.pieces:
-                    self.counter.add(piece.strip.n_windows)
+                    self._done(reporter, piece)
                     yield piece.image, exc.check
             return
         spec = engine.spec
@@ -91,6 +106,7 @@ class BandScorer:
             started = time.perf_counter()
             result = engine.detect(batch)
             predict_s[0] += time.perf_counter() - started
+            reporter.scored(len(batch))
             return result
 
         for task in partition:
@@ -98,8 +114,9 @@ class BandScorer:
             for piece in sorted(task.pieces, key=lambda p: (p.image, p.strip.y0)):
                 info, strip = self.pictures[piece.image], piece.strip
                 piece_start = time.time()
+                reporter.piece(piece.image, strip.index)
                 if _unreachable["in_a_row"] >= UNREACHABLE_IN_A_ROW and time.time() < _unreachable["until"]:
-                    self.counter.add(strip.n_windows)
+                    self._done(reporter, piece)
                     yield piece.image, PieceFailure(f"not read: the storage did not answer this worker's last "
                                                     f"{_unreachable['in_a_row']} reads ({_unreachable['last']})",
                                                     unreachable=True)
@@ -107,7 +124,7 @@ class BandScorer:
                 try:
                     pixels = read_band(info, strip.y0, strip.y1, storage_options=self.storage_options)
                 except TilescanError as exc:
-                    self.counter.add(strip.n_windows)
+                    self._done(reporter, piece)
                     unreachable = isinstance(exc, StorageUnreachable)
                     _unreachable.update(in_a_row=_unreachable["in_a_row"] + 1 if unreachable else 0,
                                         last=redact(exc) if unreachable else "",
@@ -131,7 +148,7 @@ class BandScorer:
                                      max_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                                      engine_check=check)
                 load_s = 0.0  # counted once, with the task's first piece
-                self.counter.add(strip.n_windows)
+                self._done(reporter, piece)
                 yield piece.image, piece_rows(table, timing)
 
 

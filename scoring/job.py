@@ -4,7 +4,8 @@ picture finished where its bands meet.
 Stage one runs one task per planned :class:`tiling.Task`: executors read their own bands
 from the lake (:class:`~scoring.executor.BandScorer`); their kept rows are grouped by
 picture, and stage two finishes and commits each picture
-(:class:`~scoring.executor.PictureFinisher`). Only summaries come back to the driver:
+(:class:`~scoring.executor.PictureFinisher`). Only summaries come back to the driver, with
+the windows scored that running tasks report for the progress line (:mod:`scoring.progress`):
 pixels never pass through it. This and ``app/`` are the only modules that import pyspark;
 executors run the code in :mod:`scoring.shipping`'s zip.
 """
@@ -34,6 +35,7 @@ from engines.numerics import NumericsError
 from scoring.connect import context_of, is_connect
 from scoring.executor import UNREACHABLE_IN_A_ROW, BandScorer, PictureFinisher, probe_picture
 from scoring.finish import executor_checks
+from scoring.progress import ProgressListener, RateEstimate
 from scoring.records import SCORED, JobPlan, JobTimings, PictureSummary
 from scoring.shipping import executor_zip
 from tiling import Task
@@ -295,36 +297,58 @@ def probe_on_executors(spark, urls: list, *, window: int, max_pixels: int, stora
         return sc.parallelize(list(urls), slices).map(probe).collect()
 
 
-class _Progress(threading.Thread):
-    """Prints pictures and windows done, windows per second and the time left while the job runs."""
+#: Seconds between progress lines without a terminal: a log gets one line per this.
+PLAIN_EVERY_S = 10.0
+#: The pace of progress in seconds for a test: between lines, terminal or not, and between a
+#: task's reports (:data:`scoring.progress.REPORT_EVERY_S` otherwise).
+_TEST_PACE = "TILESCAN_TEST_PROGRESS_S"
 
-    def __init__(self, windows, pictures, total_windows: int, total_pictures: int, *, quiet: bool,
-                 interval: float = 1.0):
+
+class _Progress(threading.Thread):
+    """Prints pictures finished, windows scored, windows per second and the time left while the job runs.
+
+    ``count_windows()`` gives the windows scored so far, inside running tasks too where they
+    report (:func:`_windows_scored`); the rate and the time left come from recent progress
+    (:class:`scoring.progress.RateEstimate`), sampled every ``interval`` seconds. On a terminal
+    the line is rewritten every ``interval`` seconds; otherwise a line is printed every
+    ``plain_every`` seconds.
+    """
+
+    def __init__(self, count_windows, pictures, total_windows: int, total_pictures: int, *, quiet: bool,
+                 interval: float = 1.0, plain_every: float = PLAIN_EVERY_S):
         super().__init__(daemon=True)
-        self.windows, self.pictures = windows, pictures
+        self.count_windows, self.pictures = count_windows, pictures
         self.total_windows, self.total_pictures = total_windows, total_pictures
-        self.quiet, self.interval = quiet, interval
+        self.quiet, self.interval, self.plain_every = quiet, interval, plain_every
+        self.estimate = RateEstimate(total_windows)
         self._stop_event = threading.Event()
 
-    def line(self, elapsed: float) -> str:
-        done = self.windows.value
-        rate = done / max(elapsed, 1e-9)
-        left = (self.total_windows - done) / rate if rate > 0 else float("nan")
-        eta = f"{left / 60:.0f} min" if left >= 90 else f"{left:.0f} s" if left == left else "?"
+    def sample(self, now: float) -> int:
+        """The windows scored so far, taken into the estimate at ``now`` (monotonic seconds)."""
+        done = min(self.count_windows(), self.total_windows)
+        self.estimate.add(now, done)
+        return done
+
+    def line(self, now: float) -> str:
+        done = self.sample(now)
+        rate, left = self.estimate.rate, self.estimate.left(now)
+        eta = "?" if left is None else f"{left / 60:.0f} min" if left >= 90 else f"{left:.0f} s"
         return (f"scoring: {self.pictures.value:,}/{self.total_pictures:,} pictures finished, "
                 f"{done:,}/{self.total_windows:,} windows ({100 * done / max(self.total_windows, 1):.0f}%), "
-                f"{rate:,.0f} windows/s, {eta} left")
+                f"{'?' if rate is None else f'{rate:,.0f}'} windows/s, {eta} left")
 
     def run(self) -> None:
-        start = time.time()
         tty = sys.stderr.isatty()
-        last_print = 0.0
+        last_print = None
         while not self._stop_event.wait(self.interval):
-            now = time.time()
-            if self.quiet or (not tty and now - last_print < 10):
+            if self.quiet:
+                continue
+            now = time.monotonic()
+            if not tty and last_print is not None and now - last_print < self.plain_every:
+                self.sample(now)  # the rate sees each change as it comes, printed or not
                 continue
             last_print = now
-            line = self.line(now - start)
+            line = self.line(now)
             print("\r" + line if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
 
     def stop(self) -> None:
@@ -334,6 +358,37 @@ class _Progress(threading.Thread):
         self.join()
         if not self.quiet and sys.stderr.isatty():
             print(file=sys.stderr)
+
+
+def _test_pace() -> float | None:
+    """The pace a test set in ``TILESCAN_TEST_PROGRESS_S``, if any."""
+    given = os.environ.get(_TEST_PACE)
+    return float(given) if given else None
+
+
+def _progress_listener(spark, every_s: float | None) -> ProgressListener | None:
+    """A listener for the scoring tasks' reports on the driver's host (``spark.driver.host``,
+    bound at ``spark.driver.bindAddress`` as Spark binds its own), or ``None`` where it cannot
+    listen: the count then comes from finished tasks, as it does from executors that cannot
+    connect to it."""
+    conf = _context_conf(spark)
+    host = conf.get("spark.driver.host")
+    if not host:
+        return None
+    try:
+        return ProgressListener(host, bind=conf.get("spark.driver.bindAddress") or host,
+                                **({} if every_s is None else {"every_s": every_s}))
+    except OSError as exc:
+        logger.debug("no live progress: cannot listen at %s (%s)", host, exc)
+        return None
+
+
+def _windows_scored(counter, listener: ProgressListener | None):
+    """The windows scored so far: those the tasks reported to ``listener`` as they went or, where
+    more (tasks that could not reach it), those of the finished tasks (``counter``, an accumulator)."""
+    if listener is None:
+        return lambda: counter.value
+    return lambda: max(counter.value, listener.windows)
 
 
 def _collect(sc, tasks: list, members: list, scorer, finisher) -> list:
@@ -454,9 +509,14 @@ def run_job(spark, plan: JobPlan, bundle, context, *, quiet: bool = False,
     finished = sc.accumulator(0)
     broadcast = _bundle_broadcast(sc, bundle)
     tasks = plan.tasks
-    # Live progress counts through accumulators, which Spark Connect lacks: there a wave says when it ends.
+    # Live progress counts through accumulators and a socket the tasks report to, which a Spark
+    # Connect session lacks or may not reach: there a wave says when it ends.
     live = not getattr(sc, "connect", False)
-    progress = _Progress(windows, finished, sum(t.n_windows for t in tasks), len(plan.jobs), quiet=quiet or not live)
+    pace = _test_pace()
+    listener = _progress_listener(spark, pace) if live and not quiet else None
+    progress = _Progress(_windows_scored(windows, listener), finished, sum(t.n_windows for t in tasks),
+                         len(plan.jobs), quiet=quiet or not live,
+                         **({} if pace is None else {"interval": pace, "plain_every": pace}))
     summaries = []
     started = time.time()
     try:
@@ -467,7 +527,7 @@ def run_job(spark, plan: JobPlan, bundle, context, *, quiet: bool = False,
                 members = sorted({piece.image for task in wave for piece in task.pieces})
                 scorer = BandScorer(lambda: broadcast.value, bundle.sha256, settings,
                                     {i: plan.jobs[i].info for i in members}, storage_options=plan.storage_options,
-                                    counter=windows)
+                                    counter=windows, progress=None if listener is None else listener.address)
                 finisher = PictureFinisher({i: plan.jobs[i] for i in members}, context, finished)
                 sc.setJobDescription(f"tilescan: {sum(t.n_windows for t in wave):,} windows of {len(members):,} "
                                      f"pictures in {len(wave)} tasks" + (f", wave {number} of {len(plan.waves)}"
@@ -496,5 +556,7 @@ def run_job(spark, plan: JobPlan, bundle, context, *, quiet: bool = False,
                     check_storage_answers(done, summaries)
     finally:
         progress.stop()  # the broadcast stays for the next run of this bundle (see _bundle_broadcast)
+        if listener is not None:
+            listener.close()
     pieces = [t for s in summaries for t in s.tasks]
     return summaries, JobTimings.of(time.time() - started, len(plan.waves), len(tasks), pieces), executor_checks(pieces)

@@ -1,11 +1,13 @@
 """Makes the Python it starts with answer a little off (ONNX Runtime's first output moved by 0.01),
-or crash as it opens a given picture.
+crash as it opens a given picture, or score slowly.
 
 tests/test_engine_checks.py and tests/test_hardening2.py start Spark's Python workers with this
 folder on PYTHONPATH and TILESCAN_TEST_ENGINES_OFF (or TILESCAN_TEST_CRASH_ON) set, where Python
 imports this file as ``sitecustomize`` as it starts: the executors' engines then disagree with
 the model's reference while the driver's agrees, as on an executor of another CPU (or a worker
-dies). Anywhere else it does nothing (tests/conftest.py also keeps pytest from collecting it).
+dies). tests/test_progress.py sets TILESCAN_TEST_SLOW_BATCH_S: each batch then takes that many
+seconds more, whatever the CPU, so that a task runs long enough to be seen going. Anywhere else
+it does nothing (tests/conftest.py also keeps pytest from collecting it).
 """
 import os
 
@@ -41,3 +43,16 @@ if __name__ == "sitecustomize" and os.environ.get("TILESCAN_TEST_CRASH_ON"):
         return _open(file, *args, **kwargs)
 
     builtins.open = _open_or_crash
+
+if __name__ == "sitecustomize" and os.environ.get("TILESCAN_TEST_SLOW_BATCH_S"):
+    import time
+
+    import onnxruntime
+
+    _run_fast, _pause = onnxruntime.InferenceSession.run, float(os.environ["TILESCAN_TEST_SLOW_BATCH_S"])
+
+    def _slowly(self, *args, **kwargs):
+        time.sleep(_pause)
+        return _run_fast(self, *args, **kwargs)
+
+    onnxruntime.InferenceSession.run = _slowly
