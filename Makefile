@@ -12,6 +12,10 @@ TOOLS := .tools
 CURRENT_VENV := .venv-current
 CURRENT_PY := $(CURRENT_VENV)/bin/python
 AZURITE := $(TOOLS)/node_modules/.bin/azurite-blob
+# The viewer's JavaScript, copied into every run's viewer (scoring: viewer/assets.py finds it).
+OPENSEADRAGON := $(TOOLS)/node_modules/openseadragon/build/openseadragon/openseadragon.min.js
+# The browser the viewer's tests drive (Debian's chromium and its chromedriver).
+CHROMIUM := $(TOOLS)/.chromium
 DATA ?= $(or $(TILESCAN_DATA),../shared/data)
 export TILESCAN_DATA := $(abspath $(DATA))
 export SPARK_LOCAL_IP := 127.0.0.1
@@ -29,7 +33,7 @@ PYTEST := -m pytest -n $(TEST_WORKERS) --dist loadfile
 .PHONY: setup test test-current demo lint bench evaluate-model validate-int8 train-default train-classifier constraints \
 	constraints-current clean
 
-setup: $(VENV)/.installed $(AZURITE) $(CURRENT_VENV)/.installed
+setup: $(VENV)/.installed $(AZURITE) $(CURRENT_VENV)/.installed $(CHROMIUM)
 
 $(VENV)/.installed: setup.cfg pyproject.toml constraints.txt
 	@command -v java >/dev/null 2>&1 || { echo "error: Java is missing: Spark needs a JDK 17 or 21 (Debian: apt-get install openjdk-17-jdk-headless)" >&2; exit 1; }
@@ -45,19 +49,27 @@ $(CURRENT_VENV)/.installed: setup.cfg pyproject.toml constraints-current.txt
 	$(CURRENT_PY) -m pip install --quiet -c constraints-current.txt -e ".[dev]"
 	touch $@
 
-$(AZURITE): cluster_scripts/azurite-package.json
-	@command -v npm >/dev/null 2>&1 || { echo "error: npm is missing: the Azure tests need Node.js 18+ for the Azurite emulator" >&2; exit 1; }
+$(AZURITE) $(OPENSEADRAGON) &: cluster_scripts/npm-package.json
+	@command -v npm >/dev/null 2>&1 || { echo "error: npm is missing: Node.js 18+ installs the Azurite emulator and the viewer's OpenSeadragon" >&2; exit 1; }
 	mkdir -p $(TOOLS)
-	cp cluster_scripts/azurite-package.json $(TOOLS)/package.json
+	cp cluster_scripts/npm-package.json $(TOOLS)/package.json
 	cd $(TOOLS) && npm install --no-audit --no-fund --loglevel=error
-	touch $@
+	touch $(AZURITE) $(OPENSEADRAGON)
+
+$(CHROMIUM):
+	@if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then \
+	  command -v apt-get >/dev/null 2>&1 || { echo "error: the viewer's tests need chromium and chromedriver (Debian: apt-get install chromium chromium-driver)" >&2; exit 1; }; \
+	  sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q --no-install-recommends chromium chromium-driver; \
+	fi
+	mkdir -p $(TOOLS) && touch $@
 
 test: setup
 	TILESCAN_CONSTRAINTS=$(abspath constraints.txt) $(PY) $(PYTEST) $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory test-current
 
 # Every test again on the current-packages line (the ones that need MXNet skip, saying so).
-test-current: $(CURRENT_VENV)/.installed $(AZURITE)
+test-current: $(CURRENT_VENV)/.installed $(AZURITE) $(CHROMIUM)
 	TILESCAN_CONSTRAINTS=$(abspath constraints-current.txt) \
 	  PYSPARK_PYTHON=$(abspath $(CURRENT_PY)) PYSPARK_DRIVER_PYTHON=$(abspath $(CURRENT_PY)) \
 	  PATH=$(abspath $(CURRENT_VENV))/bin:$(PATH) $(CURRENT_PY) $(PYTEST) -p no:cacheprovider $(PYTEST_ARGS)

@@ -27,10 +27,11 @@ from collage.make import TEST_COLLAGES, make_collage
 from core.errors import InputError
 from core.project import project_path
 from evaluation.metrics import box_metrics, format_number, summary_lines
-from evaluation.runs import evaluate_run
+from evaluation.runs import evaluate_run, evaluation_folder
 from scoring.boxes import boxes_from_table, coco_detections
 from scoring.job import spark_submit_executable
 from scoring.merge import MERGE_METHODS
+from scoring.stored_windows import windows_path
 from tilesets import data_root
 from tilesets.download import fetch_cifar10
 
@@ -110,7 +111,7 @@ def compare_merges(run: str, truth: dict, iou: float) -> dict:
 
     manifest = json.load(open(os.path.join(run, "manifest.json")))
     classes = manifest["model"]["classes"]
-    table = pq.read_table(os.path.join(run, "windows.parquet"))
+    table = pq.read_table(windows_path(run, manifest))  # the picture's part of the run's windows dataset
     thresholds = manifest["parameters"]["thresholds"]
     results = {}
     for method in MERGE_METHODS:
@@ -179,10 +180,11 @@ def _demo(work: str, score_args: list) -> int:
     for name in built:
         picture_run = os.path.join(run_dir, name)
         truth_path = os.path.join(work, "collages", name, "ground_truth.json")
-        evaluation = evaluate_run(picture_run, truth_path)
+        evaluated = evaluation_folder(picture_run)  # beside the committed run, never in it
+        evaluation = evaluate_run(picture_run, truth_path, out=evaluated)
         picture = json.load(open(os.path.join(picture_run, "manifest.json")))
         merges = compare_merges(picture_run, json.load(open(truth_path)), parameters["merge_iou"])
-        with open(os.path.join(picture_run, "merge_comparison.json"), "w") as fh:
+        with open(os.path.join(evaluated, "merge_comparison.json"), "w") as fh:
             json.dump(merges, fh, indent=2)
         print(f"\n{name}: {', '.join(f'{c} {n:,}' for c, n in picture['counts']['boxes_per_class'].items())} boxes")
         for line in summary_lines(evaluation):
@@ -190,7 +192,8 @@ def _demo(work: str, score_args: list) -> int:
         for method, r in merges.items():
             print(f"  merge {method:<5} {r['boxes']:>6,} boxes  " + "  ".join(
                 f"{c} AP50 {format_number(v['ap50'])}" for c, v in r.items() if c != "boxes"))
-        print(f"  outputs     {picture_run}: overlay.png, evaluation.json, pr_curve.png")
+        print(f"  outputs     {picture_run}: overlay.png, detections.json")
+        print(f"  evaluation  {evaluated}: evaluation.json, pr_curve.png, merge_comparison.json")
     return 0
 
 

@@ -5,9 +5,10 @@
     spark-submit app/score.py --images scans.csv --out out/scans [--resume]
 
 One picture: windows.parquet, detections.json (COCO), overlay.png, manifest.json and, last,
-_SUCCESS under --out. A collection: the same per picture under --out/<picture>/, and for
-the run a Parquet dataset of all windows (windows/image=<picture>/), one COCO
-detections.json of every picture, the run's manifest.json, and _SUCCESS last.
+_SUCCESS under --out. A collection: the same per picture under --out/<picture>/ but its
+windows, which are kept once, in the run's Parquet dataset of all windows
+(windows/image=<picture>/part-00000.parquet, where each picture's manifest points), and for
+the run one COCO detections.json of every picture, the run's manifest.json, and _SUCCESS last.
 Exit codes: 0 done; 2 bad input (one error line, nothing written); 3 some pictures of a
 collection failed (each listed with its error in the run's manifest; the others are done).
 """
@@ -61,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=d["batch_size"],
                    help=f"windows per inference batch, at most {MAX_BATCH_SIZE} (default %(default)s)")
     p.add_argument("--keep", type=float, default=d["keep"],
-                   help="keep windows whose best non-background score is >= this in windows.parquet; "
+                   help="keep windows whose best non-background score is >= this in windows.parquet (a "
+                        "collection's: its windows/ dataset); "
                         "0 keeps all (default %(default)s)")
     p.add_argument("--threshold", help="hit threshold: a number, or per class, e.g. car=0.95,boat=0.9 (default: the "
                                        "model's recommendation, else "
@@ -79,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--heatmap", action="store_true",
                    help="also write heatmap.tif per picture: a band per class, a pixel per window position at "
                         "--stride, tiled, with overviews, georeferenced like a GeoTIFF input")
+    p.add_argument("--no-viewer", dest="viewer", action="store_false",
+                   help="leave out each picture's zoomable viewer (viewer.html and its tile pyramid)")
     p.add_argument("--master", help="Spark master when not run through spark-submit (default local[*])")
     p.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
     p.add_argument("--resume", action="store_true",
@@ -94,7 +98,8 @@ def params_from_args(args: argparse.Namespace) -> ScoreParams:
         stride=args.stride, edge=args.edge, strips=args.strips, batch_size=args.batch_size, keep=args.keep,
         threshold=args.threshold,
         merge=args.merge, merge_iou=args.merge_iou,
-        colors=parse_colors(args.colors), max_pixels=args.max_pixels, heatmap=args.heatmap, overwrite=args.overwrite,
+        colors=parse_colors(args.colors), max_pixels=args.max_pixels, heatmap=args.heatmap, viewer=args.viewer,
+        overwrite=args.overwrite,
         resume=args.resume,
         quiet=args.quiet,
     )

@@ -24,7 +24,7 @@ from scoring.params import DEFAULT_MODEL, defaults
 __all__ = [
     "Inputs", "base_parser", "parser_for", "inputs_from_args", "resolve_model", "demo_image", "synthetic_png",
     "core_counts", "spark_env", "local_spark", "ship_benchmarks", "measure_rate", "best_of", "configure_logging",
-    "write_json", "bench_main", "JOB_BATCH",
+    "write_json", "folder_size", "bench_main", "JOB_BATCH",
 ]
 
 logger = logging.getLogger(__name__)
@@ -156,7 +156,7 @@ def spark_env() -> dict:
 
 def local_spark(master: str):
     """A SparkSession on ``master`` built the way ``app/score.py`` builds its own."""
-    from scoring.job import spark_session
+    from scoring.job import local_with_retries, spark_session
 
     for key, value in spark_env().items():
         if key in ("SPARK_LOCAL_IP", "PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON", "SPARK_CONF_DIR"):
@@ -165,7 +165,7 @@ def local_spark(master: str):
     # executor too (the shuffle of kept rows between the job's two stages).
     os.environ.setdefault("PYSPARK_SUBMIT_ARGS", "--driver-memory 4g pyspark-shell")
     spark = spark_session(master)
-    if spark.sparkContext.master != master:
+    if spark.sparkContext.master not in (master, local_with_retries(master)):  # tilescan retries local tasks
         raise RuntimeError(f"a SparkSession on {spark.sparkContext.master} is already running; wanted {master}")
     ship_benchmarks(spark)
     return spark
@@ -238,6 +238,15 @@ def best_of(blocks: list[dict]) -> dict:
     best = int(np.argmax(rates))
     return {"per_s": rates[best], "median_per_s": statistics.median(rates), "min_per_s": min(rates),
             "cpu_per_wall": blocks[best]["cpu_per_wall"], "blocks": len(blocks)}
+
+
+def folder_size(folder: str) -> tuple[int, int]:
+    """How many files ``folder`` holds, at any depth, and their bytes."""
+    count = size = 0
+    for parent, _, names in os.walk(folder):
+        count += len(names)
+        size += sum(os.path.getsize(os.path.join(parent, n)) for n in names)
+    return count, size
 
 
 def write_json(path: str, doc) -> None:

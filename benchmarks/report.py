@@ -405,6 +405,48 @@ def memory_section(m: dict | None) -> str:
     return head + text
 
 
+def geotiff_section(g: dict | None) -> str:
+    head = "## 13. A georeferenced scene: windows, heat map, boxes and viewer\n\n"
+    if not g:
+        return head + NOT_RUN
+    p, t = g["peaks_mb"], g["targets_mb"]
+    box = g["box_centre_error_px"]
+    text = (f"A {_n(g['side'])}×{_n(g['side'])} tiled GeoTIFF in EPSG:{g['epsg']} ({g['pixel_size_m']} m per pixel) "
+            f"with {g['objects']} CIFAR-10 test cars and boats at known map positions on the stride's grid, scored "
+            f"by `python app/score.py --heatmap --keep 0 --master local[2]` in a fresh process (window {g['window']}, "
+            f"stride {g['stride']}: {_n(g['windows'])} windows) in {_n(g['command_s'], 1)} s, memory sampled as in "
+            "§8.\n\n")
+    text += _table(["", "driver Python MB", "driver JVM MB", "executor worker MB"],
+                   [["peak", _n(p["driver_python"]), _n(p["driver_jvm"]), _n(p["executor_python"])],
+                    ["target", _n(t["driver_python"]), _n(t["driver_jvm"]), _n(t["executor_python"])]])
+    text += (f"\n\n- Window centres (`windows.parquet`'s `map_x, map_y`) and the heat map's peaks put every object "
+             f"at its map position to {g['window_map_error_px']:.2g} and {g['heat_peak_error_px']:.2g} pixels.\n"
+             f"- `detections.geojson` has a box of the right class within half a window of {g['found']} of the "
+             f"{g['objects']} objects ({g['boxes']} boxes in all); their centres are {_n(box['median'], 1)} pixels "
+             f"from the object's (median; at most {_n(box['max'], 1)}; {box['within_one_pixel']} within one pixel): "
+             "the detector's box regression, not the georeference, which is exact.\n"
+             f"- `heatmap.tif` ({_n(g['heatmap_bytes'] / 2**20, 1)} MiB) equals `windows.parquet` to "
+             f"{g['heatmap_vs_windows']:.1g} and carries the input's georeference at the stride's pixel size "
+             f"(to {g['heatmap_georef_error']:.1g} m).\n"
+             f"- The viewer's pyramid: {_n(g['viewer']['files'])} files, {_n(g['viewer']['bytes'] / 2**20, 1)} MiB.")
+    return head + text
+
+
+def viewer_section(v: dict | None) -> str:
+    head = "## 14. What the viewer costs\n\n"
+    if not v:
+        return head + NOT_RUN
+    rounds = len(v["rounds"]["with"])
+    return head + (
+        f"The dense picture of §9 ({_n(v['side'])}×{_n(v['side'])} px, {_n(v['windows'])} windows, {_n(v['boxes'])} "
+        f"boxes), in process on a warm local SparkSession, with its viewer (the default) and with `--no-viewer`, "
+        f"alternately, {rounds} rounds; the best of each.\n\n"
+        + _table(["", "run s"], [["with the viewer", _n(v["with_s"], 2)], ["`--no-viewer`", _n(v["without_s"], 2)],
+                                 ["ratio", f"{v['ratio']:.3f}"]])
+        + f"\n\nThe viewer's folder: {_n(v['files'])} files, {_n(v['bytes'] / 2**20, 1)} MiB (tiles and "
+          f"OpenSeadragon); `viewer.html`, with the boxes in it: {_n(v['page_bytes'] / 2**10)} KiB.")
+
+
 def dense_section(d: dict | None) -> str:
     head = "## 9. The whole run on a picture dense with hits\n\n"
     if not d:
@@ -607,7 +649,8 @@ def render(results: dict | None) -> str:
                 cpus_section(results.get("cpus")), collection_section(results.get("collection")),
                 memory_section(results.get("memory")),
                 dense_section(results.get("dense")), merge_section(results.get("merge")),
-                storage_section(results.get("storage")), connect_section(results.get("connect"))]
+                storage_section(results.get("storage")), connect_section(results.get("connect")),
+                geotiff_section(results.get("geotiff")), viewer_section(results.get("viewer"))]
     errors = results.get("errors")
     sections.append(METHOD)
     if errors:

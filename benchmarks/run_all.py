@@ -33,6 +33,7 @@ from benchmarks import (
     dense,
     end_to_end,
     engine,
+    geotiff,
     machine,
     memory,
     merge,
@@ -40,6 +41,7 @@ from benchmarks import (
     report,
     scaling,
     storage,
+    viewer_cost,
 )
 from benchmarks.common import base_parser, configure_logging, core_counts, inputs_from_args, local_spark
 from core.project import ROOT, project_path
@@ -49,8 +51,8 @@ __all__ = ["SECTIONS", "main"]
 logger = logging.getLogger("benchmarks")
 
 SECTIONS = ("engine", "end_to_end", "scaling", "collection", "cpus", "breakdown", "baseline", "quantize", "dense",
-            "merge", "memory", "storage", "connect")
-SPARK_SECTIONS = ("breakdown", "baseline", "quantize", "dense", "merge")
+            "merge", "memory", "storage", "connect", "geotiff", "viewer")
+SPARK_SECTIONS = ("breakdown", "baseline", "quantize", "dense", "merge", "viewer")
 
 
 def _attempt(results: dict, name: str, call):
@@ -150,12 +152,16 @@ def main(argv=None) -> int:
                 _attempt(results, "dense", lambda: dense.run(spark, inputs.model, inputs.work, quick=quick))
             if "merge" in only:
                 _attempt(results, "merge", lambda: merge.run(spark, inputs.model, inputs.work, quick=quick))
+            if "viewer" in only:
+                _attempt(results, "viewer", lambda: viewer_cost.run(spark, inputs.model, inputs.work, quick=quick))
         finally:
             spark.stop()
     if "memory" in only:
         _attempt(results, "memory", lambda: memory.run(inputs.model, inputs.work, quick=quick))
     if "storage" in only:
         _attempt(results, "storage", lambda: storage.run(inputs.model, inputs.work, quick=quick))
+    if "geotiff" in only:
+        _attempt(results, "geotiff", lambda: geotiff.run(inputs.model, inputs.work, quick=quick))
     if "connect" in only:
         _attempt(results, "connect", lambda: connect.run(inputs.model, inputs.work, quick=quick,
                                                          baseline=args.connect_baseline))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import posixpath
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,16 +17,20 @@ from core import storage
 from evaluation.heatmap import ScoreGrid, score_grid
 from evaluation.metrics import evaluate, plot_pr_curves
 from pixels import read_image
-from scoring.outputs import EVALUATION_FILES, SUCCESS
+from scoring.inputs import absolute_url
+from scoring.outputs import EVALUATION_FILES, MARKER, SUCCESS
+from scoring.stored_windows import WINDOWS_FILE, windows_path
 
 __all__ = [
-    "BOX_COLUMNS", "EVALUATION_FILE", "CURVE_FILE", "RunData", "read_json", "load_run", "load_truth",
-    "load_input", "run_summary", "boxes_frame", "truth_frame", "evaluate_run",
+    "BOX_COLUMNS", "EVALUATION_FILE", "CURVE_FILE", "EVALUATION_SUFFIX", "RunData", "read_json", "load_run",
+    "load_truth", "load_input", "run_summary", "boxes_frame", "truth_frame", "evaluation_folder", "evaluate_run",
 ]
 
 logger = logging.getLogger(__name__)
 
 EVALUATION_FILE, CURVE_FILE = EVALUATION_FILES
+#: Ends the name of a run's evaluation folder, beside the run (:func:`evaluation_folder`).
+EVALUATION_SUFFIX = "-evaluation"
 #: The corner columns of every box frame.
 BOX_COLUMNS = ["x0", "y0", "x1", "y1"]
 
@@ -35,9 +40,11 @@ class RunData:
     """One finished run's outputs.
 
     ``boxes`` has one row per detection (:func:`boxes_frame`): ``id, class, x0, y0, x1,
-    y1`` (float pixels, half-open) and ``score``. ``windows`` is ``windows.parquet`` as a
-    frame (``x, y, width, height`` pixels, ``label``, ``score``, ``p_<class>``), ``None``
-    when the run has none. ``overlay`` is ``(H, W, 3)`` uint8.
+    y1`` (float pixels, half-open) and ``score``. ``windows`` are the picture's windows as a
+    frame (``x, y, width, height`` pixels, ``label``, ``score``, ``p_<class>``): its
+    ``windows.parquet``, or a collection's picture's part of the run's dataset, where its
+    manifest says (:func:`scoring.stored_windows.windows_path`); ``None`` when the run has
+    none. ``overlay`` is ``(H, W, 3)`` uint8.
     """
 
     url: str
@@ -86,14 +93,14 @@ class RunData:
 
     @property
     def windows_complete(self) -> bool:
-        """Whether ``windows.parquet`` holds every scored window (the run used ``--keep 0``)."""
+        """Whether :attr:`windows` holds every scored window (the run used ``--keep 0``)."""
         counts = self.manifest["counts"]
         return self.windows is not None and counts["windows_kept"] == counts["windows_scored"]
 
     def score_grid(self, cls: str) -> ScoreGrid:
         """Class ``cls``'s window scores on the run's window grid (:func:`score_grid`)."""
         if self.windows is None:
-            raise ValueError(f"{self.url} has no windows.parquet")
+            raise ValueError(f"{self.url} has no windows (its {WINDOWS_FILE}, or its part of a collection's dataset)")
         width, height = self.size
         return score_grid(self.windows, cls, width=width, height=height, window=self.window, stride=self.stride)
 
@@ -101,11 +108,11 @@ class RunData:
     def windows_note(self) -> str | None:
         """Why the heat maps are partial, or ``None`` when they are complete."""
         if self.windows is None:
-            return "the run has no windows.parquet: no heat maps"
+            return "the run has no windows: no heat maps"
         if self.windows_complete:
             return None
         counts, keep = self.manifest["counts"], self.manifest["parameters"]["keep"]
-        return (f"windows.parquet holds {counts['windows_kept']:,} of the {counts['windows_scored']:,} windows "
+        return (f"the run's windows hold {counts['windows_kept']:,} of the {counts['windows_scored']:,} windows "
                 f"scored: only those with a foreground score >= {keep} (--keep). The heat maps show those; "
                 "blank cells scored below that for every class. Score with --keep 0 for full heat maps.")
 
@@ -155,7 +162,7 @@ def load_run(url: str, *, storage_options: dict | None = None) -> RunData:
                          f"{storage.join(url, named or '<picture>')})")
     detections = read_json(fs, storage.join(root, "detections.json"), "detections")
     windows = None
-    path = storage.join(root, "windows.parquet")
+    path = windows_path(root, manifest)  # its own windows.parquet, or its part of a collection's dataset
     if fs.exists(path):
         with storage.errors("read", fs.unstrip_protocol(path)), fs.open(path, "rb") as fh:
             windows = pq.read_table(fh).to_pandas()
@@ -229,9 +236,11 @@ def _read_windows(fs, root: str) -> tuple[np.ndarray, np.ndarray] | str:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    path = storage.join(root, "windows.parquet")
+    manifest = storage.join(root, "manifest.json")
+    manifest = read_json(fs, manifest, "manifest") if fs.exists(manifest) else None
+    path = windows_path(root, manifest)  # its own windows.parquet, or its part of a collection's dataset
     if not fs.exists(path):
-        return "the run has no windows.parquet"
+        return "the run has no windows"
     damaged = None
     with storage.errors("read", fs.unstrip_protocol(path)), fs.open(path, "rb") as fh:
         try:
@@ -240,31 +249,83 @@ def _read_windows(fs, root: str) -> tuple[np.ndarray, np.ndarray] | str:
             damaged = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
     if damaged:
         raise ValueError(f"{path} cannot be read as a run's windows ({damaged})")
-    manifest = storage.join(root, "manifest.json")
-    if fs.exists(manifest):
-        counts = read_json(fs, manifest, "manifest").get("counts")
+    if manifest is not None:
+        counts = manifest.get("counts")
         scored = counts.get("windows_scored") if isinstance(counts, dict) else None
         if scored is not None and scored != table.num_rows:
-            return (f"windows.parquet holds {table.num_rows} of the {scored} windows scored "
+            return (f"the run's windows hold {table.num_rows} of the {scored} windows scored "
                     "(score with --keep 0 to keep every window)")
     x, y, w, h = (table.column(c).to_numpy().astype(np.int64) for c in ("x", "y", "width", "height"))
     labels = np.asarray(table.column("label").to_pylist(), dtype=str)
     return np.stack([x, y, x + w, y + h], axis=1), labels
 
 
-def evaluate_run(run: str, truth: str, *, storage_options: dict | None = None) -> dict:
+def _tilescan_run_around(fs, path: str) -> tuple[str, bool] | None:
+    """The nearest of ``path`` and the folders above it that is a tilescan run's folder (its
+    ``_SUCCESS``, or the ``_tilescan`` marker of a run not finished), and whether it is
+    committed; ``None`` when there is none. Two requests per folder on blob storage."""
+    path = path.rstrip("/")
+    while path and path not in ("/", "."):
+        committed = fs.exists(storage.join(path, SUCCESS))
+        if committed or fs.exists(storage.join(path, MARKER)):
+            return path, committed
+        parent = posixpath.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return None
+
+
+def evaluation_folder(run: str, out: str | None = None, *, storage_options: dict | None = None) -> str:
+    """Where the evaluation of the run folder ``run`` is written: ``out`` when given, else beside
+    the run, in ``<run>`` + :data:`EVALUATION_SUFFIX`; for a picture of a collection, beside the
+    collection: ``<collection>-evaluation/<picture>``. A run is never written into.
+
+    Raises
+    ------
+    ValueError
+        When the folder is a tilescan run's folder or inside one (committed or not).
+    """
+    if out is None:
+        url = absolute_url(run).rstrip("/")
+        scheme, sep, rest = url.rpartition("://")
+        head, name = posixpath.split(rest)
+        in_collection = False
+        if head not in ("", "/"):  # a run at the top of a container or disk has no collection around it
+            parent = scheme + sep + head
+            fs, path = storage.filesystem(parent, storage_options)
+            with storage.errors("read", parent):
+                in_collection = fs.exists(storage.join(path, SUCCESS)) or fs.exists(storage.join(path, MARKER))
+        out = storage.join(parent + EVALUATION_SUFFIX, name) if in_collection else url + EVALUATION_SUFFIX
+    fs, path = storage.filesystem(out, storage_options)
+    with storage.errors("read", out):
+        found = _tilescan_run_around(fs, path)
+    if found is not None:
+        inside, committed = found
+        named = inside if "://" not in out else fs.unstrip_protocol(inside)
+        where = "is" if inside == path.rstrip("/") else "is inside"
+        raise ValueError(f"the evaluation folder {out} {where} the {'committed ' if committed else ''}tilescan run "
+                         f"{named}: an evaluation never writes into a run; choose another folder (without --out it "
+                         f"goes beside the run, in RUN{EVALUATION_SUFFIX})")
+    return out
+
+
+def evaluate_run(run: str, truth: str, *, out: str | None = None, storage_options: dict | None = None) -> dict:
     """Evaluate the run folder ``run`` against the ground-truth file ``truth``.
 
-    Reads ``detections.json`` and, if present, ``windows.parquet`` from ``run`` (local path
-    or URL) and writes :data:`EVALUATION_FILE` and :data:`CURVE_FILE` beside them.
+    Reads ``detections.json`` and the windows (if it has them) of ``run`` (local path or URL),
+    and writes :data:`EVALUATION_FILE` and :data:`CURVE_FILE` into ``out``, by default beside
+    the run, never into it (:func:`evaluation_folder`).
 
     Raises
     ------
     FileNotFoundError
         When ``detections.json`` or the ground truth is missing.
     ValueError
-        When either is malformed or they do not describe the same picture and classes.
+        When either is malformed or they do not describe the same picture and classes, or
+        ``out`` is (inside) a run.
     """
+    out = evaluation_folder(run, out, storage_options=storage_options)
     fs, root = storage.filesystem(run, storage_options)
     truth_doc = load_truth(truth, storage_options=storage_options)
     detections = read_json(fs, storage.join(root, "detections.json"), "detections")
@@ -282,6 +343,9 @@ def evaluate_run(run: str, truth: str, *, storage_options: dict | None = None) -
     else:
         result = evaluate(truth_doc, detections, windows=windows[0], labels=windows[1])
     result = {"run": run, "truth": truth, **result}
-    storage.write_bytes(fs, storage.join(root, EVALUATION_FILE), (json.dumps(result, indent=1) + "\n").encode())
-    storage.write_bytes(fs, storage.join(root, CURVE_FILE), plot_pr_curves(result))
+    fs, folder = storage.filesystem(out, storage_options)
+    storage.make_folder(fs, folder, url=out)
+    storage.write_bytes(fs, storage.join(folder, EVALUATION_FILE), (json.dumps(result, indent=1) + "\n").encode(),
+                        url=storage.join(out, EVALUATION_FILE))
+    storage.write_bytes(fs, storage.join(folder, CURVE_FILE), plot_pr_curves(result), url=storage.join(out, CURVE_FILE))
     return result

@@ -1,7 +1,7 @@
 """The Azurite blob emulator, an ``azurite-blob`` process on 127.0.0.1.
 
 ``make setup`` installs Azurite under ``.tools/`` (the version
-``cluster_scripts/azurite-package.json`` pins). The tests use it through the fixtures of
+``cluster_scripts/npm-package.json`` pins). The tests use it through the fixtures of
 :mod:`tests.azurite`; the memory benchmark serves a gigapixel picture from it.
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ AZURE_ENV = ("AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_ACCOUNT_NAME", "A
              "AZURE_STORAGE_TENANT_ID", "AZURE_STORAGE_ANON")
 
 
-#: What Azurite (the version cluster_scripts/azurite-package.json pins) logs once it listens.
+#: What Azurite (the version cluster_scripts/npm-package.json pins) logs once it listens.
 _LISTENING = b"successfully listens on"
 #: Azurite's --debug lines: "<time> <request id> info: BlobStorageContextMiddleware: RequestMethod=GET
 #: RequestURL=http://…" when a request arrives, "… DispatchMiddleware: Operation=Blob_Download" once routed.

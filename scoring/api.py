@@ -26,11 +26,12 @@ import pandas as pd
 from core import storage
 from core.errors import InputError, TilescanError
 from scoring.connect import context_of, is_connect
-from scoring.inputs import is_list_file, resolve_inputs
+from scoring.inputs import is_list_file, output_names, resolve_inputs
 from scoring.job import check_executor_python
 from scoring.outputs import DATASET
 from scoring.params import ScoreParams
 from scoring.pipeline import prepare, run
+from scoring.stored_windows import WINDOWS_FILE
 
 __all__ = ["ScoredRun", "score_images"]
 
@@ -60,30 +61,66 @@ class ScoredRun:
         doc = json.loads(storage.read_bytes(fs, storage.join(root, "detections.json")))
         images = {im["id"]: im for im in doc["images"]}
         names = {c["id"]: c["name"] for c in doc["categories"]}
-        rows = [{"image": images[a["image_id"]]["name"], "url": images[a["image_id"]]["file_name"],
+        # A single picture's detections.json names no picture: its name is the one windows() gives it.
+        single = None if all("name" in im for im in images.values()) else self._picture_name()
+        rows = [{"image": images[a["image_id"]].get("name", single), "url": images[a["image_id"]]["file_name"],
                  "class": names[a["category_id"]], "x0": a["bbox"][0], "y0": a["bbox"][1],
                  "x1": a["bbox"][0] + a["bbox"][2], "y1": a["bbox"][1] + a["bbox"][3], "score": a["score"]}
                 for a in doc["annotations"]]
         return pd.DataFrame(rows, columns=["image", "url", "class", "x0", "y0", "x1", "y1", "score"])
 
+    def _picture_name(self) -> str:
+        """A single picture's run: the name its picture would have in a collection."""
+        picture = self.manifest.get("input")
+        return output_names([picture["url"] if isinstance(picture, dict) and picture.get("url") else self.out])[0]
+
+    def _layout(self) -> str:
+        """``dataset`` (a collection's: each picture's windows once, in ``windows/image=<name>/``;
+        a run before that layout also kept a copy in each picture's folder, never read here),
+        ``picture`` (a single picture's ``windows.parquet``) or ``none`` (no picture was scored)."""
+        fs, root = storage.filesystem(self.out, self.storage_options)
+        with storage.errors("read", self.out):
+            if fs.exists(storage.join(root, DATASET)):
+                return "dataset"
+            return "picture" if fs.exists(storage.join(root, WINDOWS_FILE)) else "none"
+
     def windows(self):
-        """The run's windows, all pictures (``windows/image=<name>/``), as a pyarrow Table with an
-        ``image`` column of the pictures' names (strings: ``0001`` stays ``0001``); a table with
-        only that column and no rows when no picture was scored."""
+        """The run's windows, all pictures, as a pyarrow Table with an ``image`` column of the
+        pictures' names (strings: ``0001`` stays ``0001``); a table with only that column and no
+        rows when no picture was scored.
+
+        A collection's are its dataset, ``windows/image=<name>/`` (each picture once, whichever
+        layout wrote it); a single picture's run (``app/score.py --image`` of one file), its
+        ``windows.parquet``, the ``image`` column its picture's name.
+        """
         import pyarrow as pa
         import pyarrow.dataset as ds
+        import pyarrow.parquet as pq
 
         fs, root = storage.filesystem(self.out, self.storage_options)
-        folder = storage.join(root, DATASET)
+        layout = self._layout()
+        if layout == "none":
+            return pa.table({"image": pa.array([], pa.string())})
+        if layout == "picture":
+            path = storage.join(root, WINDOWS_FILE)
+            with storage.errors("read", storage.join(self.out, WINDOWS_FILE)), fs.open(path, "rb") as fh:
+                table = pq.read_table(fh)
+            return table.append_column("image", pa.array([self._picture_name()] * table.num_rows, pa.string()))
         with storage.errors("read", storage.join(self.out, DATASET)):
-            if not fs.exists(folder):  # no picture was scored: the run has no dataset
-                return pa.table({"image": pa.array([], pa.string())})
             names = ds.partitioning(pa.schema([("image", pa.string())]), flavor="hive")
-            return ds.dataset(folder, filesystem=fs, format="parquet", partitioning=names).to_table()
+            return ds.dataset(storage.join(root, DATASET), filesystem=fs, format="parquet",
+                              partitioning=names).to_table()
 
     def windows_frame(self, spark):
-        """The run's windows as a Spark DataFrame, its ``image`` column the pictures' names as
-        strings: Spark would otherwise read a partition ``image=0001`` as the integer 1."""
+        """The run's windows as a Spark DataFrame, as :meth:`windows` finds them, its ``image``
+        column the pictures' names as strings: Spark would otherwise read a partition
+        ``image=0001`` as the integer 1. Only that column, and no rows, when no picture was scored."""
+        layout = self._layout()
+        if layout == "none":
+            return spark.createDataFrame([], "image string")
+        if layout == "picture":
+            named = spark.createDataFrame([(self._picture_name(),)], "image string")
+            return spark.read.parquet(storage.join(self.out, WINDOWS_FILE)).crossJoin(named)
         key = "spark.sql.sources.partitionColumnTypeInference.enabled"
         before = spark.conf.get(key, "true")
         spark.conf.set(key, "false")

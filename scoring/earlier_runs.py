@@ -9,8 +9,10 @@ counts are read back (:func:`kept_annotations`), so the run's ``detections.json`
 ``manifest.json`` cover every picture of the run, kept or scored. The run's windows
 dataset (``windows/image=<name>/``) is made to hold exactly the pictures with results in
 this run (:func:`tidy_dataset`): parts an earlier run left for pictures that are not in
-this one, or that failed in it, are removed, and a kept picture's missing part is
-restored from its own ``windows.parquet``.
+this one, or that failed in it (a part written by a commit that did not finish), are
+removed. A picture's part is its windows' one copy: a finished picture without it is
+scored again; only a picture finished before that layout, which keeps its own
+``windows.parquet`` too, has a missing part restored from it.
 """
 from __future__ import annotations
 
@@ -24,29 +26,29 @@ from core.errors import InputError, TilescanError
 from core.redaction import redact
 from pixels import stored_version
 from scoring.outputs import DATASET
+from scoring.stored_windows import PART, WINDOWS_FILE, dataset_part
 
-__all__ = ["dataset_part", "scored_with", "kept_manifests", "incomplete_pictures", "kept_annotations", "tidy_dataset",
-           "KEPT_FILES"]
+__all__ = ["scored_with", "kept_manifests", "incomplete_pictures", "kept_annotations", "tidy_dataset", "KEPT_FILES"]
 
 logger = logging.getLogger(__name__)
 
-_PART = "part-00000.parquet"
 #: Files read at a time from the output folder (each one a request on blob storage).
 READ_THREADS = 16
 #: Kept pictures' detections read before they are handed on (memory holds one batch).
 READ_BATCH = 256
 #: What a run keeps of a kept picture's manifest.
 KEPT_FIELDS = ("input", "counts", "finished", "attributes")
-#: The files a kept picture must still have: what the run reads back or restores from them.
-KEPT_FILES = ("manifest.json", "detections.json", "windows.parquet")
-#: The options a picture's results depend on, and each one's key in a manifest's ``parameters``.
+#: The files a kept picture's folder must still have: what the run reads back from them. Its
+#: windows too: its part of the run's dataset, or (finished before that layout) its own
+#: ``windows.parquet``.
+KEPT_FILES = ("manifest.json", "detections.json")
+#: The options a picture's results depend on, and those that choose which files it has, with
+#: each one's key in a manifest's ``parameters``: a kept picture has what this run would write.
 RESULT_OPTIONS = {"--engine": "engine", "--window": "window", "--stride": "stride", "--edge": "edge",
-                  "--keep": "keep", "--threshold": "thresholds", "--merge": "merge", "--merge-iou": "merge_iou"}
-
-
-def dataset_part(run_root: str, name: str) -> str:
-    """Where picture ``name``'s windows go in the run's dataset under ``run_root`` (a path or URL)."""
-    return storage.join(run_root, DATASET, f"image={name}", _PART)
+                  "--keep": "keep", "--threshold": "thresholds", "--merge": "merge", "--merge-iou": "merge_iou",
+                  "--heatmap": "heatmap", "--no-viewer": "viewer"}
+#: Options that record the opposite of their flag (``--no-viewer`` given: ``viewer`` false).
+_NEGATED = frozenset({"--no-viewer"})
 
 
 def scored_with(model_sha256: str, parameters: dict) -> dict:
@@ -114,8 +116,9 @@ def kept_manifests(fs, root: str, url: str, pictures: dict, expected: dict, *,
         for option, value in expected.items():
             if recorded[option] != value:
                 what = "the model" if option == "model" else option
-                raise InputError(f"--resume: {name} in {redact(url)} was scored with {what} {recorded[option]!r}, "
-                                 f"this run with {value!r}; keep the earlier settings, or pass --overwrite to "
+                then, now = (not recorded[option], not value) if option in _NEGATED else (recorded[option], value)
+                raise InputError(f"--resume: {name} in {redact(url)} was scored with {what} {then!r}, "
+                                 f"this run with {now!r}; keep the earlier settings, or pass --overwrite to "
                                  "score every picture again")
     return {name: {key: manifest.get(key) for key in KEPT_FIELDS} for name, manifest in manifests.items()}
 
@@ -141,8 +144,10 @@ def _changed(pictures: dict, manifests: dict, storage_options) -> set:
 
 def incomplete_pictures(fs, root: str, url: str, names) -> dict:
     """``name -> why`` for each finished picture among ``names`` whose folder lacks one of
-    :data:`KEPT_FILES` (removed since it finished): ``--resume`` scores it again instead of
-    keeping it. One listing of the run's folder (a few paged requests on blob storage)."""
+    :data:`KEPT_FILES`, or whose windows are gone (its part of the run's dataset, and its own
+    ``windows.parquet`` if it was finished before that layout), removed since it finished:
+    ``--resume`` scores it again instead of keeping it. One listing of the run's folder (a few
+    paged requests on blob storage)."""
     names = list(names)
     if not names:
         return {}
@@ -154,6 +159,8 @@ def incomplete_pictures(fs, root: str, url: str, names) -> dict:
     incomplete = {}
     for name in names:
         lacking = [f for f in KEPT_FILES if (name, f) not in present]
+        if (DATASET, f"image={name}", PART) not in present and (name, WINDOWS_FILE) not in present:
+            lacking.append(f"{DATASET}/image={name}/{PART}")  # its windows, their one copy
         if lacking:
             incomplete[name] = f"its {', '.join(lacking)} {'is' if len(lacking) == 1 else 'are'} missing"
     return incomplete
@@ -172,12 +179,15 @@ def kept_annotations(fs, root: str, url: str, names):
                          doc if isinstance(doc, str) else "its detections.json holds no annotations list")
 
 
-def tidy_dataset(fs, root: str, url: str, *, results, kept, started: str | None = None) -> None:
+def tidy_dataset(fs, root: str, url: str, *, results, kept, started: str | None = None,
+                 run_id: str | None = None) -> None:
     """Make the run's dataset under ``root`` hold the pictures ``results`` only: remove others'
-    parts, and restore a ``kept`` picture's missing part from its own ``windows.parquet``.
+    parts (an earlier run's, or one this run wrote in a commit that then failed), and restore a
+    ``kept`` picture's missing part from its own ``windows.parquet`` (a picture finished
+    before the one-copy layout; a later one without its part is never kept).
 
-    A part whose picture another run finished after this one ``started`` (ISO 8601 in UTC:
-    two runs into one folder at once) is that run's, and stays.
+    A part whose picture another run (not ``run_id``, this one) finished after this one
+    ``started`` (ISO 8601 in UTC: two runs into one folder at once) is that run's, and stays.
     """
     folder = storage.join(root, DATASET)
     with storage.errors("tidy the windows dataset of", url):
@@ -190,11 +200,12 @@ def tidy_dataset(fs, root: str, url: str, *, results, kept, started: str | None 
         manifests = {name: _json_object(data) for name, data in _read_each(fs, root, url, others,
                                                                             "manifest.json").items()}
         others = [name for name in others if not (isinstance(manifests[name], dict)
-                                                  and str(manifests[name].get("finished", "")) > started)]
+                                                  and str(manifests[name].get("finished", "")) > started
+                                                  and manifests[name].get("run_id") != run_id)]
     with storage.errors("tidy the windows dataset of", url):
         for name in others:
             fs.rm(storage.join(folder, f"image={name}"), recursive=True)
     for name in sorted(set(kept) - pictures):
         target, where = dataset_part(root, name), dataset_part(url, name)
         storage.make_folder(fs, posixpath.dirname(target), url=posixpath.dirname(where))
-        storage.write_bytes(fs, target, storage.read_bytes(fs, storage.join(root, name, "windows.parquet")), url=where)
+        storage.write_bytes(fs, target, storage.read_bytes(fs, storage.join(root, name, WINDOWS_FILE)), url=where)

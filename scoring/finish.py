@@ -4,12 +4,15 @@ The rows its bands kept are sorted by position (so the result does not depend on
 picture was cut), hits over the thresholds are merged into boxes, and the picture's
 ``windows.parquet``, ``detections.json``, ``overlay.png`` and ``manifest.json`` are
 written and committed with ``_SUCCESS`` last (:class:`scoring.outputs.RunWriter`). A
-collection's pictures also add their rows to the run's windows dataset.
+collection's picture keeps its windows once, as its part of the run's windows dataset,
+written inside its commit; its manifest says where (:mod:`scoring.stored_windows`).
 """
 from __future__ import annotations
 
 import io
 import json
+import os
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -32,6 +35,9 @@ from scoring.outputs import Destination, RunWriter
 from scoring.overlay import overlay_png
 from scoring.records import FAILED, SCORED, STAGED, PictureSummary, PieceFailure, PieceTiming
 from scoring.results import probability_column, select_rows
+from scoring.stored_windows import WINDOWS_FILE, manifest_pointer, write_part
+from viewer import VIEWER_FILE, ViewerAssets, page_data, viewer_html, write_pyramid
+from viewer.assets import SCRIPT_NAME
 
 __all__ = ["PictureJob", "RunContext", "finish_picture", "manifest_bytes", "piece_rows", "executor_checks",
            "TIMING_KEY"]
@@ -63,6 +69,8 @@ class RunContext:
     #: ``--heatmap``: each picture's scores as a raster, one pixel per window position at ``stride``.
     heatmap: bool = False
     stride: int | None = None
+    #: The viewer's page template and script; ``None``: no viewer (``--no-viewer``).
+    viewer: ViewerAssets | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -161,6 +169,28 @@ def _kept_windows_parquet(table: pa.Table, ctx: RunContext, georef: Georef | Non
     return kept.num_rows, parquet.getvalue()
 
 
+def _write_dataset_part(writer: RunWriter, url: str, parquet: bytes, storage_options: dict | None) -> None:
+    """A collection picture's windows, their one copy: its part of the run's dataset at ``url``,
+    written inside its commit (before any file moves), so a picture with ``_SUCCESS`` has its
+    windows; a part whose picture's commit then failed is removed as the run ends
+    (:func:`scoring.earlier_runs.tidy_dataset`)."""
+    _, path = storage.filesystem(url, storage_options)
+    write_part(writer.fs, path, parquet, staging=writer.staging, url=url)
+
+
+def _viewer_folder(job: PictureJob, ctx: RunContext, writer: RunWriter) -> tuple[str, dict]:
+    """The picture's tile pyramid and OpenSeadragon's script, made in a local folder and written in
+    place (:meth:`RunWriter.write_folder`); the folder's name and the pyramid's description."""
+    # On the executor's own scratch disks (Spark gives its Python workers SPARK_LOCAL_DIRS): a
+    # gigapixel picture's pyramid passes through an uncompressed local copy (viewer.pyramid).
+    scratch = (os.environ.get("SPARK_LOCAL_DIRS") or "").split(",")[0] or None
+    with tempfile.TemporaryDirectory(prefix="tilescan-viewer-", dir=scratch) as local:
+        pyramid = write_pyramid(job.info, local, storage_options=ctx.storage_options)
+        with open(os.path.join(local, SCRIPT_NAME), "wb") as fh:
+            fh.write(ctx.viewer.script)
+        return writer.write_folder(local), pyramid
+
+
 def finish_picture(job: PictureJob, payloads, ctx: RunContext) -> PictureSummary:
     """Turn one picture's scored bands into its committed outputs; returns its
     :class:`~scoring.records.PictureSummary`.
@@ -189,9 +219,11 @@ def finish_picture(job: PictureJob, payloads, ctx: RunContext) -> PictureSummary
         # Three things at once, as each can start: the kept windows' Parquet (encoded outside
         # the GIL) while the hits merge, then the overlay (boxes drawn, the PNG deflated on
         # threads of its own) while the detections are written.
-        with ThreadPoolExecutor(2) as pool:
+        with ThreadPoolExecutor(3) as pool:
             georef = Georef.from_json(job.info.georef)
             windows_file = pool.submit(_kept_windows_parquet, table, ctx, georef)
+            # The pyramid is libvips' work on threads of its own: it runs beside all the rest.
+            viewer = pool.submit(_viewer_folder, job, ctx, writer) if ctx.viewer is not None else None
             step = time.time()
             hits, boxes = boxes_from_table(table, ctx.classes, ctx.thresholds, merge=ctx.merge, iou=ctx.merge_iou)
             timings["merge_s"] = time.time() - step
@@ -204,11 +236,19 @@ def finish_picture(job: PictureJob, payloads, ctx: RunContext) -> PictureSummary
             geojson = detections_geojson(boxes, ctx.classes, ctx.background, georef=georef, image=job.name)
             kept, parquet = windows_file.result()
             write_s = time.time()
-            writer.write("windows.parquet", parquet)
+            if job.dataset is None:  # a collection's picture: its windows' one copy joins the run's dataset
+                writer.write(WINDOWS_FILE, parquet)
             writer.write("detections.json", detections)
             writer.write("detections.geojson", geojson)
             write_s = time.time() - write_s
             png, factor = overlay.result()
+            pyramid = None
+            if viewer is not None:
+                folder, pyramid = viewer.result()
+                data = page_data(boxes, ctx.classes, ctx.background, ctx.colors,
+                                 name=job.name or storage.file_name(job.info.url), pyramid=pyramid, folder=folder)
+                writer.write(VIEWER_FILE, viewer_html(ctx.viewer.template, data))
+                pyramid = {"page": VIEWER_FILE, "folder": folder, **pyramid}
         heatmap = None
         if ctx.heatmap:
             raster, heatmap = heatmap_tiff(table, ctx.classes, ctx.background, stride=ctx.stride, window=ctx.window,
@@ -233,8 +273,9 @@ def finish_picture(job: PictureJob, payloads, ctx: RunContext) -> PictureSummary
         }
         timings["finish_s"] = time.time() - started
         manifest = {**ctx.manifest, "finished": datetime.now(timezone.utc).isoformat(), "input": job.info.to_json(),
-                    "attributes": job.attributes, "counts": counts, "overlay_scale": 1 / factor,
-                    **({"heatmap": heatmap} if heatmap else {}),
+                    "attributes": job.attributes, "counts": counts,
+                    "windows": manifest_pointer(None if job.dataset is None else job.name), "overlay_scale": 1 / factor,
+                    **({"heatmap": heatmap} if heatmap else {}), **({"viewer": pyramid} if pyramid else {}),
                     "numerics": {**ctx.manifest.get("numerics", {}), "executors": executor_checks(tasks)},
                     "timings_s": {**ctx.manifest.get("timings_s", {}), **timings}}
         manifest = json.loads(json.dumps(manifest, default=_json_default))
@@ -242,11 +283,8 @@ def finish_picture(job: PictureJob, payloads, ctx: RunContext) -> PictureSummary
             return replace(summary, status=STAGED, staged=writer.staged, manifest=manifest, counts=counts,
                            timings_s=timings, overlay_scale=1 / factor)
         writer.write("manifest.json", manifest_bytes(manifest))
-        writer.commit()
-        if job.dataset:
-            fs, path = storage.filesystem(job.dataset, ctx.storage_options)
-            storage.make_folder(fs, path.rsplit("/", 1)[0], url=job.dataset)
-            storage.write_bytes(fs, path, parquet, url=job.dataset)
+        writer.commit(before_moves=None if job.dataset is None else
+                      lambda: _write_dataset_part(writer, job.dataset, parquet, ctx.storage_options))
     except TilescanError as exc:
         writer.abort()
         return replace(summary, status=FAILED, error=redact(exc), unreachable=isinstance(exc, StorageUnreachable))

@@ -3,14 +3,13 @@
 One pixel per window position of the grid at ``--stride`` (the window at picture pixel
 ``(column * stride, row * stride)``), one float32 band per non-background class holding
 that window's probability; windows off the grid (the ``align`` policy's last row and
-column) are left out, and positions without a scored window are NaN. Tiled, Deflate
-compressed, with overviews (each half the size, by averaging, as reduced-resolution
-SubIFDs), and for a GeoTIFF picture with its georeference: the pixel size is the stride's,
-and a pixel's centre is its window's centre on the map.
+column) are left out, and positions without a scored window are NaN (the nodata value). A
+Cloud-Optimised GeoTIFF: tiled, Deflate compressed, with overviews (each half the size, by
+averaging), and for a GeoTIFF picture with its georeference: the pixel size is the
+stride's, and a pixel's centre is its window's centre on the map.
 """
 from __future__ import annotations
 
-import io
 import warnings
 
 import numpy as np
@@ -40,53 +39,41 @@ def _grid(table: pa.Table, classes, background: str, stride: int) -> tuple[np.nd
     return bands, names
 
 
-def _overviews(bands: np.ndarray) -> list[np.ndarray]:
-    levels, level = [], bands
-    while max(level.shape[1:]) > TILE:
-        h, w = level.shape[1] // 2 * 2, level.shape[2] // 2 * 2
-        if not h or not w:
-            break
-        quads = level[:, :h, :w].reshape(level.shape[0], h // 2, 2, w // 2, 2)
-        with warnings.catch_warnings():  # a cell of positions without windows averages to NaN, as it should
-            warnings.simplefilter("ignore", RuntimeWarning)
-            level = np.nanmean(quads, axis=(2, 4)).astype(np.float32)
-        levels.append(level)
-    return levels
-
-
-def _geotags(georef: Georef, stride: int, window: int) -> list:
-    """The picture's georeference for the grid: its pixel (c, r) covers the stride-sized cell
-    centred on the centre of the window at (c * stride, r * stride)."""
+def _grid_transform(georef: Georef, stride: int, window: int) -> tuple:
+    """The picture's georeference for the grid, as an affine ``(a, b, c, d, e, f)``: its pixel
+    (c, r) covers the stride-sized cell centred on the centre of the window at (c * stride, r * stride)."""
     a, b, c, d, e, f = georef.transform
     offset = (window - stride) / 2  # the picture position of the grid pixel's corner (0, 0)
-    ta, tb, tc = a * stride, b * stride, a * offset + b * offset + c
-    td, te, tf = d * stride, e * stride, d * offset + e * offset + f
-    tags = []
-    if tb == 0 and td == 0 and te < 0:  # north-up: a pixel size and one tie point, as most GIS write it
-        tags += [(33550, "d", 3, (ta, -te, 0.0), True), (33922, "d", 6, (0.0, 0.0, 0.0, tc, tf, 0.0), True)]
-    else:
-        tags.append((34264, "d", 16, (ta, tb, 0.0, tc, td, te, 0.0, tf, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0), True))
-    if georef.epsg is not None:
-        geographic = 4000 <= georef.epsg < 5000
-        keys = (1, 1, 0, 3, 1024, 0, 1, 2 if geographic else 1, 1025, 0, 1, 1,
-                2048 if geographic else 3072, 0, 1, georef.epsg)
-        tags.append((34735, "H", len(keys), keys, True))
-    return tags
+    return a * stride, b * stride, a * offset + b * offset + c, d * stride, e * stride, d * offset + e * offset + f
 
 
 def heatmap_tiff(table: pa.Table, classes, background: str, *, stride: int, window: int,
                  georef: Georef | None) -> tuple[bytes, dict]:
-    """The heat-map TIFF of a picture's scored windows, and what it holds (for the manifest)."""
-    import tifffile
+    """The heat-map Cloud-Optimised GeoTIFF of a picture's scored windows, and what it holds (for
+    the manifest). GDAL's COG driver (through rasterio) writes it: tiles, Deflate, overviews by
+    averaging down to one tile, every IFD at the file's start and the smallest overview's tiles
+    first, so that a GIS reads any part at any zoom with a few range requests."""
+    import rasterio
+    from rasterio.io import MemoryFile
+    from rasterio.transform import Affine
 
     bands, names = _grid(table, classes, background, stride)
-    overviews = _overviews(bands)
-    out = io.BytesIO()
-    options = {"tile": (TILE, TILE), "compression": "zlib", "photometric": "minisblack", "planarconfig": "separate"}
-    with tifffile.TiffWriter(out, bigtiff=bands.nbytes > 2**31) as tif:
-        tif.write(bands, subifds=len(overviews), extratags=_geotags(georef, stride, window) if georef else (),
-                  description=f"tilescan heat map: {', '.join(names)}", metadata=None, **options)
-        for level in overviews:
-            tif.write(level, subfiletype=1, metadata=None, **options)
-    return out.getvalue(), {"file": HEATMAP_FILE, "bands": names, "width": bands.shape[2], "height": bands.shape[1],
-                            "stride": stride, "overviews": len(overviews), "georeferenced": georef is not None}
+    profile = {"driver": "COG", "count": len(names), "height": bands.shape[1], "width": bands.shape[2],
+               "dtype": "float32", "nodata": float("nan"), "blocksize": TILE, "compress": "deflate",
+               "predictor": 3, "overview_resampling": "average", "bigtiff": "if_safer"}
+    if georef is not None:
+        profile["transform"] = Affine(*_grid_transform(georef, stride, window))
+        if georef.epsg is not None:
+            profile["crs"] = rasterio.crs.CRS.from_epsg(georef.epsg)
+    with warnings.catch_warnings(), MemoryFile() as memory:
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)  # a picture without georeference
+        with memory.open(**profile) as raster:
+            raster.write(bands)
+            raster.descriptions = tuple(names)
+            raster.update_tags(description=f"tilescan heat map: {', '.join(names)}")
+        with memory.open() as written:
+            overviews = len(written.overviews(1))
+        data = memory.read()
+    return data, {"file": HEATMAP_FILE, "bands": names, "width": bands.shape[2], "height": bands.shape[1],
+                  "stride": stride, "overviews": overviews, "georeferenced": georef is not None,
+                  "layout": "COG"}

@@ -7,8 +7,8 @@ the run manifest as each picture's attributes). Relative paths in a list are rel
 the list's own folder. Only a single picture named directly keeps the flat output layout.
 
 A folder or a glob never yields tilescan's own outputs: a picture in a folder that holds
-the ``_tilescan`` marker (an overlay) is skipped, so a run writing into the folder it
-scores does not score its overlays the next time.
+the ``_tilescan`` marker (an overlay), or in its viewer's folder of tiles, is skipped, so a
+run writing into the folder it scores does not score its overlays and tiles the next time.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from urllib.parse import parse_qsl
 
 from core import credentials, storage
 from core.errors import InputError
-from scoring.outputs import MARKER, RESERVED_NAMES
+from scoring.outputs import MARKER, RESERVED_NAMES, VIEWER_FOLDER
 
 __all__ = ["Inputs", "resolve_inputs", "resolve_source", "is_list_file", "output_names", "PICTURE_SUFFIXES",
            "LIST_SUFFIXES", "absolute_url"]
@@ -84,6 +84,15 @@ def _run_folders(paths) -> set:
     return {posixpath.dirname(p) for p in paths if posixpath.basename(p) == MARKER}
 
 
+def _in_run(path: str, runs: set) -> bool:
+    """Whether ``path`` is a run's output: in a run's folder, or in its viewer's folder of tiles."""
+    folder = posixpath.dirname(path)
+    if folder in runs:
+        return True
+    parts = folder.split("/")
+    return any(VIEWER_FOLDER.match(parts[k]) and "/".join(parts[:k]) in runs for k in range(1, len(parts)))
+
+
 def _hidden(path: str, below: int) -> bool:
     """Whether a file or folder from component ``below`` on in ``path`` is hidden (named
     ``.x``): as Spark's own file listing and the shell's ``*`` do, a folder or a glob skips
@@ -107,7 +116,7 @@ def _pictures_under(fs, root: str, like: str) -> list[str]:
         logger.warning("skipped %d special files (pipes, sockets or devices) named like pictures, e.g. %s",
                        len(skipped), _url(fs, sorted(skipped)[0], like))
     return [_url(fs, p, like) for p in sorted(found)
-            if p.lower().endswith(PICTURE_SUFFIXES) and posixpath.dirname(p) not in runs and not _hidden(p, below)
+            if p.lower().endswith(PICTURE_SUFFIXES) and not _in_run(p, runs) and not _hidden(p, below)
             and not _special(found[p])]
 
 
@@ -126,7 +135,7 @@ def _from_image(image: str, storage_options) -> Inputs:
         with storage.errors("list", image):
             runs = _run_folders(fs.glob(posixpath.join(posixpath.dirname(path), MARKER)))
             matched = fs.glob(path, detail=True)
-            urls = [_url(fs, p, image) for p in sorted(matched) if posixpath.dirname(p) not in runs
+            urls = [_url(fs, p, image) for p in sorted(matched) if not _in_run(p, runs)
                     and not _hidden(p, below) and matched[p].get("type") != "directory" and not _special(matched[p])]
         return Inputs(tuple(urls), single=False, source=image)
     with storage.errors("read", image):

@@ -17,6 +17,7 @@ from scoring.connect import context_of
 from scoring.inputs import absolute_url
 from scoring.params import Settings
 from scoring.records import SCORED, PictureSummary
+from scoring.stored_windows import dataset_part
 
 __all__ = ["manifest_base", "run_manifest", "package_versions", "settings_parameters"]
 
@@ -122,6 +123,8 @@ def run_manifest(prepared, base: dict, summaries: dict[int, PictureSummary], tim
         header = picture.header
         if header:
             entry.update({key: header.get(key) for key in ("width", "height", "etag")})
+        if status != "failed":  # its windows' one copy, relative to the run's folder as "manifest" is
+            entry["windows"] = dataset_part("", picture.name)
         if status == SCORED:
             summary = summaries[picture.index]
             entry.update(counts=summary.counts, timings_s=summary.timings_s)

@@ -27,14 +27,15 @@ import re
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from core import storage
 from core.errors import OutputExistsError, StorageError, TilescanError
 from core.redaction import redact
 
-__all__ = ["RunWriter", "Destination", "SUCCESS", "MARKER", "OUTPUT_FILES", "OPTIONAL_FILES", "DATASET",
-           "EVALUATION_FILES", "RESERVED_NAMES"]
+__all__ = ["RunWriter", "Destination", "SUCCESS", "MARKER", "VIEWER_FOLDER", "OUTPUT_FILES", "OPTIONAL_FILES",
+           "DATASET", "EVALUATION_FILES", "RESERVED_NAMES"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,12 +47,20 @@ _MANIFEST = "manifest.json"
 _STAGING = re.compile(r"^_temporary-[0-9a-f]{12}$")
 OUTPUT_FILES = ("windows.parquet", "detections.json", "detections.geojson", "overlay.png", "manifest.json")
 #: What a run writes when asked (``--heatmap``): a commit without it removes the replaced run's.
-OPTIONAL_FILES = ("heatmap.tif",)
-#: A collection run's windows dataset, a folder of the run partitioned by picture (``image=<name>``).
+OPTIONAL_FILES = ("heatmap.tif", "viewer.html")
+#: A picture's viewer folder (its tile pyramid and script), named by the run that wrote it
+#: (:meth:`RunWriter.write_folder`): thousands of tiles are written in place, never moved.
+VIEWER_FOLDER = re.compile(r"^viewer-[0-9a-f]{12}$")
+#: A collection run's windows dataset, a folder of the run partitioned by picture (``image=<name>``):
+#: each picture's windows, their one copy (:mod:`scoring.stored_windows`).
 DATASET = "windows"
-#: What ``app.evaluate`` writes beside a run's outputs: the metrics and the PR curves.
+#: What ``app.evaluate`` writes: the metrics and the PR curves, into a folder beside the run
+#: (:func:`evaluation.runs.evaluation_folder`). Runs evaluated before that hold them in their
+#: folder: a commit replacing such a run removes them with its other files.
 EVALUATION_FILES = ("evaluation.json", "pr_curve.png")
 #: Names a collection's own files and folders take: no picture's folder may take one (lower case).
+#: They stay as they were (the evaluation files included), so a picture keeps its folder's name
+#: from one version to the next (``--resume`` finds it by that name).
 RESERVED_NAMES = frozenset({*OUTPUT_FILES, *OPTIONAL_FILES, DATASET, *EVALUATION_FILES})
 #: A commit takes seconds; a commit lock older than this was left by a run that was
 #: stopped while committing, or lost its storage then.
@@ -114,6 +123,7 @@ class RunWriter:
         self._claimed = False
         self._seen: Destination | None = None
         self._written: dict[str, int] = {}
+        self._folders: dict[str, int] = {}
 
     def _stage_in(self, name: str) -> None:
         self.staging_name = name
@@ -122,8 +132,9 @@ class RunWriter:
 
     @property
     def staged(self) -> dict:
-        """The staging folder's name and the files staged in it, with their sizes."""
-        return {"staging": self.staging_name, "written": dict(self._written)}
+        """The staging folder's name and the files staged in it, with their sizes, and the folders
+        written in place (:meth:`write_folder`) with their file counts."""
+        return {"staging": self.staging_name, "written": dict(self._written), "folders": dict(self._folders)}
 
     def adopt(self, staged: dict) -> None:
         """Take over files another writer (an executor's) staged in this folder: :attr:`staged` of it."""
@@ -131,6 +142,7 @@ class RunWriter:
             raise ValueError(f"not a staging folder: {staged['staging']!r}")
         self._stage_in(staged["staging"])
         self._written.update(staged["written"])
+        self._folders.update(staged.get("folders", {}))
 
     # --- what is there ------------------------------------------------------------------
 
@@ -152,7 +164,7 @@ class RunWriter:
                     doc = None
                 if isinstance(doc, dict) and doc.get("tool") == "tilescan":
                     tilescan, run, finished_at = True, doc.get("run_id"), doc.get("finished")
-        leftovers = all(_STAGING.match(n) or n == _LOCK for n in names)
+        leftovers = all(_STAGING.match(n) or VIEWER_FOLDER.match(n) or n == _LOCK for n in names)
         return Destination(True, False, finished, run, tilescan or leftovers,
                            finished_at if isinstance(finished_at, str) else None, MARKER in names, entries)
 
@@ -257,8 +269,39 @@ class RunWriter:
             self.fs.put_file(local_path, storage.join(self.staging, name))
         self._written[name] = os.path.getsize(local_path)
 
-    def commit(self) -> None:
+    @property
+    def folder_name(self) -> str:
+        """The name of this run's folder written in place (:meth:`write_folder`)."""
+        return f"viewer-{self.run_id[:12]}"
+
+    def write_folder(self, local_folder: str) -> str:
+        """Write the local folder's files (a tile pyramid: thousands of them) straight into
+        :attr:`folder_name`, not staged; returns that name.
+
+        Moving them would cost a copy and a delete per file on blob storage. Only a committed
+        page refers to the folder, so a reader never sees a half-written one in use; a commit
+        removes the folders of the runs it replaces, an abort this run's own.
+        """
+        self._begin()
+        name, files = self.folder_name, []
+        for parent, _, names in os.walk(local_folder):
+            files += [os.path.join(parent, n) for n in names]
+        targets = [storage.join(self.root, name, *os.path.relpath(f, local_folder).split(os.sep)) for f in files]
+        with storage.errors("write", storage.join(self.url, name), writing=True):
+            self._folders[name] = len(files)  # removed by abort from here on, even half-written
+            if storage.renames(self.fs):  # a disk's folders must be made; blob storage has none to make
+                for folder in sorted({target.rsplit("/", 1)[0] for target in targets}):
+                    self.fs.makedirs(folder, exist_ok=True)
+            self.fs.put(files, targets)
+        return name
+
+    def commit(self, *, before_moves: Callable[[], None] | None = None) -> None:
         """Move every staged file into place, check their sizes, then write ``_SUCCESS``.
+
+        ``before_moves`` is called under the lock, once the folder no longer claims to be
+        finished and before any file moves: it writes what must be in place whenever the folder
+        has its ``_SUCCESS`` but lives outside it (a collection picture's part of the run's
+        windows dataset). If it raises, nothing is committed.
 
         Raises
         ------
@@ -278,9 +321,17 @@ class RunWriter:
                 for name in dict.fromkeys((SUCCESS, _MANIFEST, *own)):
                     if name in present:
                         self._remove_file(storage.join(self.root, name))
+                if before_moves is not None:
+                    before_moves()
                 self.fs.pipe_file(storage.join(self.root, MARKER), self._marker())
                 for name in sorted(self._written, key=lambda n: n == _MANIFEST):  # the manifest last
                     self._move(name, replacing=name in present)
+                # The viewer folders of the runs this one replaces (in a picture's folder: never a
+                # collection's, whose pictures' folders may take any name).
+                viewer_here = "viewer.html" in present or "viewer.html" in self._written
+                for name in present if viewer_here else ():
+                    if VIEWER_FOLDER.match(name) and name not in self._folders:
+                        self._remove(storage.join(self.root, name))
                 after = dict(self._entries() or ())
                 for name, size in self._written.items():
                     if after.get(name, -1) != size:
@@ -382,6 +433,8 @@ class RunWriter:
         try:
             self.fs.invalidate_cache()
             self._remove(self.staging)
+            for name in self._folders:
+                self._remove(storage.join(self.root, name))
             if self._created_root and self.fs.exists(self.root) and not self.fs.ls(self.root):
                 self._remove(self.root)
         except Exception as exc:  # noqa: BLE001 - the original error matters more

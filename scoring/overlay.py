@@ -25,8 +25,9 @@ PREVIEW_PIXELS = 16_000_000
 
 
 def outline_width(width: int, height: int) -> int:
-    """Box outlines are one pixel wide per thousand pixels of the drawn picture's shorter side, at least one."""
-    return max(1, round(min(width, height) / 1000))
+    """Box outlines are one pixel wide per thousand pixels of the drawn picture's shorter side, and
+    at least two: a one-pixel outline is lost at full size on a busy picture."""
+    return max(2, round(min(width, height) / 1000))
 
 
 def _corners(boxes, scale: float) -> tuple[np.ndarray, np.ndarray]:

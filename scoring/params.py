@@ -133,6 +133,8 @@ class ScoreParams:
     colors: dict = field(default_factory=dict)
     max_pixels: int = DEFAULT_MAX_PIXELS
     heatmap: bool = False
+    #: Each picture's zoomable viewer (viewer.html and its tile pyramid); ``--no-viewer`` leaves it out.
+    viewer: bool = True
     overwrite: bool = False
     resume: bool = False
     quiet: bool = False

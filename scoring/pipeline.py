@@ -27,7 +27,6 @@ from engines.self_check import SelfCheck
 from pixels import ImageInfo, probe_image
 from scoring.connect import context_of
 from scoring.earlier_runs import (
-    dataset_part,
     incomplete_pictures,
     kept_annotations,
     kept_manifests,
@@ -43,6 +42,8 @@ from scoring.params import TASKS_PER_CORE, ScoreParams, Settings
 from scoring.planning import RunPlan, plan_run
 from scoring.records import SCORED, STAGED, BandSettings, JobPlan, PictureSummary, ProbeFailure
 from scoring.run_detections import RunDetections
+from scoring.stored_windows import dataset_part
+from viewer import ViewerAssets, load_assets
 
 __all__ = ["Picture", "PreparedRun", "prepare", "run", "EXIT_SOME_FAILED", "PROBE_ON_DRIVER"]
 
@@ -110,6 +111,8 @@ class PreparedRun:
     #: When the model's recommended engine failed that check here and the run took the float
     #: engine instead: the engine, its check and the line printed; else ``None``.
     fallback: dict | None = None
+    #: The viewer's page template and script, read once here (``None`` with ``--no-viewer``).
+    viewer: ViewerAssets | None = field(default=None, repr=False)
 
     @property
     def executor_options(self) -> dict:
@@ -172,6 +175,7 @@ def prepare(params: ScoreParams, *, storage_options: dict | None = None, inputs:
     folder or a glob on the lake is not listed twice).
     """
     timings = {}
+    viewer = load_assets() if params.viewer else None  # a checkout without OpenSeadragon: one line, now
     run_id = uuid.uuid4().hex
     began = datetime.now(timezone.utc).isoformat()
     started = time.time()
@@ -234,7 +238,7 @@ def prepare(params: ScoreParams, *, storage_options: dict | None = None, inputs:
     timings["inputs_s"] = time.time() - started
     return PreparedRun(params, settings, bundle, inputs, pictures, writer, run_id, timings,
                        storage_options=storage_options, numerics=engine.numerics, self_check=engine.self_check,
-                       fallback=fallback)
+                       fallback=fallback, viewer=viewer)
 
 
 def _replaces(params: ScoreParams, single: bool) -> bool:
@@ -311,7 +315,8 @@ def _run_context(prepared: PreparedRun, base: dict) -> RunContext:
     return RunContext(classes=spec.classes, background=spec.background, thresholds=s.thresholds, merge=s.merge,
                       merge_iou=s.merge_iou, keep=p.keep, colors=prepared.colors, window=p.window,
                       overwrite=_replaces(p, prepared.single), run_id=prepared.run_id, manifest=base,
-                      storage_options=prepared.executor_options, heatmap=p.heatmap, stride=p.stride)
+                      storage_options=prepared.executor_options, heatmap=p.heatmap, stride=p.stride,
+                      viewer=prepared.viewer)
 
 
 def _run_picture(prepared: PreparedRun, spark, job: JobPlan, context: RunContext) -> dict:
@@ -407,7 +412,8 @@ def _commit_run(prepared: PreparedRun, base: dict, summaries: dict, timings: dic
         writer.ensure_committable()  # before tidying: a run that lost the folder to another removes nothing
         tidy_dataset(writer.fs, writer.root, writer.url,
                      results={e["name"] for e in entries if e["status"] != "failed"},
-                     kept={e["name"] for e in entries if e["status"] == "skipped"}, started=writer.started)
+                     kept={e["name"] for e in entries if e["status"] == "skipped"}, started=writer.started,
+                     run_id=writer.run_id)
         detections.write(writer)
         manifest["timings_s"]["write_s"] = time.time() - started
         writer.write("manifest.json", manifest_bytes(manifest))

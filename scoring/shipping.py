@@ -21,7 +21,7 @@ __all__ = ["EXECUTOR_ENTRY", "EXECUTOR_PACKAGES", "executor_modules", "executor_
 #: The module Spark unpickles the task from.
 EXECUTOR_ENTRY = "scoring.executor"
 #: The project packages executor code may import (docs/architecture.md); the rest stay home.
-EXECUTOR_PACKAGES = ("core", "engines", "pixels", "scoring", "tiling")
+EXECUTOR_PACKAGES = ("core", "engines", "pixels", "scoring", "tiling", "viewer")
 
 
 def _file_of(module: str) -> str | None:

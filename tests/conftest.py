@@ -16,7 +16,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from tilesets import data_root  # noqa: E402
 
-pytest_plugins = ["tests.azurite"]
+pytest_plugins = ["tests.azurite", "tests.browser"]
 #: Python's start-up file for the Spark workers of one test (tests/test_engine_checks.py), never a test module.
 collect_ignore = ["executor_faults", "bundles"]
 

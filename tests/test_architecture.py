@@ -18,7 +18,7 @@ from core.project import ROOT
 from scoring.shipping import EXECUTOR_PACKAGES, executor_modules, executor_zip
 
 PACKAGES = ("app", "benchmarks", "bundling", "collage", "core", "engines", "evaluation", "localservices", "pixels",
-            "scoring", "tilesets", "tiling", "training")
+            "scoring", "tilesets", "tiling", "training", "viewer")
 #: What each package may import from the others (docs/architecture.md); app may import anything.
 ALLOWED = {
     "tiling": set(),
@@ -26,7 +26,8 @@ ALLOWED = {
     "engines": {"core"},
     "pixels": {"core"},
     "tilesets": {"core"},
-    "scoring": {"core", "engines", "pixels", "tiling"},
+    "viewer": {"core", "pixels"},
+    "scoring": {"core", "engines", "pixels", "tiling", "viewer"},
     "collage": {"core", "pixels", "tilesets", "tiling"},
     "evaluation": {"collage", "core", "pixels", "scoring", "tilesets", "tiling"},
     "training": {"collage", "core", "engines", "pixels", "tilesets", "tiling"},
@@ -194,7 +195,8 @@ context = RunContext(classes=classes, background=bundle.spec.background, thresho
 job = PictureJob(0, "small", info, out, grid.n_windows, len(payloads))
 [summary] = PictureFinisher({0: job}, context, Counter())([(0, [p for _, p in payloads])])
 assert summary.status == "scored", summary
-project = {"core", "engines", "pixels", "scoring", "tiling", "collage", "evaluation", "training", "tilesets", "app"}
+project = {"core", "engines", "pixels", "scoring", "tiling", "viewer", "collage", "evaluation", "training", "tilesets",
+           "app"}
 print("\\n".join(sorted(m for m in sys.modules if m.split(".")[0] in project)))
 """
 

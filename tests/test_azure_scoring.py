@@ -66,8 +66,14 @@ def score_process(*args, env: dict, timeout: int = 300) -> subprocess.CompletedP
                           capture_output=True, text=True, env=env, cwd=ROOT, timeout=timeout)
 
 
+def without_viewer_folder(names) -> set:
+    """The run's files but those of its viewer's folder (``viewer-<run>/``: tiles and script)."""
+    return {name for name in names if not any(part.startswith("viewer-") for part in name.split("/"))}
+
+
 def assert_same_as_local(got: dict, local: dict) -> None:
-    assert set(got) == {*OUTPUT_FILES, SUCCESS, MARKER}
+    assert without_viewer_folder(got) == {*OUTPUT_FILES, SUCCESS, MARKER, "viewer.html"}
+    assert any(name.startswith("viewer-") and name.endswith("/tiles.dzi") for name in got)
     rows = pq.read_table(io.BytesIO(got["windows.parquet"])).to_pylist()
     assert rows == pq.read_table(io.BytesIO(local["windows.parquet"])).to_pylist() and len(rows) == 150
     detections, want = json.loads(got["detections.json"]), json.loads(local["detections.json"])
@@ -121,21 +127,24 @@ def test_a_glob_on_the_lake_scores_each_match_as_alone(spark, azurite, azure_env
     assert [(p["name"], p["url"], p["status"]) for p in manifest["pictures"]] == [
         ("a", f"{url}/glob/a.png", "scored"), ("b", f"{url}/glob/b.png", "scored")]
     alone = {name[len("a/"):]: data for name, data in got.items() if name.startswith("a/")}
-    assert set(alone) == {*OUTPUT_FILES, SUCCESS, MARKER}
+    # its windows: in the dataset
+    assert without_viewer_folder(alone) == {*OUTPUT_FILES, SUCCESS, MARKER, "viewer.html"} - {"windows.parquet"}
+    assert json.loads(alone["manifest.json"])["windows"] == "../windows/image=a/part-00000.parquet"
 
     def rows(data):  # the band (strip) a window was scored in depends on the plan, not its scores
         return [{k: v for k, v in row.items() if k != "strip"} for row in pq.read_table(io.BytesIO(data)).to_pylist()]
 
-    assert rows(alone["windows.parquet"]) == rows(local_run["windows.parquet"])
+    assert rows(got["windows/image=a/part-00000.parquet"]) == rows(local_run["windows.parquet"])
     assert json.loads(alone["detections.json"])["annotations"] == \
         json.loads(local_run["detections.json"])["annotations"]
     assert alone["overlay.png"] == local_run["overlay.png"]
     assert {SUCCESS, "detections.json", "windows/image=a/part-00000.parquet",
             "windows/image=b/part-00000.parquet"} <= set(got)
+    assert not [name for name in got if name.endswith("windows.parquet")]  # one copy each
 
-    # Resumed on the lake after a run that stopped before b, and before a's windows joined the dataset.
+    # Resumed on the lake after a run that stopped before b was finished.
     fs, root = storage.filesystem(f"{url}/glob-run")
-    fs.rm([f"{root}/b", f"{root}/windows/image=a", f"{root}/{SUCCESS}"], recursive=True)
+    fs.rm([f"{root}/b", f"{root}/{SUCCESS}"], recursive=True)
     code = score.main(["--image", f"{url}/glob/*.png", "--out", f"{url}/glob-run", "--model", random_bundle_dir,
                        "--master", spark.sparkContext.master, *RUN, "--resume"])
     assert code == 0, capsys.readouterr().err
@@ -188,7 +197,9 @@ def test_outage_while_writing_leaves_no_success(stage, spark, azurite, azure_env
     azurite.start()
     left = run_outputs(azurite, lake_inputs["container"], f"outage-{stage}")
     assert left and SUCCESS not in left
-    finished = sorted(name for name in left if not name.startswith("_temporary-"))
+    # What a failed run staged, and its viewer's folder (written in place), stay while the storage
+    # is down: no page and no _SUCCESS refer to them, and the next commit there removes them.
+    finished = sorted(name for name in left if not name.startswith(("_temporary-", "viewer-")))
     # Cut off during the commit: the first file moved, the lock it could not let go of; no
     # manifest describing files it did not write, and no _SUCCESS.
     assert finished == ([] if stage == "write" else ["_commit.lock", MARKER, "windows.parquet"])
@@ -203,8 +214,9 @@ def test_outage_while_writing_leaves_no_success(stage, spark, azurite, azure_env
         assert "another run is committing its outputs there now" in capsys.readouterr().err
         monkeypatch.setattr("scoring.outputs._STALE_LOCK_S", 0)  # as five minutes later
         assert score.main(args) == 0
-        assert set(run_outputs(azurite, lake_inputs["container"], f"outage-{stage}")) == {*OUTPUT_FILES, SUCCESS,
-                                                                                            MARKER}
+        names = set(run_outputs(azurite, lake_inputs["container"], f"outage-{stage}"))
+        assert without_viewer_folder(names) == {*OUTPUT_FILES, SUCCESS, MARKER, "viewer.html"}
+        assert len({name.split("/")[0] for name in names if name.startswith("viewer-")}) == 1  # the failed run's went
 
 
 def bad_input_case(case, lake_inputs, bundle, tmp_path, endpoint):

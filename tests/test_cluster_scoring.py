@@ -18,7 +18,9 @@ from core.project import ROOT
 from localservices.ports import free_ports
 from scoring.params import ScoreParams
 from scoring.pipeline import prepare, run
+from scoring.stored_windows import windows_path
 from tests.conftest import write_noise_png
+from tests.helpers import assert_moves_inside_tasks, progress_lines, python_with
 from tests.reference import assert_same_scores, table_scores
 from tests.test_cluster_scripts import cluster, pids, up_args
 
@@ -48,8 +50,9 @@ def resnet20_bundle():
 
 
 def submit(master: str, image: str, model: str, out, *extra, ui_port: int | None = None,
-           event_log=None, env: dict | None = None) -> subprocess.Popen:
-    env = dict(os.environ if env is None else env, SPARK_LOCAL_IP="127.0.0.1", PYSPARK_PYTHON=sys.executable,
+           event_log=None, env: dict | None = None, python: str = sys.executable,
+           quiet: bool = True) -> subprocess.Popen:
+    env = dict(os.environ if env is None else env, SPARK_LOCAL_IP="127.0.0.1", PYSPARK_PYTHON=python,
                PYSPARK_DRIVER_PYTHON=sys.executable, SPARK_CONF_DIR=os.path.join(ROOT, "conf"))
     ui = ["--conf", f"spark.ui.port={ui_port}", "--conf", "spark.port.maxRetries=0"] if ui_port else \
         ["--conf", "spark.ui.enabled=false"]
@@ -58,7 +61,9 @@ def submit(master: str, image: str, model: str, out, *extra, ui_port: int | None
                "--conf", "spark.eventLog.compress=false"]
     command = [os.path.join(os.path.dirname(sys.executable), "spark-submit"), "--master", master,
                "--executor-memory", "512m", *ui, os.path.join(ROOT, "app", "score.py"), "--image", image,
-               "--out", str(out), "--model", model, "--keep", "0", "--threshold", THRESHOLD, "--quiet", *extra]
+               "--out", str(out), "--model", model, "--keep", "0", "--threshold", THRESHOLD, *extra]
+    if quiet:
+        command.append("--quiet")
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -73,9 +78,14 @@ def local_run(spark, image, model, out, strips):
     run(prepare(params), spark)
 
 
+def windows_of(folder) -> str:
+    """A picture's windows, where its manifest says (a collection's picture: its part of the dataset)."""
+    return windows_path(str(folder), json.load(open(folder / "manifest.json")))
+
+
 def assert_same_outputs(got, want) -> None:
-    assert_same_scores(table_scores(pq.read_table(got / "windows.parquet"), CLASSES),
-                       table_scores(pq.read_table(want / "windows.parquet"), CLASSES))
+    assert_same_scores(table_scores(pq.read_table(windows_of(got)), CLASSES),
+                       table_scores(pq.read_table(windows_of(want)), CLASSES))
     boxes = [json.load(open(folder / "detections.json"))["annotations"] for folder in (got, want)]
     assert len(boxes[0]) == len(boxes[1])
     for a, b in zip(*boxes):
@@ -92,6 +102,20 @@ def test_cluster_matches_local_mode(standalone, spark, tmp_path, small_image, ra
     assert manifest["timings_s"]["python_workers"] == 2  # both workers scored
     local_run(spark, small_image, random_bundle_dir, tmp_path / "local", strips=3)
     assert_same_outputs(tmp_path / "cluster", tmp_path / "local")
+
+
+def test_progress_moves_inside_running_tasks_on_the_cluster(standalone, tmp_path, random_bundle_dir):
+    """An executor reaches the driver's progress socket: one picture in one task, an engine
+    slowed to 0.05 s a batch, and the lines count windows before the task ends."""
+    port, _ = standalone
+    image = write_noise_png(tmp_path / "p.png", 400, 320, seed=3)
+    proc = submit(f"spark://127.0.0.1:{port}", image, random_bundle_dir, tmp_path / "run", "--strips", "1",
+                  "--batch-size", "16", env={**os.environ, "TILESCAN_TEST_PROGRESS_S": "0.2"}, quiet=False,
+                  python=python_with(tmp_path, TILESCAN_TEST_SLOW_BATCH_S="0.05"))
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out[-2000:] + err[-4000:]
+    # spark-submit sends the driver's stderr to its stdout
+    assert_moves_inside_tasks(progress_lines(out + err), out[-2000:] + err[-2000:])
 
 
 def test_a_collection_on_the_cluster_matches_local_mode(standalone, spark, tmp_path, random_bundle_dir):
@@ -133,7 +157,7 @@ def test_executors_reach_the_lake_with_the_drivers_credentials(standalone, spark
     local_run(spark, small_image, random_bundle_dir, tmp_path / "local", strips=0)
     lake = tmp_path / "lake"
     lake.mkdir()
-    for file in ("windows.parquet", "detections.json"):
+    for file in ("windows.parquet", "detections.json", "manifest.json"):
         (lake / file).write_bytes(blobs[f"run/{file}"])
     assert_same_outputs(lake, tmp_path / "local")
 

@@ -27,6 +27,7 @@ import pytest
 from core.project import ROOT
 from localservices.ports import free_ports
 from tests.conftest import write_noise_png
+from viewer.assets import OPENSEADRAGON_IN_CHECKOUT
 
 REPO = Path(ROOT)
 SCRIPTS = REPO / "cluster_scripts"
@@ -39,16 +40,19 @@ FAKE_WHEEL = "fake-0.1-py3-none-any.whl"
 CONSTRAINTS = Path(os.environ.get("TILESCAN_CONSTRAINTS", REPO / "constraints.txt"))
 
 # What a source snapshot leaves out: build products, tools, caches, and trained models (but the
-# default one, which the wheel carries: see snapshot()).
+# default one and the viewer's OpenSeadragon, which the wheel carries, as the sdist does: see snapshot()).
 SNAPSHOT_IGNORE = shutil.ignore_patterns(
     ".git", ".venv*", ".tools", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache",
     ".ruff_cache", ".hypothesis", "node_modules", "models", "out", "work", "spark-warehouse", "metastore_db")
 
 
 def snapshot(target: Path) -> Path:
-    """A copy of the checkout's source as a package source: the default model, none of the rest."""
+    """A copy of the checkout's source as a package source (what the sdist holds): the default
+    model and OpenSeadragon, none of the rest."""
     shutil.copytree(REPO, target, ignore=SNAPSHOT_IGNORE)
     shutil.copytree(REPO / "models" / "default", target / "models" / "default")
+    (target / OPENSEADRAGON_IN_CHECKOUT).parent.mkdir(parents=True)
+    shutil.copyfile(REPO / OPENSEADRAGON_IN_CHECKOUT, target / OPENSEADRAGON_IN_CHECKOUT)
     return target
 
 

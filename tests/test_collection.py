@@ -55,19 +55,26 @@ def test_a_folder_gives_each_picture_its_one_picture_outputs(spark, capsys, tmp_
     detections = json.load(open(out / "detections.json"))
     assert len(detections["images"]) == len(SIZES)
     dataset = pq.read_table(out / "windows").to_pandas()
+    # A picture's windows are kept once: its part of the run's dataset, never a copy in its folder.
+    assert not list(out.rglob("windows.parquet"))
+    assert sorted(os.listdir(out / "windows")) == [f"image={name}" for name in sorted(SIZES)]
+    assert all(os.listdir(out / "windows" / f"image={name}") == ["part-00000.parquet"] for name in SIZES)
     for name, (width, height) in SIZES.items():
         one = tmp_path / f"one-{name}"
         assert score.main(["--image", str(pictures / f"{name}.png"), "--out", str(one), "--model",
                            random_bundle_dir, "--master", spark.sparkContext.master, *COMMON]) == 0
-        mine = pq.read_table(out / name / "windows.parquet")
+        mine = pq.read_table(out / "windows" / f"image={name}" / "part-00000.parquet")
         alone = pq.read_table(one / "windows.parquet")
         assert_same_scores(table_scores(mine, CLASSES), table_scores(alone, CLASSES), atol=0)
         assert json.load(open(out / name / "detections.json"))["annotations"] == \
             json.load(open(one / "detections.json"))["annotations"]
-        assert (dataset["image"] == name).sum() == mine.num_rows
-        assert sorted(os.listdir(out / name)) == ["_SUCCESS", "_tilescan", "detections.geojson", "detections.json",
-                                                   "manifest.json", "overlay.png", "windows.parquet"]
+        assert (dataset["image"] == name).sum() == mine.num_rows == alone.num_rows
+        listed = set(os.listdir(out / name))
+        assert {"_SUCCESS", "_tilescan", "detections.geojson", "detections.json", "manifest.json",
+                "overlay.png"} <= listed and "windows.parquet" not in listed
         picture = json.load(open(out / name / "manifest.json"))
+        assert picture["windows"] == f"../windows/image={name}/part-00000.parquet"  # where its windows are
+        assert json.load(open(one / "manifest.json"))["windows"] == "windows.parquet"
         assert (picture["input"]["width"], picture["input"]["height"]) == (width, height)
         assert picture["input"]["url"] == str(pictures / f"{name}.png")
 
@@ -90,17 +97,23 @@ def test_a_damaged_picture_is_recorded_and_the_others_finish_then_resume(spark, 
     assert status["wide"][0] == status["small"][0] == "scored"
     assert status["square"][0] == "failed" and "truncated or corrupt" in status["square"][1]
     assert not (out / "square").exists() and manifest["counts"]["failed"] == 1
+    assert not (out / "windows" / "image=square").exists() and "windows" not in manifest["pictures"][1]
 
     # Mend the picture; without --resume the finished run is not silently redone.
     (folder / "square.png").write_bytes((pictures / "square.png").read_bytes())
     assert score.main(argv) == 2
     assert "pass --overwrite to replace it (or --resume to keep its finished pictures)" in capsys.readouterr().err
-    kept = {name: os.stat(out / name / "windows.parquet").st_mtime_ns for name in ("wide", "small")}
+    def part(name):
+        return out / "windows" / f"image={name}" / "part-00000.parquet"
+
+    kept = {name: os.stat(part(name)).st_mtime_ns for name in ("wide", "small")}
     assert score.main([*argv, "--resume"]) == 0
     manifest = json.load(open(out / "manifest.json"))
     status = {p["name"]: p["status"] for p in manifest["pictures"]}
     assert status == {"small": "skipped", "square": "scored", "wide": "skipped"}
-    assert {name: os.stat(out / name / "windows.parquet").st_mtime_ns for name in kept} == kept
+    assert {name: os.stat(part(name)).st_mtime_ns for name in kept} == kept
+    assert {p["name"]: p.get("windows") for p in manifest["pictures"]} == {
+        name: f"windows/image={name}/part-00000.parquet" for name in status}
     assert (out / "square" / "_SUCCESS").exists() and (out / "_SUCCESS").exists()
 
 
@@ -144,16 +157,20 @@ def test_resume_keeps_boxes_counts_and_windows_and_refuses_other_settings(spark,
     rows = pq.read_table(out / "windows").num_rows
     assert sum(map(len, without_ids(whole).values())) > 0  # boxes to keep
 
-    # A run stopped after 'small' was committed but before its windows joined the dataset,
-    # and before 'square' was finished.
+    # A run stopped before 'square' was finished; 'small''s windows (their one copy) removed since:
+    # it is scored again, never kept without its windows.
     shutil.rmtree(out / "square")
     shutil.rmtree(out / "windows" / "image=small")
     (out / "_SUCCESS").unlink()
     assert score.main([*argv, "--resume"]) == 0
     manifest = json.load(open(out / "manifest.json"))
     by_name = {p["name"]: p for p in manifest["pictures"]}
-    assert {n: p["status"] for n, p in by_name.items()} == {"wide": "skipped", "small": "skipped", "square": "scored"}
-    assert [by_name[n]["counts"] for n in ("wide", "small")] == [first[n]["counts"] for n in ("wide", "small")]
+    assert {n: p["status"] for n, p in by_name.items()} == {"wide": "skipped", "small": "scored", "square": "scored"}
+    assert by_name["small"]["note"] == ("scored again: finished earlier, but its "
+                                        "windows/image=small/part-00000.parquet is missing")
+    assert "small: scored again" in capsys.readouterr().err
+    assert by_name["wide"]["counts"] == first["wide"]["counts"]
+    assert by_name["small"]["counts"]["windows_kept"] == first["small"]["counts"]["windows_kept"]
     resumed = json.load(open(out / "detections.json"))
     assert without_ids(resumed) == without_ids(whole)
     assert [a["id"] for a in resumed["annotations"]] == list(range(1, len(resumed["annotations"]) + 1))
@@ -405,6 +422,69 @@ def test_python_api_on_a_run_where_every_picture_failed(spark, tmp_path, picture
     assert len(result.boxes()) == 0
     windows = result.windows()
     assert windows.num_rows == 0 and windows.column_names == ["image"]
+
+
+def as_before_one_copy(out, names) -> None:
+    """Make the collection in ``out`` look written before each picture's windows were kept once:
+    a copy of each picture's part in its folder, and manifests that say nothing of where."""
+    for name in names:
+        (out / name / "windows.parquet").write_bytes(
+            (out / "windows" / f"image={name}" / "part-00000.parquet").read_bytes())
+        manifest = json.load(open(out / name / "manifest.json"))
+        del manifest["windows"]
+        (out / name / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_a_collection_written_with_two_copies_of_its_windows_is_read_and_resumed_once(spark, tmp_path, pictures,
+                                                                                     random_bundle_dir):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("wide", "small", "square"):
+        (folder / f"{name}.png").write_bytes((pictures / f"{name}.png").read_bytes())
+    out = tmp_path / "run"
+    result = score_images(spark, str(folder), str(out), model=random_bundle_dir, keep=0.0, quiet=True)
+    rows = result.windows().num_rows
+    assert rows == sum(p["counts"]["windows_kept"] for p in result.pictures) > 0
+    as_before_one_copy(out, ("wide", "small", "square"))
+    # The API reads the dataset alone, never the pictures' copies beside it.
+    assert result.windows().num_rows == result.windows_frame(spark).count() == rows
+
+    # Stopped (as that version could be) after 'small' was committed but before its part was written,
+    # and before 'square' was finished: 'small' is kept, its part restored from its own copy.
+    shutil.rmtree(out / "square")
+    shutil.rmtree(out / "windows" / "image=small")
+    (out / "_SUCCESS").unlink()
+    resumed = score_images(spark, str(folder), str(out), model=random_bundle_dir, keep=0.0, quiet=True, resume=True)
+    assert {p["name"]: p["status"] for p in resumed.pictures} == {"wide": "skipped", "small": "skipped",
+                                                                  "square": "scored"}
+    assert (out / "windows" / "image=small" / "part-00000.parquet").read_bytes() == \
+        (out / "small" / "windows.parquet").read_bytes()
+    assert not (out / "square" / "windows.parquet").exists()  # scored now: one copy
+    assert resumed.windows().num_rows == resumed.windows_frame(spark).count() == rows
+
+    # Replaced: every picture's windows once, the earlier copies in their folders gone with that run.
+    again = score_images(spark, str(folder), str(out), model=random_bundle_dir, keep=0.0, quiet=True, overwrite=True)
+    assert not list(out.rglob("windows.parquet")) and again.windows().num_rows == rows
+
+
+def test_python_api_reads_a_single_pictures_run_and_a_run_without_windows(spark, tmp_path, pictures,
+                                                                          random_bundle_dir):
+    from scoring.api import ScoredRun
+
+    out = tmp_path / "one"
+    assert score.main(["--image", str(pictures / "small.png"), "--out", str(out), "--model", random_bundle_dir,
+                       "--master", spark.sparkContext.master, *COMMON]) == 0
+    run = ScoredRun(str(out), json.load(open(out / "manifest.json")))
+    alone = pq.read_table(out / "windows.parquet")
+    table = run.windows()
+    assert table.drop_columns(["image"]).equals(alone) and set(table.column("image").to_pylist()) == {"small"}
+    frame = run.windows_frame(spark)
+    assert frame.count() == alone.num_rows and dict(frame.dtypes)["image"] == "string"
+    assert {row.image for row in frame.select("image").distinct().collect()} == {"small"}
+    boxes = run.boxes()  # a single picture's detections.json names no picture: its boxes take the same name
+    assert len(boxes) == run.manifest["counts"]["boxes"] > 0 and set(boxes["image"]) == {"small"}
+    empty = ScoredRun(str(tmp_path / "nothing"), {"pictures": []})
+    assert empty.windows().column_names == ["image"] and empty.windows_frame(spark).count() == 0
 
 
 def test_python_api_returns_boxes_of_every_picture(spark, tmp_path, pictures, random_bundle_dir):

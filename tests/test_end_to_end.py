@@ -26,8 +26,11 @@ def test_collage_score_evaluate(spark, tmp_path):
     manifest = run(prepare(params), spark)
     result = evaluate_run(str(run_dir), str(collage_dir / "ground_truth.json"))
 
-    assert os.path.exists(run_dir / "evaluation.json") and os.path.exists(run_dir / "pr_curve.png")
-    assert json.load(open(run_dir / "evaluation.json"))["classes"] == result["classes"]
+    # Written beside the committed run, never into it.
+    evaluated = tmp_path / "run-evaluation"
+    assert os.path.exists(evaluated / "evaluation.json") and os.path.exists(evaluated / "pr_curve.png")
+    assert not os.path.exists(run_dir / "evaluation.json") and not os.path.exists(run_dir / "pr_curve.png")
+    assert json.load(open(evaluated / "evaluation.json"))["classes"] == result["classes"]
     car = result["classes"]["car"]
     assert car["truths"] > 20 and car["detections"] == manifest["counts"]["boxes_per_class"]["car"]
     assert car["ap50"] > 0.2  # a trained model finds cars; random weights score about 0

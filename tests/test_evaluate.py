@@ -4,6 +4,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
+import pathlib
 import re
 
 import numpy as np
@@ -201,9 +203,10 @@ def test_evaluate_run_writes_evaluation_and_curve(tmp_path):
     windows = np.array([[0, 0, 32, 32], [32, 0, 64, 32], [0, 32, 32, 64], [32, 32, 64, 64]])
     run = write_run(tmp_path / "run", truth, [(1, 16, 16)], windows, ["car", "boat", "car", "car"], scored=4)
     result = evaluate_run(run, str(tmp_path / "truth.json"))
-    written = json.loads((tmp_path / "run" / "evaluation.json").read_text())
+    written = json.loads((tmp_path / "run-evaluation" / "evaluation.json").read_text())  # beside the run
     assert written["classes"] == result["classes"]
-    assert (tmp_path / "run" / "pr_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "run-evaluation" / "pr_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(os.listdir(tmp_path / "run")) == ["detections.json", "manifest.json", "windows.parquet"]
     assert written["windows"]["windows"] == 4 and written["windows"]["accuracy"] == pytest.approx(0.75)
     assert len(written["pr_curve"]["recall"]) == 101
 
@@ -282,7 +285,7 @@ def test_command_prints_a_summary(tmp_path, capsys):
     assert lines[1].split() == ["boat", "AP50", "0.000", "AP50:95", "0.000", "precision", "n/a", "recall", "0.000",
                                 "(0", "boxes,", "1", "truths,", "0", "ignored)"]
     assert lines[2].split() == ["mean", "AP50", f"{34 / 202:.3f}", "AP50:95", f"{34 / 202:.3f}"]
-    assert lines[-1] == f"wrote {run}/evaluation.json and {run}/pr_curve.png"
+    assert lines[-1] == f"wrote {run}-evaluation/evaluation.json and {run}-evaluation/pr_curve.png"
 
 
 def test_command_without_detections_exits_2(tmp_path, capsys):
@@ -303,7 +306,7 @@ def test_a_collection_of_pictures_is_pointed_to_the_picture_folder(tmp_path, cap
     assert evaluate_app.main(["--run", run, "--truth", str(tmp_path / "truth.json")]) == 2
     assert capsys.readouterr().err.strip() == (f"error: {run} holds the detections of 2 pictures: evaluate the picture "
                                                f"the truth is for, by its folder (e.g. --run {run}/first)")
-    assert not (tmp_path / "run" / "evaluation.json").exists()
+    assert not (tmp_path / "run" / "evaluation.json").exists() and not (tmp_path / "run-evaluation").exists()
 
 
 def test_loading_a_collections_folder_points_to_a_picture_folder(tmp_path):
@@ -315,3 +318,125 @@ def test_loading_a_collections_folder_points_to_a_picture_folder(tmp_path):
     with pytest.raises(ValueError, match=f"^{run} is a collection's folder: load one picture's folder "
                                          rf"\(e.g. {run}/first\)$"):
         load_run(run)
+
+
+# --- where an evaluation goes: beside the run, never into it ---------------------------------------
+
+QUADRANTS = np.array([[0, 0, 32, 32], [32, 0, 64, 32], [0, 32, 32, 64], [32, 32, 64, 64]])
+QUADRANT_LABELS = ["car", "boat", "car", "car"]
+
+
+def committed(folder) -> pathlib.Path:
+    """``folder`` made a committed tilescan run: its marker and ``_SUCCESS``, as a commit leaves them."""
+    folder = pathlib.Path(folder)
+    (folder / "_tilescan").write_text(json.dumps({"tool": "tilescan", "run_id": "earlier"}))
+    (folder / "_SUCCESS").write_text("")
+    return folder
+
+
+def every_file(folder) -> dict:
+    """Each file under ``folder``, by its path there, with its bytes."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def collection_picture(tmp_path, truth, *, layout: str) -> pathlib.Path:
+    """The committed picture ``p`` of a committed collection ``coll``. Its windows are its part of
+    the run's dataset, where its manifest says (``new``), or (``old``: before the one-copy
+    layout) both that part and its own windows.parquet, and a manifest that says nothing."""
+    coll = tmp_path / "coll"
+    coll.mkdir()
+    picture = pathlib.Path(write_run(coll / "p", truth, [(1, 16, 16)], QUADRANTS, QUADRANT_LABELS))
+    part = coll / "windows" / "image=p" / "part-00000.parquet"
+    part.parent.mkdir(parents=True)
+    manifest = {"tool": "tilescan", "counts": {"windows_scored": 4, "windows_kept": 4}}
+    if layout == "new":
+        os.replace(picture / "windows.parquet", part)
+        manifest["windows"] = "../windows/image=p/part-00000.parquet"
+    else:
+        part.write_bytes((picture / "windows.parquet").read_bytes())
+    (picture / "manifest.json").write_text(json.dumps(manifest))
+    (coll / "manifest.json").write_text(json.dumps({"tool": "tilescan", "pictures": [{"name": "p"}]}))
+    committed(coll)
+    return committed(picture)
+
+
+def test_a_committed_run_is_evaluated_beside_it_never_into_it(tmp_path, capsys):
+    truth = quadrant_truth()
+    (tmp_path / "truth.json").write_text(json.dumps(truth))
+    run = committed(write_run(tmp_path / "run", truth, [(1, 16, 16)], QUADRANTS, QUADRANT_LABELS, scored=4))
+    before = every_file(run)
+    assert evaluate_app.main(["--run", str(run), "--truth", str(tmp_path / "truth.json")]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (f"wrote {tmp_path}/run-evaluation/evaluation.json and "
+                                                        f"{tmp_path}/run-evaluation/pr_curve.png")
+    assert every_file(run) == before
+    written = json.loads((tmp_path / "run-evaluation" / "evaluation.json").read_text())
+    assert written["windows"]["accuracy"] == pytest.approx(0.75)
+
+    # Or into a folder of one's own, made if need be.
+    out = tmp_path / "mine" / "eval-1"
+    assert evaluate_app.main(["--run", str(run), "--truth", str(tmp_path / "truth.json"), "--out", str(out)]) == 0
+    assert sorted(os.listdir(out)) == ["evaluation.json", "pr_curve.png"] and every_file(run) == before
+
+
+@pytest.mark.parametrize("layout", ["new", "old"])
+def test_a_picture_of_a_collection_is_evaluated_beside_the_collection_with_its_windows(layout, tmp_path, capsys):
+    truth = quadrant_truth()
+    (tmp_path / "truth.json").write_text(json.dumps(truth))
+    picture = collection_picture(tmp_path, truth, layout=layout)
+    before = every_file(tmp_path / "coll")
+    assert evaluate_app.main(["--run", str(picture), "--truth", str(tmp_path / "truth.json")]) == 0
+    evaluated = tmp_path / "coll-evaluation" / "p"
+    assert capsys.readouterr().out.splitlines()[-1] == (f"wrote {evaluated}/evaluation.json and "
+                                                        f"{evaluated}/pr_curve.png")
+    # The window confusion matrix: the picture's windows were found, wherever its layout keeps them.
+    written = json.loads((evaluated / "evaluation.json").read_text())["windows"]
+    assert written["windows"] == 4 and written["accuracy"] == pytest.approx(0.75)
+    assert every_file(tmp_path / "coll") == before
+
+
+@pytest.mark.parametrize("where", ["the run", "inside the run", "the collection", "a picture of the collection"])
+def test_an_out_that_is_a_run_or_inside_one_is_refused(where, tmp_path, capsys):
+    truth = quadrant_truth()
+    (tmp_path / "truth.json").write_text(json.dumps(truth))
+    run = committed(write_run(tmp_path / "run", truth, [(1, 16, 16)], QUADRANTS, QUADRANT_LABELS, scored=4))
+    picture = collection_picture(tmp_path, truth, layout="new")
+    out, inside = {"the run": (run, run), "inside the run": (run / "evaluation", run),
+                   "the collection": (tmp_path / "coll", tmp_path / "coll"),
+                   "a picture of the collection": (picture / "more" / "eval", picture)}[where]
+    before = every_file(tmp_path)
+    code = evaluate_app.main(["--run", str(run), "--truth", str(tmp_path / "truth.json"), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    verb = "is" if out == inside else "is inside"
+    assert err.startswith(f"error: the evaluation folder {out} {verb} the committed tilescan run {inside}: an "
+                          "evaluation never writes into a run; choose another folder")
+    assert every_file(tmp_path) == before  # nothing written, no folder made
+    assert out == inside or not out.exists()
+
+
+@pytest.mark.parametrize("layout", ["single", "new", "old"])
+def test_a_run_is_loaded_with_its_windows_in_any_layout(layout, tmp_path):
+    from PIL import Image
+
+    from evaluation.runs import load_run
+
+    truth = quadrant_truth()
+    if layout == "single":
+        run = committed(write_run(tmp_path / "run", truth, [(1, 16, 16)], QUADRANTS, QUADRANT_LABELS, scored=4))
+        (run / "manifest.json").write_text(json.dumps({"tool": "tilescan", "windows": "windows.parquet"}))
+    else:
+        run = collection_picture(tmp_path, truth, layout=layout)
+    Image.new("RGB", (64, 64)).save(run / "overlay.png")
+    loaded = load_run(str(run))
+    assert loaded.windows is not None and len(loaded.windows) == 4
+    assert loaded.windows[["x", "y"]].values.tolist() == QUADRANTS[:, :2].tolist()
+
+
+def test_a_manifest_that_points_outside_the_run_by_an_absolute_path_is_refused(tmp_path):
+    from scoring.stored_windows import windows_path
+
+    with pytest.raises(ValueError, match=r"says its windows are at '/etc/passwd': expected a path relative"):
+        windows_path(str(tmp_path), {"windows": "/etc/passwd"})
+    assert windows_path("az://c/run/p", {"windows": "../windows/image=p/part-00000.parquet"}) == \
+        "az://c/run/windows/image=p/part-00000.parquet"
+    assert windows_path("az://c/run", {}) == windows_path("az://c/run", None) == "az://c/run/windows.parquet"

@@ -24,6 +24,7 @@ from pixels import probe_image
 from scoring.executor import BandScorer
 from scoring.finish import PictureJob, RunContext, finish_picture
 from scoring.records import FAILED, SCORED, STAGED, BandSettings, PieceFailure
+from scoring.stored_windows import dataset_part, windows_path
 from tests.conftest import write_noise_png
 from tiling import WindowGrid, plan_tasks
 
@@ -132,6 +133,71 @@ def test_finish_picture_gives_the_same_outputs_however_the_picture_was_cut(fake_
     assert outputs[0][0].equals(outputs[1][0])  # rows sorted by position, not by task
     assert outputs[0][1] == outputs[1][1]
     assert np.array_equal(outputs[0][2], outputs[1][2]) and len(outputs[0][2])
+
+
+def collection_job(picture, run, pieces: int) -> PictureJob:
+    """The picture ``scene`` of a collection whose folder is ``run``: its windows go to the run's dataset."""
+    grid = WindowGrid(picture.height, picture.width, WINDOW, STRIDE)
+    return PictureJob(0, "scene", picture, str(run / "scene"), grid.n_windows, pieces,
+                      dataset=dataset_part(str(run), "scene"))
+
+
+def test_a_collection_picture_keeps_its_windows_once_in_the_runs_dataset(fake_engine, picture, tmp_path,
+                                                                         monkeypatch):
+    import scoring.finish as finish
+
+    payloads = score(picture, fake_bundle(), 3)
+    alone = finish_picture(job(picture, tmp_path / "alone", len(payloads)), payloads, context())
+    seen = []
+
+    def written_before_the_commit(fs, path, data, **kwargs):
+        seen.append(os.path.exists(tmp_path / "run" / "scene" / "_SUCCESS"))
+        finish_part(fs, path, data, **kwargs)
+
+    finish_part = finish.write_part
+    monkeypatch.setattr(finish, "write_part", written_before_the_commit)
+    run = tmp_path / "run"
+    summary = finish_picture(collection_job(picture, run, len(payloads)), payloads, context())
+    assert alone.status == summary.status == SCORED and seen == [False]
+    # One copy: the picture's folder says where it is, and holds none itself.
+    assert sorted(os.listdir(run / "scene")) == ["_SUCCESS", "_tilescan", "detections.geojson", "detections.json",
+                                                 "manifest.json", "overlay.png"]
+    manifest = json.load(open(run / "scene" / "manifest.json"))
+    assert manifest["windows"] == "../windows/image=scene/part-00000.parquet"
+    assert windows_path(str(run / "scene"), manifest) == str(run / "windows" / "image=scene" / "part-00000.parquet")
+    assert os.listdir(run / "windows" / "image=scene") == ["part-00000.parquet"]
+    part = pq.read_table(run / "windows" / "image=scene" / "part-00000.parquet")
+    assert part.equals(pq.read_table(tmp_path / "alone" / "windows.parquet"))  # what a single picture keeps
+    assert json.load(open(tmp_path / "alone" / "manifest.json"))["windows"] == "windows.parquet"
+
+
+@pytest.mark.parametrize("fails", ["part", "after-part"])
+def test_a_collection_picture_whose_commit_fails_leaves_no_result(fails, fake_engine, picture, tmp_path,
+                                                                 monkeypatch):
+    import scoring.finish as finish
+    from core.errors import StorageError
+    from scoring.earlier_runs import tidy_dataset
+    from scoring.outputs import RunWriter
+
+    if fails == "part":
+        def no_part(*args, **kwargs):
+            raise StorageError("cannot write the part: disk full")
+        monkeypatch.setattr(finish, "write_part", no_part)
+    else:
+        def no_move(self, name, *, replacing):
+            raise OSError("no space left on device")
+        monkeypatch.setattr(RunWriter, "_move", no_move)
+    payloads = score(picture, fake_bundle(), 3)
+    run = tmp_path / "run"
+    summary = finish_picture(collection_job(picture, run, len(payloads)), payloads, context())
+    assert summary.status == FAILED
+    assert not (run / "scene" / "_SUCCESS").exists() and not (run / "scene" / "manifest.json").exists()
+    part = run / "windows" / "image=scene"
+    assert part.exists() == (fails == "after-part")  # written, then its picture's commit failed
+    # The run's end keeps the parts of the pictures with results only: that one goes.
+    tidy_dataset(RunWriter(str(run)).fs, str(run), str(run), results=set(), kept=set(), started="2000-01-01",
+                 run_id="stages")
+    assert not part.exists()
 
 
 def test_a_band_that_cannot_be_read_fails_its_picture_and_writes_nothing(fake_engine, picture, tmp_path):

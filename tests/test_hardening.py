@@ -636,8 +636,8 @@ def test_a_run_scores_what_viewers_show_and_says_what_it_left_out(spark, tmp_pat
     assert "--stride 40 is larger than --window 32: bands of 8 pixels between windows are not scanned" in err
     run_manifest = json.load(open(out / "manifest.json"))
     assert any("not scanned" in note for note in run_manifest["notes"])
-    rotated = pq.read_table(out / "rotated" / "windows.parquet").to_pylist()
-    shown = pq.read_table(out / "shown" / "windows.parquet").to_pylist()
+    rotated = pq.read_table(out / "windows" / "image=rotated" / "part-00000.parquet").to_pylist()
+    shown = pq.read_table(out / "windows" / "image=shown" / "part-00000.parquet").to_pylist()
     assert rotated == shown and len(rotated) > 0
     notes = {name: json.load(open(out / name / "manifest.json"))["input"]["converted"] or ""
              for name in ("rotated", "animated", "pages")}

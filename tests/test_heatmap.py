@@ -15,6 +15,12 @@ from scoring.heatmap import HEATMAP_FILE, TILE, heatmap_tiff
 from tests.test_georef import UTM, geotiff
 
 
+def bands_of(page) -> np.ndarray:
+    """A heat-map page as (band, row, column): GDAL's COG driver interleaves a pixel's bands."""
+    array = page.asarray()
+    return np.moveaxis(array, -1, 0) if page.axes.endswith("S") else array.reshape(-1, *array.shape[-2:])
+
+
 def test_a_large_grid_gets_tiles_overviews_and_nan_where_no_window_was_scored():
     xs, ys = np.meshgrid(np.arange(0, 700 * 8, 8), np.arange(0, 300 * 8, 8))
     keep = ~((xs == 80) & (ys == 40)).ravel()  # one position not scored
@@ -29,9 +35,25 @@ def test_a_large_grid_gets_tiles_overviews_and_nan_where_no_window_was_scored():
         page = tif.pages[0]
         assert page.is_tiled and (page.tilewidth, page.tilelength) == (TILE, TILE)
         assert page.compression == tifffile.COMPRESSION.ADOBE_DEFLATE
-        assert [level.shape for level in tif.series[0].levels] == [(2, 300, 700), (2, 150, 350), (2, 75, 175)]
-        bands = page.asarray()
+        assert [level.shape for level in tif.series[0].levels] == [(300, 700, 2), (150, 350, 2), (75, 175, 2)]
+        bands = bands_of(page)
         assert read_georef(page) is None
+        # Cloud-optimised: every IFD before any tile's data, and the smallest overview's tiles first.
+        levels = [level.pages[0] for level in tif.series[0].levels]
+        first_tile = [min(level.dataoffsets) for level in levels]
+        assert max(level.offset for level in levels) < min(first_tile)
+        assert first_tile == sorted(first_tile, reverse=True)
+    import warnings
+
+    import rasterio
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)  # this one has no georeference
+        memory = rasterio.MemoryFile(data)
+        raster = memory.open()
+    with memory, raster:
+        assert raster.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG" and raster.overviews(1) == [2, 4]
+        assert raster.descriptions == ("car", "boat") and np.isnan(raster.nodata)
     assert np.isnan(bands[:, 5, 10]).all()
     assert np.array_equal(bands[0][~np.isnan(bands[0])], table.column("p_car").to_numpy()[
         np.lexsort((table.column("x").to_numpy(), table.column("y").to_numpy()))])
@@ -49,7 +71,7 @@ def test_heatmap_of_a_geotiff_run_equals_its_windows_and_keeps_its_georeference(
     assert manifest["heatmap"]["file"] == HEATMAP_FILE
     windows = pq.read_table(out / "windows.parquet").to_pydict()
     with tifffile.TiffFile(out / HEATMAP_FILE) as tif:
-        bands = tif.pages[0].asarray()
+        bands = bands_of(tif.pages[0])
         georef = read_georef(tif.pages[0])
     # A pixel of the raster is a stride-sized cell around its window's centre, on the picture's map.
     picture_georef = Georef((10.0, 0.0, 500_000.0, 0.0, -10.0, 4_649_776.0), 32633)

@@ -182,11 +182,13 @@ def small_collage(tmp_path_factory):
     return synthetic_collage(tmp_path_factory.mktemp("collage"))
 
 
-def score_collage(spark, image, model, out, keep):
-    params = ScoreParams(image=image, out=str(out), model=model, keep=keep, threshold=THRESHOLDS, strips=2,
+def score_collage(spark, image, model, out, keep, *, collection: bool = False):
+    """The collage scored alone, or as a collection of one (``collection``): then its picture's folder."""
+    source = {"images": (image,)} if collection else {"image": image}
+    params = ScoreParams(**source, out=str(out), model=model, keep=keep, threshold=THRESHOLDS, strips=2,
                          quiet=True)
     run(prepare(params), spark)
-    return str(out)
+    return os.path.join(str(out), "collage") if collection else str(out)
 
 
 @pytest.fixture(scope="module")
@@ -291,8 +293,10 @@ def test_notebook_with_ground_truth_exports_tiles_the_loader_reads(spark, random
 def test_notebook_without_ground_truth_on_a_run_keeping_some_windows(spark, random_bundle_dir, small_collage,
                                                                       kernel_name, tmp_path):
     image, _ = small_collage
-    run_dir = score_collage(spark, image, random_bundle_dir, tmp_path / "run", keep=0.375)
-    assert not runs.load_run(run_dir).windows_complete
+    # A picture of a collection: its windows are its part of the run's dataset, not in its folder.
+    run_dir = score_collage(spark, image, random_bundle_dir, tmp_path / "run", keep=0.375, collection=True)
+    assert not os.path.exists(os.path.join(run_dir, "windows.parquet"))
+    assert not runs.load_run(run_dir).windows_complete and len(runs.load_run(run_dir).windows)
     dump = str(tmp_path / "dump.json")
     nb = execute(kernel_name, dump, RUN=run_dir, TRUTH=None, REGIONS=[], EXPORT_DIR=str(tmp_path / "errors"))
     text = "".join(outputs(nb, "stream"))

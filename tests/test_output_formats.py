@@ -193,9 +193,10 @@ def test_overlay_outlines_each_box_inside_it_in_its_class_colour():
     assert (drawn[0] == drawn[1]).all()
     image = drawn[0]
     for y0, y1, x0, x1, colour in ((3, 12, 2, 11, red), (5, 29, 20, 39, green)):  # inclusive pixel corners
-        assert (image[[y0, y1], x0:x1 + 1] == colour).all() and (image[y0:y1 + 1, [x0, x1]] == colour).all()
-        assert not image[y0 + 1:y1, x0 + 1:x1].any()
-    assert int((image.any(axis=2)).sum()) == 2 * (10 + 10) - 4 + 2 * (20 + 25) - 4
+        edges_y, edges_x = [y0, y0 + 1, y1 - 1, y1], [x0, x0 + 1, x1 - 1, x1]  # two pixels wide, inside the box
+        assert (image[edges_y, x0:x1 + 1] == colour).all() and (image[y0:y1 + 1, edges_x] == colour).all()
+        assert not image[y0 + 2:y1 - 1, x0 + 2:x1 - 1].any()
+    assert int((image.any(axis=2)).sum()) == 10 * 10 - 6 * 6 + 20 * 25 - 16 * 21
 
 
 def test_overlay_drawn_in_blocks_is_the_picture_drawn_whole(tmp_path):

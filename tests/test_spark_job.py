@@ -52,7 +52,8 @@ def test_run_outputs(spark, tmp_path, small_image, random_bundle_dir):
     manifest = score(spark, small_image, random_bundle_dir, out, strips=4,
                      threshold={"*": 0.34, "boat": 0.36}, keep=0.34, merge="nms")
     assert sorted(os.listdir(out)) == ["_SUCCESS", "_tilescan", "detections.geojson", "detections.json",
-                                       "manifest.json", "overlay.png", "windows.parquet"]
+                                       "manifest.json", "overlay.png", manifest["viewer"]["folder"], "viewer.html",
+                                       "windows.parquet"]
     table = pq.read_table(out / "windows.parquet")
     assert table.column_names == ["x", "y", "width", "height", "strip", "label", "score", "p_car", "p_boat",
                                   "p_background"]

@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from core import storage
 from localservices.azurite import Azurite, AzuriteError
 from pixels.read import decode_image, probe_image
 from scoring.outputs import OUTPUT_FILES, SUCCESS, RunWriter
+from scoring.stored_windows import write_part
 
 pytestmark = pytest.mark.azurite
 
@@ -76,6 +78,42 @@ def test_replacing_a_run_removes_only_the_files_it_has(counting):
     blobs = emulator.blobs(container, "again/")
     assert {b.rsplit("/", 1)[-1] for b in blobs} == {"windows.parquet", "manifest.json", SUCCESS, "_tilescan"}
     assert blobs["again/windows.parquet"] == b"second run"
+
+
+def test_a_collection_picture_writes_its_windows_once_in_fewer_requests(counting):
+    emulator, container, options = counting
+    windows = b"windows" * 10
+
+    def commit(name: str, *, one_copy: bool) -> collections.Counter:
+        """A collection picture's commit, its windows in the run's dataset: as written now (once,
+        inside the commit), or as before (in its folder too, and the part after the commit)."""
+        writer = RunWriter(f"az://{container}/coll-{name}/p", storage_options=options)
+        writer.check()
+        for file in OUTPUT_FILES:
+            if file != "windows.parquet" or not one_copy:
+                writer.write(file, windows if file == "windows.parquet" else file.encode() * 10)
+        part_url = f"az://{container}/coll-{name}/windows/image=p/part-00000.parquet"
+        _, part = storage.filesystem(part_url, options)
+        since = emulator.requests_logged()
+        if one_copy:
+            writer.commit(before_moves=lambda: write_part(writer.fs, part, windows, staging=writer.staging,
+                                                          url=part_url))
+        else:
+            writer.commit()
+            storage.make_folder(writer.fs, part.rsplit("/", 1)[0], url=part_url)
+            storage.write_bytes(writer.fs, part, windows, url=part_url)
+        asked = _asked(emulator, since)
+        blobs = emulator.blobs(container, f"coll-{name}/")
+        assert blobs[f"coll-{name}/windows/image=p/part-00000.parquet"] == windows
+        assert (f"coll-{name}/p/windows.parquet" in blobs) != one_copy
+        return asked
+
+    once, twice = commit("once", one_copy=True), commit("twice", one_copy=False)
+    # The part's upload replaces the copy and delete of the folder's windows.parquet, and the
+    # container check before the part.
+    assert once["Blob_StartCopyFromURL"] == twice["Blob_StartCopyFromURL"] - 1 == len(OUTPUT_FILES) - 1
+    assert once["Blob_Delete"] == twice["Blob_Delete"] - 1
+    assert sum(once.values()) < sum(twice.values()), (once, twice)
 
 
 def test_a_small_picture_is_probed_in_two_requests_and_decoded_in_one(counting, tmp_path):

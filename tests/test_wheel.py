@@ -22,7 +22,8 @@ REPO = Path(ROOT)
 CURRENT_CONSTRAINTS = REPO / "constraints-current.txt"
 #: What the default model and Spark's logging need in the wheel (setup.py copies them in).
 PACKAGED = ("core/packaged/models/default/model.json", "core/packaged/models/default/model.onnx",
-            "core/packaged/conf/log4j2.properties")
+            "core/packaged/conf/log4j2.properties", "core/packaged/openseadragon/openseadragon.min.js",
+            "viewer/page.html")
 
 
 def _run(cmd, **kwargs) -> subprocess.CompletedProcess:
@@ -86,6 +87,9 @@ def test_the_wheel_in_a_fresh_venv_with_numpy_2_scores_outside_the_checkout_as_t
     assert scored.returncode == 0, scored.stdout[-2000:] + scored.stderr[-3000:]
     assert "INFO" not in scored.stderr  # Spark's quiet logging travelled in the wheel
     assert (elsewhere / "run" / "_SUCCESS").exists()
+    # The viewer, with the wheel's own OpenSeadragon copied beside its tiles.
+    [folder] = [p for p in (elsewhere / "run").iterdir() if p.name.startswith("viewer-")]
+    assert (elsewhere / "run" / "viewer.html").exists() and (folder / "openseadragon.min.js").stat().st_size > 100_000
 
     checkout = tmp_path / "checkout-run"
     run(prepare(ScoreParams(image=picture, out=str(checkout), keep=0.0, quiet=True)), spark)
