@@ -419,8 +419,11 @@ def geotiff_section(g: dict | None) -> str:
     text += _table(["", "driver Python MB", "driver JVM MB", "executor worker MB"],
                    [["peak", _n(p["driver_python"]), _n(p["driver_jvm"]), _n(p["executor_python"])],
                     ["target", _n(t["driver_python"]), _n(t["driver_jvm"]), _n(t["executor_python"])]])
-    text += (f"\n\n- Window centres (`windows.parquet`'s `map_x, map_y`) and the heat map's peaks put every object "
-             f"at its map position to {g['window_map_error_px']:.2g} and {g['heat_peak_error_px']:.2g} pixels.\n"
+    text += (f"\n\n- Each object's own window (they lie on the stride's grid) is placed at the object's map position "
+             f"to {g['window_map_error_px']:.2g} pixels by `windows.parquet`'s `map_x, map_y` and to "
+             f"{g['heat_cell_error_px']:.2g} by the heat map's georeference. Its class scores over 0.5 there for "
+             f"{g['scored_over_half']} of the {g['objects']} objects, and peaks there (not on a neighbouring window) "
+             f"for {g['peak_on_its_window']}.\n"
              f"- `detections.geojson` has a box of the right class within half a window of {g['found']} of the "
              f"{g['objects']} objects ({g['boxes']} boxes in all); their centres are {_n(box['median'], 1)} pixels "
              f"from the object's (median; at most {_n(box['max'], 1)}; {box['within_one_pixel']} within one pixel): "

@@ -1,11 +1,12 @@
 """A run over a georeferenced scene (:mod:`collage.scene`) read back against the scene's truth:
 where its windows, its heat map and its boxes put each object on the map.
 
-Three positions per object, each compared with the object's known map position:
+Positions per object, each compared with the object's known map position:
 
-- the window of the grid that covers the object best (the heat map's peak of its class near
-  it), placed on the map by ``windows.parquet``'s ``map_x, map_y``, and by the heat map's own
-  georeference: these are exact for an object on the stride's grid;
+- the window of the grid that holds exactly the object (it lies on the stride's grid), placed
+  on the map by ``windows.parquet``'s ``map_x, map_y``, and by the heat map's own
+  georeference: both exact when the georeference is carried right; and whether its class's
+  score peaks there, or on a neighbouring window that holds most of it;
 - its box in ``detections.geojson``: the detector's box regression and merging move it by a
   few pixels, which the report gives in pixels.
 
@@ -66,19 +67,22 @@ def scene_report(run: str, scene: Scene, *, stride: int, window: int) -> dict:
     for obj in scene.objects:
         known = np.array(scene.to_map(*obj.centre))
         band = bands[names.index(obj.label)]
-        r0, c0 = max(0, obj.y // stride - 2), max(0, obj.x // stride - 2)
-        near = band[r0:obj.y // stride + 3, c0:obj.x // stride + 3]
-        r, c = np.unravel_index(np.nanargmax(near), near.shape)
-        r, c = r + r0, c + c0
-        peak = np.array(heat_georef.to_map(c + 0.5, r + 0.5), dtype=np.float64).ravel()
-        row = at[(int(c * stride), int(r * stride))]
+        # The object's own window (it lies on the grid), placed by the windows and by the heat map.
+        r, c = obj.y // stride, obj.x // stride
+        cell = np.array(heat_georef.to_map(c + 0.5, r + 0.5), dtype=np.float64).ravel()
+        row = at[(obj.x, obj.y)]
+        # Where its class peaks around it: on its own window, or on a neighbour that holds most of it.
+        r0, c0 = max(0, r - 2), max(0, c - 2)
+        near = band[r0:r + 3, c0:c + 3]
+        peak = np.unravel_index(np.nanargmax(near), near.shape)
         same = np.flatnonzero(labels == obj.label)
         box = None
         if len(same):
             distances = np.max(np.abs(centres[same] - known), axis=1)
             box = float(distances.min() / scene.pixel_size)
-        objects.append({"label": obj.label, "x": obj.x, "y": obj.y, "peak": float(near.max()),
-                        "heat_peak_error_px": float(np.max(np.abs(peak - known)) / scene.pixel_size),
+        objects.append({"label": obj.label, "x": obj.x, "y": obj.y, "score": float(band[r, c]),
+                        "peak_on_its_window": bool(peak == (r - r0, c - c0)),
+                        "heat_cell_error_px": float(np.max(np.abs(cell - known)) / scene.pixel_size),
                         "window_map_error_px": float(max(abs(map_x[row] - known[0]), abs(map_y[row] - known[1]))
                                                      / scene.pixel_size),
                         "box_centre_error_px": box})
@@ -91,8 +95,10 @@ def scene_report(run: str, scene: Scene, *, stride: int, window: int) -> dict:
         "box_centre_error_px": {"max": max(errors, default=None),
                                 "median": float(np.median(errors)) if errors else None,
                                 "within_one_pixel": sum(e <= 1 for e in errors)},
-        "heat_peak_error_px": max(o["heat_peak_error_px"] for o in objects),
+        "heat_cell_error_px": max(o["heat_cell_error_px"] for o in objects),
         "window_map_error_px": max(o["window_map_error_px"] for o in objects),
+        "peak_on_its_window": sum(o["peak_on_its_window"] for o in objects),
+        "scored_over_half": sum(o["score"] > 0.5 for o in objects),
         "heatmap_vs_windows": heat_vs_windows,
         "heatmap_georef_error": georef_error,
         "per_object": objects,

@@ -29,10 +29,13 @@ from core.redaction import redact
 from pixels.convert import samples_to_rgb8
 from pixels.read import ImageInfo, check_decoded_size, decode_image
 
-__all__ = ["read_band", "read_reduced", "WHOLE_PIXELS", "TIFF_STEP_PIXELS"]
+__all__ = ["read_band", "read_reduced", "WHOLE_PIXELS", "HELD_WHOLE_PIXELS", "TIFF_STEP_PIXELS"]
 
 #: Pictures up to this many pixels are decoded whole once per process and kept.
 WHOLE_PIXELS = 32_000_000
+#: The largest picture the finishing stage holds whole (192 MB of RGB): its overlay is drawn at
+#: full size and its viewer's pyramid tiled from memory; a larger one is read band by band.
+HELD_WHOLE_PIXELS = 64_000_000
 #: What the kept pictures may hold in all, in pixels (the least recently used go first).
 _KEPT_PIXELS = 2 * WHOLE_PIXELS
 #: Decoders a process keeps open (the least recently used are closed first).

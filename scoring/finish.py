@@ -36,8 +36,9 @@ from scoring.overlay import overlay_png
 from scoring.records import FAILED, SCORED, STAGED, PictureSummary, PieceFailure, PieceTiming
 from scoring.results import probability_column, select_rows
 from scoring.stored_windows import WINDOWS_FILE, manifest_pointer, write_part
-from viewer import VIEWER_FILE, ViewerAssets, page_data, viewer_html, write_pyramid
+from viewer import VIEWER_FILE, ViewerAssets, page_data, viewer_html, write_pyramid, write_pyramid_apart
 from viewer.assets import SCRIPT_NAME
+from viewer.pyramid import WHOLE_PIXELS as PYRAMID_WHOLE_PIXELS
 
 __all__ = ["PictureJob", "RunContext", "finish_picture", "manifest_bytes", "piece_rows", "executor_checks",
            "TIMING_KEY"]
@@ -135,9 +136,11 @@ def _read_pieces(payloads) -> tuple[pa.Table | None, list[PieceTiming], list[Pie
         tables.append(table.replace_schema_metadata(None))
     if not tables:
         return None, timings, errors, failed_checks
-    table = pa.concat_tables(tables).combine_chunks()
+    # One copy, sorted: the pieces' tables are views of their bytes, and take gathers from them.
+    table = pa.concat_tables(tables)
+    del tables
     order = np.lexsort((table.column("x").to_numpy(), table.column("y").to_numpy()))
-    return table.take(pa.array(order)), timings, errors, failed_checks
+    return table.take(pa.array(order)).combine_chunks(), timings, errors, failed_checks
 
 
 def manifest_bytes(manifest: dict) -> bytes:
@@ -158,7 +161,10 @@ def _kept_windows_parquet(table: pa.Table, ctx: RunContext, georef: Georef | Non
     with the map coordinates of each window's centre (``map_x``, ``map_y``) when the picture has
     a georeference."""
     probs = np.stack([table.column(probability_column(c)).to_numpy() for c in ctx.classes], axis=1)
-    kept = table.take(pa.array(select_rows(probs, ctx.classes, ctx.background, ctx.keep)))
+    rows = select_rows(probs, ctx.classes, ctx.background, ctx.keep)
+    del probs
+    # Every row kept (--keep 0): the table itself, not a copy of it (a picture's every window).
+    kept = table if len(rows) == table.num_rows else table.take(pa.array(rows))
     if georef is not None:
         x, y = (kept.column(n).to_numpy().astype(np.float64) for n in ("x", "y"))
         w, h = (kept.column(n).to_numpy().astype(np.float64) for n in ("width", "height"))
@@ -185,7 +191,9 @@ def _viewer_folder(job: PictureJob, ctx: RunContext, writer: RunWriter) -> tuple
     # gigapixel picture's pyramid passes through an uncompressed local copy (viewer.pyramid).
     scratch = (os.environ.get("SPARK_LOCAL_DIRS") or "").split(",")[0] or None
     with tempfile.TemporaryDirectory(prefix="tilescan-viewer-", dir=scratch) as local:
-        pyramid = write_pyramid(job.info, local, storage_options=ctx.storage_options)
+        # A larger picture's in a process of its own, which takes libvips' memory away with it.
+        make = write_pyramid if job.info.width * job.info.height <= PYRAMID_WHOLE_PIXELS else write_pyramid_apart
+        pyramid = make(job.info, local, storage_options=ctx.storage_options)
         with open(os.path.join(local, SCRIPT_NAME), "wb") as fh:
             fh.write(ctx.viewer.script)
         return writer.write_folder(local), pyramid
@@ -222,8 +230,11 @@ def finish_picture(job: PictureJob, payloads, ctx: RunContext) -> PictureSummary
         with ThreadPoolExecutor(3) as pool:
             georef = Georef.from_json(job.info.georef)
             windows_file = pool.submit(_kept_windows_parquet, table, ctx, georef)
-            # The pyramid is libvips' work on threads of its own: it runs beside all the rest.
-            viewer = pool.submit(_viewer_folder, job, ctx, writer) if ctx.viewer is not None else None
+            # The pyramid is libvips' work on threads of its own: it runs beside all the rest, from
+            # the pixels the overlay holds too. A larger picture's pyramid reads the picture again
+            # band by band: after the overlay's own pass, so that their bands are never held at once.
+            beside = ctx.viewer is not None and job.info.width * job.info.height <= PYRAMID_WHOLE_PIXELS
+            viewer = pool.submit(_viewer_folder, job, ctx, writer) if beside else None
             step = time.time()
             hits, boxes = boxes_from_table(table, ctx.classes, ctx.thresholds, merge=ctx.merge, iou=ctx.merge_iou)
             timings["merge_s"] = time.time() - step
@@ -243,8 +254,8 @@ def finish_picture(job: PictureJob, payloads, ctx: RunContext) -> PictureSummary
             write_s = time.time() - write_s
             png, factor = overlay.result()
             pyramid = None
-            if viewer is not None:
-                folder, pyramid = viewer.result()
+            if ctx.viewer is not None:
+                folder, pyramid = viewer.result() if viewer is not None else _viewer_folder(job, ctx, writer)
                 data = page_data(boxes, ctx.classes, ctx.background, ctx.colors,
                                  name=job.name or storage.file_name(job.info.url), pyramid=pyramid, folder=folder)
                 writer.write(VIEWER_FILE, viewer_html(ctx.viewer.template, data))

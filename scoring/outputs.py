@@ -51,6 +51,8 @@ OPTIONAL_FILES = ("heatmap.tif", "viewer.html")
 #: A picture's viewer folder (its tile pyramid and script), named by the run that wrote it
 #: (:meth:`RunWriter.write_folder`): thousands of tiles are written in place, never moved.
 VIEWER_FOLDER = re.compile(r"^viewer-[0-9a-f]{12}$")
+#: Files of such a folder uploaded at once.
+_FOLDER_SLICE = 32
 #: A collection run's windows dataset, a folder of the run partitioned by picture (``image=<name>``):
 #: each picture's windows, their one copy (:mod:`scoring.stored_windows`).
 DATASET = "windows"
@@ -292,7 +294,10 @@ class RunWriter:
             if storage.renames(self.fs):  # a disk's folders must be made; blob storage has none to make
                 for folder in sorted({target.rsplit("/", 1)[0] for target in targets}):
                     self.fs.makedirs(folder, exist_ok=True)
-            self.fs.put(files, targets)
+            # In slices: blob storage uploads a call's files all at once, each held in memory meanwhile
+            # (a gigapixel picture's 5,500 tiles took 400 MB so).
+            for first in range(0, len(files), _FOLDER_SLICE):
+                self.fs.put(files[first:first + _FOLDER_SLICE], targets[first:first + _FOLDER_SLICE])
         return name
 
     def commit(self, *, before_moves: Callable[[], None] | None = None) -> None:

@@ -14,12 +14,13 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from pixels import ImageInfo, read_band, read_reduced
+from pixels.bands import HELD_WHOLE_PIXELS
 from scoring.png import BLOCK_ROWS, encode_png_blocks
 
 __all__ = ["draw_overlay", "overlay_png", "outline_width", "FULL_OVERLAY_PIXELS", "PREVIEW_PIXELS"]
 
 #: The largest picture drawn whole (64 megapixels: 192 MB of RGB); larger ones get a preview.
-FULL_OVERLAY_PIXELS = 64_000_000
+FULL_OVERLAY_PIXELS = HELD_WHOLE_PIXELS
 #: The largest preview (16 megapixels, e.g. 4000 x 4000).
 PREVIEW_PIXELS = 16_000_000
 

@@ -64,7 +64,7 @@ def test_a_large_picture_is_tiled_from_bands_into_the_same_tiles(tmp_path, pictu
     info, _ = picture
     write_pyramid(info, str(tmp_path / "whole"))
     monkeypatch.setattr(pyramid_module, "WHOLE_PIXELS", 0)
-    monkeypatch.setattr(pyramid_module, "_BAND_PIXELS", 3000 * 333)  # bands of 333 rows
+    monkeypatch.setattr(pyramid_module, "_BAND_PIXELS", 3000 * 600)  # bands of 512 rows
     write_pyramid(info, str(tmp_path / "bands"))
 
     def files(root):
@@ -78,7 +78,24 @@ def test_a_large_picture_is_tiled_from_bands_into_the_same_tiles(tmp_path, pictu
     whole, banded = files(tmp_path / "whole"), files(tmp_path / "bands")
     assert whole.keys() == banded.keys() and len(whole) > 30
     assert all(whole[name] == banded[name] for name in whole)
-    assert not [n for n in os.listdir(tmp_path / "bands") if n.endswith(".rgb")]  # the band file is gone
+    assert not [n for n in os.listdir(tmp_path / "bands") if n.endswith(".tif")]  # the local copy is gone
+
+
+def test_a_large_pictures_pyramid_is_made_in_a_process_of_its_own(tmp_path, picture):
+    import dataclasses
+
+    from core.errors import TilescanError
+    from viewer import write_pyramid_apart
+
+    info, _ = picture
+    described = write_pyramid(info, str(tmp_path / "here"))
+    assert write_pyramid_apart(info, str(tmp_path / "apart")) == described
+    here = sorted(p.relative_to(tmp_path / "here") for p in (tmp_path / "here").rglob("*.jpg"))
+    assert here == sorted(p.relative_to(tmp_path / "apart") for p in (tmp_path / "apart").rglob("*.jpg"))
+    assert all((tmp_path / "here" / p).read_bytes() == (tmp_path / "apart" / p).read_bytes() for p in here)
+    gone = dataclasses.replace(info, url=str(tmp_path / "gone.png"))
+    with pytest.raises(TilescanError, match=r"^the viewer's pyramid of .*gone.png failed: [^\n]+$"):
+        write_pyramid_apart(gone, str(tmp_path / "gone"))
 
 
 def test_page_holds_the_boxes_and_escapes_the_name():
