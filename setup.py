@@ -29,6 +29,8 @@ class BuildWithPackagedData(build_py):
             shutil.rmtree(target, ignore_errors=True)
             shutil.copytree(os.path.join(here, folder), target,
                             ignore=shutil.ignore_patterns("checkpoints", "__pycache__"))
+        if getattr(self, "editable_mode", False):  # an editable install runs from the checkout itself
+            return
         for source, name in PACKAGED_FILES.items():
             if not os.path.isfile(os.path.join(here, source)):
                 raise SystemExit(f"error: {source} is missing: run make setup (npm install) before building")
