@@ -224,9 +224,9 @@ def finish_picture(job: PictureJob, payloads, ctx: RunContext) -> PictureSummary
     try:
         timings = {"read_s": sum(t.read_s for t in tasks), "score_s": sum(t.score_s for t in tasks),
                    "inference_s": sum(t.predict_s for t in tasks)}
-        # Three things at once, as each can start: the kept windows' Parquet (encoded outside
-        # the GIL) while the hits merge, then the overlay (boxes drawn, the PNG deflated on
-        # threads of its own) while the detections are written.
+        # Several things at once, as each can start: the kept windows' Parquet (encoded outside
+        # the GIL) and the viewer's pyramid (libvips) while the hits merge, then the overlay
+        # (boxes drawn, the PNG deflated on threads of its own) while the detections are written.
         with ThreadPoolExecutor(3) as pool:
             georef = Georef.from_json(job.info.georef)
             windows_file = pool.submit(_kept_windows_parquet, table, ctx, georef)
@@ -247,7 +247,7 @@ def finish_picture(job: PictureJob, payloads, ctx: RunContext) -> PictureSummary
             geojson = detections_geojson(boxes, ctx.classes, ctx.background, georef=georef, image=job.name)
             kept, parquet = windows_file.result()
             write_s = time.time()
-            if job.dataset is None:  # a collection's picture: its windows' one copy joins the run's dataset
+            if job.dataset is None:  # a single picture's; a collection's one copy joins the run's dataset
                 writer.write(WINDOWS_FILE, parquet)
             writer.write("detections.json", detections)
             writer.write("detections.geojson", geojson)
