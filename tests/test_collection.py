@@ -36,6 +36,14 @@ def pictures(tmp_path_factory):
     return folder
 
 
+def three_pictures(pictures, folder):
+    """A folder of copies of the wide, small and square pictures: a collection to score."""
+    folder.mkdir()
+    for name in ("wide", "small", "square"):
+        (folder / f"{name}.png").write_bytes((pictures / f"{name}.png").read_bytes())
+    return folder
+
+
 def damaged_copy(src, dest) -> str:
     data = bytearray(open(src, "rb").read())
     data[len(data) // 2:len(data) // 2 + 300] = bytes(300)  # header and end marker intact, pixel data not
@@ -118,10 +126,7 @@ def test_a_damaged_picture_is_recorded_and_the_others_finish_then_resume(spark, 
 
 
 def test_a_picture_replaced_between_planning_and_scoring_fails_alone(spark, tmp_path, pictures, random_bundle_dir):
-    folder = tmp_path / "in"
-    folder.mkdir()
-    for name in ("wide", "small", "square"):
-        (folder / f"{name}.png").write_bytes((pictures / f"{name}.png").read_bytes())
+    folder = three_pictures(pictures, tmp_path / "in")
     params = ScoreParams(out=str(tmp_path / "run"), image=str(folder), model=random_bundle_dir,
                          threshold={"*": 0.34}, quiet=True)
     prepared = prepare(params)
@@ -144,10 +149,7 @@ def without_ids(detections: dict) -> dict:
 
 def test_resume_keeps_boxes_counts_and_windows_and_refuses_other_settings(spark, capsys, tmp_path, pictures,
                                                                          random_bundle_dir):
-    folder = tmp_path / "in"
-    folder.mkdir()
-    for name in ("wide", "small", "square"):
-        (folder / f"{name}.png").write_bytes((pictures / f"{name}.png").read_bytes())
+    folder = three_pictures(pictures, tmp_path / "in")
     out = tmp_path / "run"
     argv = ["--image", str(folder), "--out", str(out), "--model", random_bundle_dir,
             "--master", spark.sparkContext.master, *COMMON]
@@ -437,10 +439,7 @@ def as_before_one_copy(out, names) -> None:
 
 def test_a_collection_written_with_two_copies_of_its_windows_is_read_and_resumed_once(spark, tmp_path, pictures,
                                                                                      random_bundle_dir):
-    folder = tmp_path / "in"
-    folder.mkdir()
-    for name in ("wide", "small", "square"):
-        (folder / f"{name}.png").write_bytes((pictures / f"{name}.png").read_bytes())
+    folder = three_pictures(pictures, tmp_path / "in")
     out = tmp_path / "run"
     result = score_images(spark, str(folder), str(out), model=random_bundle_dir, keep=0.0, quiet=True)
     rows = result.windows().num_rows
