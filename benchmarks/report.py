@@ -402,6 +402,8 @@ def memory_section(m: dict | None) -> str:
                  f"{_n(lake['upload_s'], 1)} s): {_n(lake['windows'])} windows; on window rows {ref['rows']} "
                  f"({_n(ref['windows'])} windows) the run's probabilities differ from a single-process reference "
                  f"(the same engine on the same windows read with tifffile) by at most {ref['max_abs_diff']:.1e}.")
+    if m.get("measured"):
+        text += "\n\n" + _measured_alone(m, "with nothing else running")
     return head + text
 
 
@@ -432,6 +434,8 @@ def geotiff_section(g: dict | None) -> str:
              f"{g['heatmap_vs_windows']:.1g} and carries the input's georeference at the stride's pixel size "
              f"(to {g['heatmap_georef_error']:.1g} m).\n"
              f"- The viewer's pyramid: {_n(g['viewer']['files'])} files, {_n(g['viewer']['bytes'] / 2**20, 1)} MiB.")
+    if g.get("measured"):
+        text += "\n\n" + _measured_alone(g, "with nothing else running")
     return head + text
 
 
@@ -447,7 +451,8 @@ def viewer_section(v: dict | None) -> str:
         + _table(["", "run s"], [["with the viewer", _n(v["with_s"], 2)], ["`--no-viewer`", _n(v["without_s"], 2)],
                                  ["ratio", f"{v['ratio']:.3f}"]])
         + f"\n\nThe viewer's folder: {_n(v['files'])} files, {_n(v['bytes'] / 2**20, 1)} MiB (tiles and "
-          f"OpenSeadragon); `viewer.html`, with the boxes in it: {_n(v['page_bytes'] / 2**10)} KiB.")
+          f"OpenSeadragon); `viewer.html`, with the boxes in it: {_n(v['page_bytes'] / 2**10)} KiB."
+        + (" " + _measured_alone(v, "with nothing else running") if v.get("measured") else ""))
 
 
 def dense_section(d: dict | None) -> str:
