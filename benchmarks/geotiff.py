@@ -3,7 +3,7 @@ per pixel) with CIFAR-10 test cars and boats at known map positions, on the stri
 
     python -m benchmarks.geotiff [--model models/default] [--quick]
 
-``python app/score.py --heatmap --keep 0 --master local[2]`` at the model's default window and
+``python app/score.py --heatmap --master local[2]`` at the model's default window and
 stride, in a fresh process, its memory sampled as in :mod:`benchmarks.memory` (same targets);
 then the run is read back against the scene (:func:`evaluation.scene.scene_report`): where the
 windows, the heat map and the boxes put each object on the map, the heat map against
@@ -60,7 +60,7 @@ def run(model: str, work: str, *, quick: bool = False) -> dict:
     scene, write_s = _scene(folder, side, count, stride)
     out, log = os.path.join(folder, f"run-{side}"), os.path.join(folder, f"run-{side}.log")
     command = [sys.executable, project_path("app", "score.py"), "--image", os.path.join(folder, f"scene-{side}.tif"),
-               "--out", out, "--model", model, "--master", "local[2]", "--heatmap", "--keep", "0",
+               "--out", out, "--model", model, "--master", "local[2]", "--heatmap",
                "--max-pixels", str(side * side), "--overwrite", "--quiet"]
     logger.info("geotiff: %dx%d UTM GeoTIFF with %d objects", side, side, count)
     started = time.time()
@@ -77,7 +77,8 @@ def run(model: str, work: str, *, quick: bool = False) -> dict:
     viewer_files, viewer_bytes = folder_size(os.path.join(out, manifest["viewer"]["folder"]))
     return {"side": side, "objects": count, "stride": stride, "window": window, "pixel_size_m": PIXEL_SIZE,
             "epsg": EPSG, "scene_write_s": write_s, "command_s": command_s,
-            "windows": manifest["counts"]["windows_scored"], "timings_s": manifest["timings_s"],
+            "windows": manifest["counts"]["windows_scored"], "windows_kept_rows": manifest["counts"]["windows_kept"],
+            "timings_s": manifest["timings_s"],
             "peaks_mb": peaks, "targets_mb": TARGETS_MB,
             "within_targets": {k: peaks[k] < v for k, v in TARGETS_MB.items()},
             "viewer": {"files": viewer_files, "bytes": viewer_bytes},

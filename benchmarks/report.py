@@ -415,23 +415,25 @@ def geotiff_section(g: dict | None) -> str:
     box = g["box_centre_error_px"]
     text = (f"A {_n(g['side'])}×{_n(g['side'])} tiled GeoTIFF in EPSG:{g['epsg']} ({g['pixel_size_m']} m per pixel) "
             f"with {g['objects']} CIFAR-10 test cars and boats at known map positions on the stride's grid, scored "
-            f"by `python app/score.py --heatmap --keep 0 --master local[2]` in a fresh process (window {g['window']}, "
+            f"by `python app/score.py --heatmap --master local[2]` in a fresh process (window {g['window']}, "
             f"stride {g['stride']}: {_n(g['windows'])} windows) in {_n(g['command_s'], 1)} s, memory sampled as in "
             "§8.\n\n")
     text += _table(["", "driver Python MB", "driver JVM MB", "executor worker MB"],
                    [["peak", _n(p["driver_python"]), _n(p["driver_jvm"]), _n(p["executor_python"])],
                     ["target", _n(t["driver_python"]), _n(t["driver_jvm"]), _n(t["executor_python"])]])
     text += (f"\n\n- Each object's own window (they lie on the stride's grid) is placed at the object's map position "
-             f"to {g['window_map_error_px']:.2g} pixels by `windows.parquet`'s `map_x, map_y` and to "
-             f"{g['heat_cell_error_px']:.2g} by the heat map's georeference. Its class scores over 0.5 there for "
+             f"to {g['heat_cell_error_px']:.2g} pixels by the heat map's georeference and to "
+             f"{g['window_map_error_px']:.2g} by `windows.parquet`'s `map_x, map_y` (for the "
+             f"{g['windows_kept']} of them `--keep` kept). Its class scores over 0.5 there for "
              f"{g['scored_over_half']} of the {g['objects']} objects, and peaks there (not on a neighbouring window) "
              f"for {g['peak_on_its_window']}.\n"
              f"- `detections.geojson` has a box of the right class within half a window of {g['found']} of the "
              f"{g['objects']} objects ({g['boxes']} boxes in all); their centres are {_n(box['median'], 1)} pixels "
              f"from the object's (median; at most {_n(box['max'], 1)}; {box['within_one_pixel']} within one pixel): "
              "the detector's box regression, not the georeference, which is exact.\n"
-             f"- `heatmap.tif` ({_n(g['heatmap_bytes'] / 2**20, 1)} MiB) equals `windows.parquet` to "
-             f"{g['heatmap_vs_windows']:.1g} and carries the input's georeference at the stride's pixel size "
+             f"- `heatmap.tif` ({_n(g['heatmap_bytes'] / 2**20, 1)} MiB) holds every window of the grid "
+             f"({g['heatmap_nan']} NaN), equals `windows.parquet` on the {_n(g['windows_kept_rows'])} windows it "
+             f"kept to {g['heatmap_vs_windows']:.1g}, and carries the input's georeference at the stride's pixel size "
              f"(to {g['heatmap_georef_error']:.1g} m).\n"
              f"- The viewer's pyramid: {_n(g['viewer']['files'])} files, {_n(g['viewer']['bytes'] / 2**20, 1)} MiB.")
     if g.get("measured"):

@@ -4,14 +4,15 @@ where its windows, its heat map and its boxes put each object on the map.
 Positions per object, each compared with the object's known map position:
 
 - the window of the grid that holds exactly the object (it lies on the stride's grid), placed
-  on the map by ``windows.parquet``'s ``map_x, map_y``, and by the heat map's own
-  georeference: both exact when the georeference is carried right; and whether its class's
-  score peaks there, or on a neighbouring window that holds most of it;
+  on the map by the heat map's own georeference, and by ``windows.parquet``'s ``map_x,
+  map_y`` where ``--keep`` kept it: both exact when the georeference is carried right; its
+  class's score there (from the heat map, which holds every window), and whether that score
+  peaks there, or on a neighbouring window that holds most of it;
 - its box in ``detections.geojson``: the detector's box regression and merging move it by a
   few pixels, which the report gives in pixels.
 
-It also checks the heat map against ``windows.parquet`` (equal, with ``--keep 0``) and against
-the input's georeference.
+It also checks the heat map against ``windows.parquet`` (equal on every window it kept), that
+it holds every window of the grid (no NaN), and its georeference against the input's.
 """
 from __future__ import annotations
 
@@ -70,7 +71,7 @@ def scene_report(run: str, scene: Scene, *, stride: int, window: int) -> dict:
         # The object's own window (it lies on the grid), placed by the windows and by the heat map.
         r, c = obj.y // stride, obj.x // stride
         cell = np.array(heat_georef.to_map(c + 0.5, r + 0.5), dtype=np.float64).ravel()
-        row = at[(obj.x, obj.y)]
+        row = at.get((obj.x, obj.y))  # None: --keep left it out of windows.parquet
         # Where its class peaks around it: on its own window, or on a neighbour that holds most of it.
         r0, c0 = max(0, r - 2), max(0, c - 2)
         near = band[r0:r + 3, c0:c + 3]
@@ -83,8 +84,8 @@ def scene_report(run: str, scene: Scene, *, stride: int, window: int) -> dict:
         objects.append({"label": obj.label, "x": obj.x, "y": obj.y, "score": float(band[r, c]),
                         "peak_on_its_window": bool(peak == (r - r0, c - c0)),
                         "heat_cell_error_px": float(np.max(np.abs(cell - known)) / scene.pixel_size),
-                        "window_map_error_px": float(max(abs(map_x[row] - known[0]), abs(map_y[row] - known[1]))
-                                                     / scene.pixel_size),
+                        "window_map_error_px": None if row is None else float(
+                            max(abs(map_x[row] - known[0]), abs(map_y[row] - known[1])) / scene.pixel_size),
                         "box_centre_error_px": box})
     found = [o for o in objects if o["box_centre_error_px"] is not None and o["box_centre_error_px"] <= window / 2]
     errors = [o["box_centre_error_px"] for o in found]
@@ -96,10 +97,13 @@ def scene_report(run: str, scene: Scene, *, stride: int, window: int) -> dict:
                                 "median": float(np.median(errors)) if errors else None,
                                 "within_one_pixel": sum(e <= 1 for e in errors)},
         "heat_cell_error_px": max(o["heat_cell_error_px"] for o in objects),
-        "window_map_error_px": max(o["window_map_error_px"] for o in objects),
+        "window_map_error_px": max((o["window_map_error_px"] for o in objects
+                                    if o["window_map_error_px"] is not None), default=None),
+        "windows_kept": sum(o["window_map_error_px"] is not None for o in objects),
         "peak_on_its_window": sum(o["peak_on_its_window"] for o in objects),
         "scored_over_half": sum(o["score"] > 0.5 for o in objects),
         "heatmap_vs_windows": heat_vs_windows,
+        "heatmap_nan": int(np.isnan(bands).sum()),
         "heatmap_georef_error": georef_error,
         "per_object": objects,
     }

@@ -18,6 +18,7 @@ from engines.cache import cached_engine
 from engines.numerics import NumericsError
 from pixels import probe_image, read_band
 from scoring.finish import PictureJob, RunContext, finish_picture, piece_rows
+from scoring.heatmap import heatmap_rows
 from scoring.progress import ProgressAddress, ProgressReporter
 from scoring.records import BandSettings, PieceFailure, PieceTiming, ProbeFailure
 from scoring.results import select_rows, windows_table
@@ -148,6 +149,10 @@ class BandScorer:
                                      max_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                                      engine_check=check)
                 load_s = 0.0  # counted once, with the task's first piece
+                if band.heatmap:  # every window's, whatever --keep leaves out of the rows
+                    part = heatmap_rows(scores.origins, scores.probs, spec.classes, spec.background, band.stride)
+                    if part is not None:
+                        yield piece.image, part
                 self._done(reporter, piece)
                 yield piece.image, piece_rows(table, timing)
 

@@ -30,7 +30,7 @@ from pixels import ImageInfo
 from pixels.georef import Georef
 from scoring.boxes import boxes_from_table, picture_detections_json
 from scoring.geojson import detections_geojson
-from scoring.heatmap import HEATMAP_FILE, heatmap_tiff
+from scoring.heatmap import HEATMAP_FILE, HeatmapRows, heatmap_grid, heatmap_tiff
 from scoring.outputs import Destination, RunWriter
 from scoring.overlay import overlay_png
 from scoring.records import FAILED, SCORED, STAGED, PictureSummary, PieceFailure, PieceTiming
@@ -122,9 +122,24 @@ def executor_checks(timings: list[PieceTiming]) -> list[dict]:
             for _, (check, workers) in sorted(found.items(), key=lambda item: (item[1][0]["host"], item[0]))]
 
 
-def _read_pieces(payloads) -> tuple[pa.Table | None, list[PieceTiming], list[PieceFailure], list[NumericsCheck]]:
-    tables, timings, errors, failed_checks = [], [], [], []
+@dataclass
+class _Pieces:
+    """What a picture's scoring tasks sent, read: its kept rows sorted by position (``None`` if no
+    band sent any), each band's timings, failures and failed engine checks, and heat-map rows."""
+
+    table: pa.Table | None
+    timings: list
+    errors: list
+    failed_checks: list
+    heat: list
+
+
+def _read_pieces(payloads) -> _Pieces:
+    tables, timings, errors, failed_checks, heat = [], [], [], [], []
     for payload in payloads:
+        if isinstance(payload, HeatmapRows):
+            heat.append(payload)
+            continue
         if isinstance(payload, NumericsCheck):
             failed_checks.append(payload)
             continue
@@ -135,12 +150,12 @@ def _read_pieces(payloads) -> tuple[pa.Table | None, list[PieceTiming], list[Pie
         timings.append(PieceTiming.from_json(json.loads(table.schema.metadata[TIMING_KEY])))
         tables.append(table.replace_schema_metadata(None))
     if not tables:
-        return None, timings, errors, failed_checks
+        return _Pieces(None, timings, errors, failed_checks, heat)
     # One copy, sorted: the pieces' tables are views of their bytes, and take gathers from them.
     table = pa.concat_tables(tables)
     del tables
     order = np.lexsort((table.column("x").to_numpy(), table.column("y").to_numpy()))
-    return table.take(pa.array(order)).combine_chunks(), timings, errors, failed_checks
+    return _Pieces(table.take(pa.array(order)).combine_chunks(), timings, errors, failed_checks, heat)
 
 
 def manifest_bytes(manifest: dict) -> bytes:
@@ -210,7 +225,8 @@ def finish_picture(job: PictureJob, payloads, ctx: RunContext) -> PictureSummary
     holds that :class:`~engines.numerics.NumericsCheck`, with which the driver stops the run.
     """
     started = time.time()
-    table, tasks, errors, failed_checks = _read_pieces(payloads)
+    pieces = _read_pieces(payloads)
+    table, tasks, errors, failed_checks = pieces.table, pieces.timings, pieces.errors, pieces.failed_checks
     summary = PictureSummary(job.index, job.name, job.info.url, job.info.width, job.info.height, tasks=tuple(tasks))
     if failed_checks:
         return replace(summary, error=failed_checks[0].failure_line(), numerics_failure=failed_checks[0])
@@ -262,8 +278,9 @@ def finish_picture(job: PictureJob, payloads, ctx: RunContext) -> PictureSummary
                 pyramid = {"page": VIEWER_FILE, "folder": folder, **pyramid}
         heatmap = None
         if ctx.heatmap:
-            raster, heatmap = heatmap_tiff(table, ctx.classes, ctx.background, stride=ctx.stride, window=ctx.window,
-                                           georef=georef)
+            names = [c for c in ctx.classes if c != ctx.background]
+            raster, heatmap = heatmap_tiff(heatmap_grid(pieces.heat, len(names)), names, stride=ctx.stride,
+                                           window=ctx.window, georef=georef)
             step_write = time.time()
             writer.write(HEATMAP_FILE, raster)
             write_s += time.time() - step_write

@@ -7,36 +7,64 @@ column) are left out, and positions without a scored window are NaN (the nodata 
 Cloud-Optimised GeoTIFF: tiled, Deflate compressed, with overviews (each half the size, by
 averaging), and for a GeoTIFF picture with its georeference: the pixel size is the
 stride's, and a pixel's centre is its window's centre on the map.
+
+Each scoring task sends its band's part of the grid (:class:`HeatmapRows`, a few bytes per
+window, every window whatever ``--keep`` drops from ``windows.parquet``); the task that
+finishes the picture puts the parts together (:func:`heatmap_grid`), so that the raster never
+needs the picture's every window as rows.
 """
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
-import pyarrow as pa
 
 from pixels.georef import Georef
 from scoring.outputs import OPTIONAL_FILES
-from scoring.results import probability_column
 
-__all__ = ["heatmap_tiff", "HEATMAP_FILE", "TILE"]
+__all__ = ["HeatmapRows", "heatmap_rows", "heatmap_grid", "heatmap_tiff", "HEATMAP_FILE", "TILE"]
 
 HEATMAP_FILE = OPTIONAL_FILES[0]
 #: The raster's tile side; overviews are made down to one tile.
 TILE = 256
 
 
-def _grid(table: pa.Table, classes, background: str, stride: int) -> tuple[np.ndarray, list]:
-    """``(bands, rows, columns)`` float32 probabilities of the on-grid windows, NaN elsewhere."""
-    x, y = (table.column(n).to_numpy().astype(np.int64) for n in ("x", "y"))
+@dataclass(frozen=True)
+class HeatmapRows:
+    """A band's rows of its picture's heat map: ``values[band, row - row0, column]``, float32,
+    NaN where no window of the band lies."""
+
+    row0: int
+    values: np.ndarray
+
+
+def heatmap_rows(origins: np.ndarray, probs: np.ndarray, classes, background: str,
+                 stride: int) -> HeatmapRows | None:
+    """The heat-map rows of a band's scored windows (``origins`` as ``(x, y)``, ``probs`` one
+    column per class): its windows on the grid at ``stride``; ``None`` if none is."""
+    x, y = origins[:, 0].astype(np.int64), origins[:, 1].astype(np.int64)
     on = (x % stride == 0) & (y % stride == 0)
-    columns, rows = x[on] // stride, y[on] // stride
-    names = [c for c in classes if c != background]
-    shape = (len(names), int(rows.max()) + 1 if rows.size else 1, int(columns.max()) + 1 if columns.size else 1)
-    bands = np.full(shape, np.nan, np.float32)
-    for k, name in enumerate(names):
-        bands[k, rows, columns] = table.column(probability_column(name)).to_numpy()[on]
-    return bands, names
+    if not on.any():
+        return None
+    rows, columns = y[on] // stride, x[on] // stride
+    row0 = int(rows.min())
+    foreground = [k for k, c in enumerate(classes) if c != background]
+    values = np.full((len(foreground), int(rows.max()) - row0 + 1, int(columns.max()) + 1), np.nan, np.float32)
+    values[:, rows - row0, columns] = probs[on][:, foreground].T
+    return HeatmapRows(row0, values)
+
+
+def heatmap_grid(parts, bands: int) -> np.ndarray:
+    """A picture's heat map, ``(bands, rows, columns)``, from its bands' :class:`HeatmapRows`."""
+    parts = list(parts)
+    height = max((p.row0 + p.values.shape[1] for p in parts), default=1)
+    width = max((p.values.shape[2] for p in parts), default=1)
+    grid = np.full((bands, height, width), np.nan, np.float32)
+    for part in parts:
+        rows, columns = part.values.shape[1:]
+        grid[:, part.row0:part.row0 + rows, :columns] = part.values
+    return grid
 
 
 def _grid_transform(georef: Georef, stride: int, window: int) -> tuple:
@@ -47,17 +75,18 @@ def _grid_transform(georef: Georef, stride: int, window: int) -> tuple:
     return a * stride, b * stride, a * offset + b * offset + c, d * stride, e * stride, d * offset + e * offset + f
 
 
-def heatmap_tiff(table: pa.Table, classes, background: str, *, stride: int, window: int,
+def heatmap_tiff(bands: np.ndarray, names, *, stride: int, window: int,
                  georef: Georef | None) -> tuple[bytes, dict]:
-    """The heat-map Cloud-Optimised GeoTIFF of a picture's scored windows, and what it holds (for
-    the manifest). GDAL's COG driver (through rasterio) writes it: tiles, Deflate, overviews by
-    averaging down to one tile, every IFD at the file's start and the smallest overview's tiles
-    first, so that a GIS reads any part at any zoom with a few range requests."""
+    """The heat-map Cloud-Optimised GeoTIFF of a picture's grid (:func:`heatmap_grid`; ``names``:
+    its bands' classes), and what it holds (for the manifest). GDAL's COG driver (through
+    rasterio) writes it: tiles, Deflate, overviews by averaging down to one tile, every IFD at
+    the file's start and the smallest overview's tiles first, so that a GIS reads any part at
+    any zoom with a few range requests."""
     import rasterio
     from rasterio.io import MemoryFile
     from rasterio.transform import Affine
 
-    bands, names = _grid(table, classes, background, stride)
+    names = list(names)
     profile = {"driver": "COG", "count": len(names), "height": bands.shape[1], "width": bands.shape[2],
                "dtype": "float32", "nodata": float("nan"), "blocksize": TILE, "compress": "deflate",
                "predictor": 3, "overview_resampling": "average", "bigtiff": "if_safer"}

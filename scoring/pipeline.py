@@ -306,7 +306,7 @@ def _job_plan(prepared: PreparedRun, plan: RunPlan, ready: list) -> JobPlan:
                                   attributes=pic.attributes)
             for pic in ready}
     band = BandSettings(engine=s.engine, window=p.window, stride=p.stride, edge=p.edge, batch_size=p.batch_size,
-                        floor=min([p.keep, *s.thresholds.values()]))
+                        floor=min([p.keep, *s.thresholds.values()]), heatmap=p.heatmap)
     return JobPlan(plan.waves, jobs, band, storage_options=prepared.executor_options)
 
 

@@ -1,7 +1,8 @@
 """What crosses the Spark boundary, typed: settings out to the executors, results back.
 
 Out: :class:`BandSettings` (how every band is scored). Back from scoring a band: the kept
-rows as Arrow bytes carrying a :class:`PieceTiming`, a :class:`PieceFailure`, or the
+rows as Arrow bytes carrying a :class:`PieceTiming` (and with ``--heatmap`` its
+:class:`~scoring.heatmap.HeatmapRows`), a :class:`PieceFailure`, or the
 :class:`~engines.numerics.NumericsCheck` an engine failed. Back from a header read:
 :class:`pixels.ImageInfo` or a :class:`ProbeFailure`. Back from finishing a picture: a
 :class:`PictureSummary`. The job's own figures: :class:`JobTimings`. All are frozen and
@@ -26,8 +27,9 @@ SCORED, STAGED, FAILED = "scored", "staged", "failed"
 @dataclass(frozen=True)
 class BandSettings:
     """How every band of a run is scored: the engine, the window grid, the batch, the floor
-    under which rows are not sent back (the lowest of ``--keep`` and the thresholds), and the
-    engine's threads per task (set by the job from Spark's ``spark.task.cpus``)."""
+    under which rows are not sent back (the lowest of ``--keep`` and the thresholds), the
+    engine's threads per task (set by the job from Spark's ``spark.task.cpus``), and whether
+    each band also sends its part of the heat map (``--heatmap``)."""
 
     engine: str
     window: int
@@ -36,6 +38,7 @@ class BandSettings:
     batch_size: int
     floor: float
     threads: int = 1
+    heatmap: bool = False
 
 
 @dataclass(frozen=True)

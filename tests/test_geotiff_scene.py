@@ -1,11 +1,12 @@
 """The georeferenced acceptance run at a size the suite affords: a tiled UTM GeoTIFF with CIFAR-10
-cars and boats at known map positions, scored with --heatmap and --keep 0 by the default model.
+cars and boats at known map positions, scored with --heatmap by the default model.
 (``python -m benchmarks.geotiff`` runs it at 20,000 x 20,000 and samples the memory.)
 
 The windows and the heat map put every object at its map position exactly (it lies on the
 stride's grid); the boxes of detections.geojson by the detector's few pixels of box regression;
-the heat map equals windows.parquet and carries the input's georeference; the viewer, opened in
-Chromium from the disk, draws a box around an object at full zoom."""
+the heat map holds every window, equals windows.parquet on the windows it kept, and carries
+the input's georeference; the viewer, opened in Chromium from the disk, draws a box around an
+object at full zoom."""
 from __future__ import annotations
 
 import os
@@ -32,7 +33,7 @@ def scored_scene(tmp_path_factory, spark):
     objects = place_objects(library, ("car", "boat"), OBJECTS, SIDE, grid=STRIDE, seed=3)
     scene = write_scene_geotiff(str(folder / "scene.tif"), SIDE, objects, library, origin=ORIGIN, pixel_size=PIXEL,
                                 epsg=32633)
-    run(prepare(ScoreParams(image=str(folder / "scene.tif"), out=str(folder / "run"), stride=STRIDE, keep=0.0,
+    run(prepare(ScoreParams(image=str(folder / "scene.tif"), out=str(folder / "run"), stride=STRIDE,
                             heatmap=True, quiet=True)), spark)
     return scene, str(folder / "run")
 
@@ -45,6 +46,7 @@ def test_windows_heatmap_and_boxes_put_the_objects_at_their_map_positions(scored
     scene, out = scored_scene
     report = scene_report(out, scene, stride=STRIDE, window=WINDOW)
     assert report["heatmap_vs_windows"] == 0.0 and report["heatmap_georef_error"] < 1e-6
+    assert report["heatmap_nan"] == 0 and report["windows_kept"] == OBJECTS
     assert report["window_map_error_px"] == 0.0 and report["heat_cell_error_px"] == 0.0
     assert report["scored_over_half"] == OBJECTS and report["peak_on_its_window"] >= OBJECTS - 1
     assert report["found"] == OBJECTS  # a box of its class within half a window of each

@@ -5,13 +5,12 @@ from __future__ import annotations
 import io
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import tifffile
 
 from pixels.georef import Georef, read_georef
-from scoring.heatmap import HEATMAP_FILE, TILE, heatmap_tiff
+from scoring.heatmap import HEATMAP_FILE, TILE, heatmap_grid, heatmap_rows, heatmap_tiff
 from tests.test_georef import UTM, geotiff
 
 
@@ -21,16 +20,21 @@ def bands_of(page) -> np.ndarray:
     return np.moveaxis(array, -1, 0) if page.axes.endswith("S") else array.reshape(-1, *array.shape[-2:])
 
 
-def test_a_large_grid_gets_tiles_overviews_and_nan_where_no_window_was_scored():
+def test_bands_send_their_grid_rows_which_make_the_picture_grid_with_nan_where_nothing_was_scored():
     xs, ys = np.meshgrid(np.arange(0, 700 * 8, 8), np.arange(0, 300 * 8, 8))
-    keep = ~((xs == 80) & (ys == 40)).ravel()  # one position not scored
-    n = int(keep.sum())
+    scored = ~((xs == 80) & (ys == 40)).ravel()  # one position not scored
+    origins = np.stack([xs.ravel(), ys.ravel()], axis=1)[scored]
     rng = np.random.default_rng(0)
-    table = pa.table({"x": xs.ravel()[keep].astype(np.int32), "y": ys.ravel()[keep].astype(np.int32),
-                      "p_car": rng.random(n, dtype=np.float32), "p_boat": rng.random(n, dtype=np.float32),
-                      "p_background": np.zeros(n, np.float32)})
-    data, info = heatmap_tiff(table, ("car", "boat", "background"), "background", stride=8, window=32, georef=None)
-    assert info["bands"] == ["car", "boat"] and (info["width"], info["height"]) == (700, 300)
+    probs = rng.random((len(origins), 3), dtype=np.float32)
+    classes = ("car", "background", "boat")
+    # Two bands, and an off-grid window (the align policy's last column) the raster leaves out.
+    upper = origins[:, 1] < 1000
+    parts = [heatmap_rows(np.vstack([origins[part], [[5596, 0]]]), np.vstack([probs[part], [[1, 1, 1]]]), classes,
+                          "background", 8) for part in (upper, ~upper)]
+    assert [p.row0 for p in parts] == [0, 125] and parts[1].values.shape == (2, 175, 700)
+    assert heatmap_rows(np.array([[4, 4]]), probs[:1], classes, "background", 8) is None
+    grid = heatmap_grid(parts[::-1], 2)
+    data, info = heatmap_tiff(grid, ("car", "boat"), stride=8, window=32, georef=None)
     with tifffile.TiffFile(io.BytesIO(data)) as tif:
         page = tif.pages[0]
         assert page.is_tiled and (page.tilewidth, page.tilelength) == (TILE, TILE)
@@ -55,19 +59,22 @@ def test_a_large_grid_gets_tiles_overviews_and_nan_where_no_window_was_scored():
         assert raster.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG" and raster.overviews(1) == [2, 4]
         assert raster.descriptions == ("car", "boat") and np.isnan(raster.nodata)
     assert np.isnan(bands[:, 5, 10]).all()
-    assert np.array_equal(bands[0][~np.isnan(bands[0])], table.column("p_car").to_numpy()[
-        np.lexsort((table.column("x").to_numpy(), table.column("y").to_numpy()))])
+    order = np.lexsort((origins[:, 0], origins[:, 1]))  # row by row, as the raster holds them
+    assert np.array_equal(bands[0][~np.isnan(bands[0])], probs[order, 0])
+    assert np.array_equal(bands[1][~np.isnan(bands[1])], probs[order, 2])
 
 
 @pytest.mark.slow
-def test_heatmap_of_a_geotiff_run_equals_its_windows_and_keeps_its_georeference(spark, tmp_path, random_bundle_dir):
+def test_heatmap_of_a_geotiff_run_holds_every_window_equals_the_kept_ones_and_keeps_the_georeference(
+        spark, tmp_path, random_bundle_dir):
     from scoring.params import ScoreParams
     from scoring.pipeline import prepare, run
 
     picture = geotiff(tmp_path / "scene.tif", 240, 176, scale=UTM["scale"], tie=UTM["tie"], keys=UTM["keys"], seed=4)
     out = tmp_path / "run"
-    manifest = run(prepare(ScoreParams(image=picture, out=str(out), model=random_bundle_dir, keep=0.0, stride=16,
+    manifest = run(prepare(ScoreParams(image=picture, out=str(out), model=random_bundle_dir, keep=0.4, stride=16,
                                        heatmap=True, quiet=True)), spark)
+    counts = manifest["counts"]
     assert manifest["heatmap"]["file"] == HEATMAP_FILE
     windows = pq.read_table(out / "windows.parquet").to_pydict()
     with tifffile.TiffFile(out / HEATMAP_FILE) as tif:
@@ -85,7 +92,9 @@ def test_heatmap_of_a_geotiff_run_equals_its_windows_and_keeps_its_georeference(
         column, row = x // 16, y // 16
         assert bands[0, row, column] == car and bands[1, row, column] == boat
         assert georef.to_map(column + 0.5, row + 0.5) == pytest.approx(picture_georef.to_map(x + w / 2, y + h / 2))
-    assert on_grid == bands.shape[1] * bands.shape[2]
+    # Every window of the grid (all of this picture's are on it), not only those --keep kept.
+    assert 0 < on_grid == counts["windows_kept"] < counts["windows_scored"] == bands.shape[1] * bands.shape[2]
+    assert not np.isnan(bands).any()
     # Without --heatmap, none: and a rerun over this one removes it.
     run(prepare(ScoreParams(image=picture, out=str(out), model=random_bundle_dir, overwrite=True, quiet=True)), spark)
     assert not (out / HEATMAP_FILE).exists()
