@@ -31,7 +31,8 @@ def _create(args: argparse.Namespace) -> int:
                             mxnet_symbol=args.mxnet_symbol, mxnet_params=args.mxnet_params, output=args.output,
                             mean=args.mean, std=args.std, pixel_scale=args.pixel_scale, layout=args.layout,
                             size=args.size, dtype=args.dtype, channel_order=args.channel_order, name=args.name,
-                            boxes=args.boxes, batch_size=args.batch_size, overwrite=args.overwrite)
+                            boxes=args.boxes, dense_stride=args.dense_stride, batch_size=args.batch_size,
+                            overwrite=args.overwrite)
     spec = created.spec
     print(f"wrote {created.out}: {spec.name}, {spec.size}x{spec.size} {spec.layout} {spec.dtype}, output "
           f"{spec.output} over {', '.join(spec.classes)}; bundle {created.sha256[:12]}")
@@ -79,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--channel-order", default="RGB", choices=CHANNEL_ORDERS, help="(default %(default)s)")
     create.add_argument("--boxes", action="store_true",
                         help="the model's second output is box deltas (window-offset-log-size)")
+    create.add_argument("--dense-stride", type=int,
+                        help="a padding-free network exported with dynamic height and width: it scores a whole band "
+                             "at once, every window at this stride (checked exact before the bundle is kept)")
     create.add_argument("--name", help="the model's name (default: the file's)")
     create.add_argument("--out", required=True, help="the bundle folder to write")
     create.add_argument("--overwrite", action="store_true", help="replace --out if it exists")

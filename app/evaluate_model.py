@@ -25,7 +25,7 @@ from core.errors import TilescanError
 from engines import ENGINES, create_engine, engine_class
 from evaluation.tuning import collage_picture, picture_metrics, score_picture
 from pixels import read_image
-from scoring.params import resolve_settings
+from scoring.params import default_stride, resolve_settings
 from tilesets import FOREGROUND_CLASSES, data_root
 from training.held_out import evaluate_bundle
 from training.model_card import write_model_card
@@ -39,6 +39,7 @@ _REPORTED = ("ap50", "ap", "precision", "recall", "true_positives", "false_posit
 def collage_results(bundle, *, threads: int) -> dict:
     """AP50, AP50:95, precision and recall per class on each test collage, at the bundle's defaults."""
     settings = resolve_settings(bundle.spec, bundle.recommended, bundle.files)
+    stride = default_stride(bundle.spec, bundle.recommended)
     engine = create_engine(bundle.subset(engine_class(settings.engine).required_files), settings.engine,
                            threads=threads)
     target, _ = read_image(default_target())
@@ -46,7 +47,7 @@ def collage_results(bundle, *, threads: int) -> dict:
     collages = {}
     for name, params in TEST_COLLAGES.items():
         picture = collage_picture(name, tiles.images, tiles.model_class, params, target, FOREGROUND_CLASSES)
-        metrics = picture_metrics(score_picture(picture.pixels, engine), picture, bundle.spec,
+        metrics = picture_metrics(score_picture(picture.pixels, engine, stride=stride), picture, bundle.spec,
                                   thresholds=settings.thresholds, merge=settings.merge, iou=settings.merge_iou)
         collages[name] = {
             "size": [int(picture.pixels.shape[1]), int(picture.pixels.shape[0])],
@@ -54,7 +55,9 @@ def collage_results(bundle, *, threads: int) -> dict:
             "classes": {c: {k: (round(v, 4) if isinstance(v, float) else v) for k, v in m.items() if k in _REPORTED}
                         for c, m in metrics["classes"].items()},
         }
-    return {"settings": settings.to_json(), "collages": collages}
+    # A model that recommends its stride says so; the others' records stay as they were (stride 16).
+    return {"settings": {**settings.to_json(), **({"stride": stride} if "stride" in bundle.recommended else {})},
+            "collages": collages}
 
 
 def numerics_checks(bundle) -> list[str]:

@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=int, default=d["window"],
                    help="window side in pixels; must match the model (default: the model's input size)")
     p.add_argument("--stride", type=int, default=d["stride"],
-                   help="step between windows in pixels (default: half the window)")
+                   help="step between windows in pixels (default: the model's recommended stride, else half the "
+                        "window)")
     p.add_argument("--edge", default=d["edge"], choices=EDGE_POLICIES,
                    help="align: add windows flush with the right/bottom edges so no pixel is missed; "
                         "drop: plain grid (default %(default)s)")
@@ -83,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "--stride, tiled, with overviews, georeferenced like a GeoTIFF input")
     p.add_argument("--no-viewer", dest="viewer", action="store_false",
                    help="leave out each picture's zoomable viewer (viewer.html and its tile pyramid)")
+    p.add_argument("--no-dense", dest="dense", action="store_false",
+                   help="score every window on its own, even with a model that scores whole bands exactly "
+                        "(model.json's dense stride); the scores are the same, only slower")
     p.add_argument("--master", help="Spark master when not run through spark-submit (default local[*])")
     p.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
     p.add_argument("--resume", action="store_true",
@@ -99,7 +103,7 @@ def params_from_args(args: argparse.Namespace) -> ScoreParams:
         threshold=args.threshold,
         merge=args.merge, merge_iou=args.merge_iou,
         colors=parse_colors(args.colors), max_pixels=args.max_pixels, heatmap=args.heatmap, viewer=args.viewer,
-        overwrite=args.overwrite,
+        dense=args.dense, overwrite=args.overwrite,
         resume=args.resume,
         quiet=args.quiet,
     )

@@ -1,8 +1,11 @@
 """Train the collage detector and make it the bundle a run uses at its defaults.
 
     python -m app.train_detector --out models/default [--init models/classifier] [--epochs 20] [--resume]
+    python -m app.train_detector --out models/dense --architecture valid
 
-1. trains the detector (training.detector) from the classifier bundle --init;
+1. trains the detector (training.detector): the CIFAR ResNet from the classifier bundle
+   --init, or (--architecture valid) the padding-free network that scores whole bands
+   exactly (training.valid_net), from scratch;
 2. chooses the recommended thresholds, merge method and merge IoU on validation collages
    (built from the training set's validation channel; the test set is never used);
 3. quantises it to int8 (7-bit weights: the same answers on every x86 CPU) and, when AP50
@@ -29,11 +32,11 @@ from app.validate_int8 import record_validation, validate
 from collage import CollageParams
 from core.bundle import load_bundle, update_model_json
 from engines import create_engine
-from evaluation.tuning import collage_picture, recommend_settings, score_picture
+from evaluation.tuning import collage_picture, picture_metrics, recommend_settings, score_picture
 from tilesets import FOREGROUND_CLASSES, data_root, load_cifar
 from training import require_mxnet
 from training.collage_windows import synthetic_target
-from training.detector import DetectorConfig, collage_windows_for, train_detector
+from training.detector import ARCHITECTURES, DetectorConfig, collage_windows_for, train_detector
 from training.quantize import add_int8_model
 from training.split import split_channels
 
@@ -47,6 +50,10 @@ VALIDATION_STYLES = (
     ("val-random-26", dict(step=26, jitter=3, match="random")),
 )
 VALIDATION_SIZE = 1536
+#: The strides a dense model's default is chosen among, and how much mean AP a coarser one may
+#: give up to be chosen.
+DENSE_STRIDES = (8, 4)
+STRIDE_TOLERANCE = 0.005
 CALIBRATION_WINDOWS = 512
 
 
@@ -62,6 +69,30 @@ def validation_pictures(config: DetectorConfig, data) -> list:
             for k, (name, style) in enumerate(VALIDATION_STYLES)]
 
 
+def choose_stride(engine, pictures, spec) -> dict:
+    """A dense model's recommended settings with its stride: at each of :data:`DENSE_STRIDES`, the
+    settings :func:`recommend_settings` chooses and the mean AP50 and AP50:95 they reach; the
+    stride with the best mean of the two, or a coarser one within :data:`STRIDE_TOLERANCE` of it
+    (each halving of the stride is four times the windows to merge and keep)."""
+    found = {}
+    for stride in DENSE_STRIDES:
+        tables = [score_picture(p.pixels, engine, stride=stride) for p in pictures]
+        settings = recommend_settings(tables, pictures, spec)
+        results = [picture_metrics(table, picture, spec, thresholds=settings["threshold"], merge=settings["merge"],
+                                   iou=settings["merge_iou"]) for table, picture in zip(tables, pictures)]
+        ap = {c: round(float(np.mean([r["classes"][c]["ap"] or 0.0 for r in results])), 4) for c in spec.foreground}
+        ap50 = settings["validation"]["ap50"]
+        found[stride] = (settings, ap50, ap, float(np.mean([*ap50.values(), *ap.values()])))
+        logger.info("stride %d: AP50 %s, AP50:95 %s", stride, ap50, ap)
+    best = max(value[3] for value in found.values())
+    stride = max(s for s, value in found.items() if value[3] >= best - STRIDE_TOLERANCE)
+    settings = found[stride][0]
+    settings["stride"] = stride
+    settings["validation"]["strides"] = {str(s): {"ap50": v[1], "ap": v[2]} for s, v in found.items()}
+    settings["validation"]["searched"]["stride"] = list(DENSE_STRIDES)
+    return settings
+
+
 def tune(folder: str, config: DetectorConfig) -> dict:
     """Steps 2-4: recommended settings, int8 (validated on this CPU), recorded in ``folder``'s model.json;
     returns the recommended settings."""
@@ -69,8 +100,11 @@ def tune(folder: str, config: DetectorConfig) -> dict:
     pictures = validation_pictures(config, data)
     bundle = load_bundle(folder)
     fp32 = create_engine(bundle, "onnxruntime", threads=os.cpu_count() or 1)
-    tables = [score_picture(p.pixels, fp32) for p in pictures]
-    settings = recommend_settings(tables, pictures, bundle.spec)
+    if bundle.spec.dense_stride:
+        settings = choose_stride(fp32, pictures, bundle.spec)
+    else:
+        tables = [score_picture(p.pixels, fp32) for p in pictures]
+        settings = recommend_settings(tables, pictures, bundle.spec)
     logger.info("recommended: %s", {k: v for k, v in settings.items() if k != "validation"})
     update_model_json(folder, recommended=settings)
 
@@ -92,7 +126,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     cli.add_version_argument(p)
     p.add_argument("--out", required=True, help="output bundle folder (local)")
     p.add_argument("--data", help="CIFAR-10 binary folder (default: $TILESCAN_DATA/cifar10)")
-    p.add_argument("--init", help="classifier bundle to start from (default models/classifier)")
+    p.add_argument("--init", help="classifier bundle to start from (default models/classifier; resnet only)")
+    p.add_argument("--architecture", choices=ARCHITECTURES,
+                   help="resnet (default; from --init) or valid (padding-free, dense-exact at stride 4, from "
+                        "scratch)")
     for name in ("epochs", "windows_per_epoch", "seed"):
         p.add_argument("--" + name.replace("_", "-"), type=int, help=f"default {defaults[name]}")
     p.add_argument("--hard-negatives", help="folder of CLASS/*.png error tiles exported by the notebook, added to "
@@ -106,9 +143,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def _train(args: argparse.Namespace) -> int:
     values = {"data": args.data or os.path.join(data_root(), "cifar10"), "out": args.out}
-    for name in ("init", "epochs", "windows_per_epoch", "seed", "hard_negatives"):
+    for name in ("init", "architecture", "epochs", "windows_per_epoch", "seed", "hard_negatives"):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
+    if values.get("architecture") == "valid" and args.init is None:
+        values["init"] = None  # it shares no layer with the classifier
     config = DetectorConfig(**values)
     config.validate()
     require_mxnet()  # after the settings' own checks: a user fixes both at once

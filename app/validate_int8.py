@@ -54,6 +54,8 @@ def validate(folder: str, pictures, *, rounds: int = 5) -> dict:
     if None in settings.values():
         raise TilescanError(f"{folder}: the bundle recommends no thresholds and merging to validate int8 at "
                             "(app.train_detector chooses them)")
+    if "stride" in bundle.recommended:  # a run's at its defaults
+        settings["stride"] = bundle.recommended["stride"]
     threads = os.cpu_count() or 1
     names = {"float32": _FLOAT_ENGINE, "int8": INT8_ENGINE}
     scoring = {precision: _checked(bundle, name, threads) for precision, name in names.items()}

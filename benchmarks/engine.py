@@ -33,14 +33,15 @@ BATCH_SIZES = (32, 128, 512, 1024)
 QUICK_BATCH_SIZES = (32, 512)
 
 
-def count_flops(onnx_bytes: bytes) -> dict:
-    """Multiply-adds per window of an ONNX classifier: Conv, Gemm and MatMul nodes.
+def count_flops(onnx_bytes: bytes, *, band: tuple | None = None) -> dict:
+    """Multiply-adds per window of an ONNX classifier: Conv, Gemm and MatMul nodes; of a
+    dense network's pass over a ``band`` of ``(height, width)`` pixels, given that.
 
-    The batch dimension is fixed to 1 and ONNX shape inference gives every tensor's
-    shape. A Conv with output ``(1, Co, Ho, Wo)`` and weight ``(Co, Ci/g, kh, kw)`` costs
-    ``Co*Ho*Wo * Ci/g*kh*kw`` MACs; a product ``(M, K) x (K, N)``, ``M*N*K``. Batch
-    norms, activations, additions and the softmax are left out (under 1 % here; ONNX
-    Runtime folds the batch norms into the convolutions).
+    The batch dimension is fixed to 1 (and a dense graph's height and width to ``band``'s)
+    and ONNX shape inference gives every tensor's shape. A Conv with output ``(1, Co, Ho,
+    Wo)`` and weight ``(Co, Ci/g, kh, kw)`` costs ``Co*Ho*Wo * Ci/g*kh*kw`` MACs; a product
+    ``(M, K) x (K, N)``, ``M*N*K``. Batch norms, activations, additions and the softmax are
+    left out (under 1 % here; ONNX Runtime folds the batch norms into the convolutions).
 
     Returns
     -------
@@ -54,9 +55,10 @@ def count_flops(onnx_bytes: bytes) -> dict:
     initializers = {init.name: list(init.dims) for init in model.graph.initializer}
     for value in model.graph.input:
         if value.name not in initializers:
-            dim = value.type.tensor_type.shape.dim[0]
-            dim.ClearField("dim_param")
-            dim.dim_value = 1
+            dims = value.type.tensor_type.shape.dim
+            for axis, size in [(0, 1), *([(2, band[0]), (3, band[1])] if band else [])]:
+                dims[axis].ClearField("dim_param")
+                dims[axis].dim_value = size
     graph = shape_inference.infer_shapes(model, strict_mode=True).graph
     shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
               for v in (*graph.input, *graph.value_info, *graph.output)}

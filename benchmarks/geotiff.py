@@ -53,7 +53,8 @@ def run(model: str, work: str, *, quick: bool = False) -> dict:
 
     side, count = (QUICK_SIDE, QUICK_OBJECTS) if quick else (SIDE, OBJECTS)
     # The model's window and the default stride for it.
-    defaults = ScoreParams(out="-", image="-", model=model).for_model(load_bundle(model).spec)
+    bundle = load_bundle(model)
+    defaults = ScoreParams(out="-", image="-", model=model).for_model(bundle.spec, bundle.recommended)
     window, stride = defaults.window, defaults.stride
     folder = os.path.join(work, "geotiff")
     os.makedirs(folder, exist_ok=True)

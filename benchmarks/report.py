@@ -441,6 +441,39 @@ def geotiff_section(g: dict | None) -> str:
     return head + text
 
 
+def dense_scoring_section(d: dict | None) -> str:
+    head = "## 15. Dense-exact scoring against window by window\n\n"
+    if not d:
+        return head + NOT_RUN
+    text = (f"A {_n(d['side'])}×{_n(d['side'])} picture in {d['strips']} bands, as an executor scores them, by one "
+            f"1-thread engine in one process; the best of {d['rounds']} rounds. FLOPs: each path's own, counted "
+            "from its ONNX graph (per window, or per dense pass over the pixels it takes in); the windows off the "
+            "stride's grid go one by one on either path.\n\n")
+    text += _table(["model", "engine", "stride", "path", "windows", "s", "windows/s", "Mpixel/s", "MFLOP/window",
+                    "GFLOP/s"],
+                   [[f"`{r['model']}`", r["engine"], r["stride"], r["path"], _n(r["windows"]), _n(r["seconds"], 2),
+                     _n(r["windows_per_s"]), _n(r["pixels_per_s"] / 1e6, 2), _n(r["mflop_per_window"], 1),
+                     _n(r["gflops_per_s"], 1)] for r in d["paths"]])
+    if d.get("demo"):
+        rows = []
+        for r in d["demo"]:
+            for picture, classes in r["accuracy"].items():
+                rows.append([r["setup"], f"`{r['model']}`", r["stride"], r["engine"], r["path"], _n(r["windows"]),
+                             " / ".join(_n(s, 1) for s in r["spark_job_s"]), picture,
+                             ", ".join(f"{c} {v['ap50']:.3f}" for c, v in classes.items()),
+                             ", ".join(f"{c} {v['ap']:.3f}" for c, v in classes.items())])
+        text += ("\n\nThe demo's two collages scored by `app/score.py` in local mode (`--keep 0`, as `make demo`), "
+                 "today's model at stride 16 and the dense model at its defaults, alternately; Spark-job seconds "
+                 "of each run, and AP of the best run's boxes.\n\n"
+                 + _table(["setup", "model", "stride", "engine", "path", "windows", "Spark job s", "collage",
+                           "AP50", "AP50:95"], rows)
+                 + f"\n\nThe dense model's demo takes **{d['demo_ratio']:.2f}** of today's Spark-job time "
+                   "(best against best).")
+    if d.get("measured"):
+        text += "\n\n" + _measured_alone(d, "with nothing else running")
+    return head + text
+
+
 def viewer_section(v: dict | None) -> str:
     head = "## 14. What the viewer costs\n\n"
     if not v:
@@ -660,7 +693,8 @@ def render(results: dict | None) -> str:
                 memory_section(results.get("memory")),
                 dense_section(results.get("dense")), merge_section(results.get("merge")),
                 storage_section(results.get("storage")), connect_section(results.get("connect")),
-                geotiff_section(results.get("geotiff")), viewer_section(results.get("viewer"))]
+                geotiff_section(results.get("geotiff")), viewer_section(results.get("viewer")),
+                dense_scoring_section(results.get("dense_scoring"))]
     errors = results.get("errors")
     sections.append(METHOD)
     if errors:

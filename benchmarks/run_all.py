@@ -31,6 +31,7 @@ from benchmarks import (
     connect,
     cpus,
     dense,
+    dense_scoring,
     end_to_end,
     engine,
     geotiff,
@@ -51,7 +52,7 @@ __all__ = ["SECTIONS", "main"]
 logger = logging.getLogger("benchmarks")
 
 SECTIONS = ("engine", "end_to_end", "scaling", "collection", "cpus", "breakdown", "baseline", "quantize", "dense",
-            "merge", "memory", "storage", "connect", "geotiff", "viewer")
+            "merge", "memory", "storage", "connect", "geotiff", "viewer", "dense_scoring")
 SPARK_SECTIONS = ("breakdown", "baseline", "quantize", "dense", "merge", "viewer")
 
 
@@ -162,6 +163,8 @@ def main(argv=None) -> int:
         _attempt(results, "storage", lambda: storage.run(inputs.model, inputs.work, quick=quick))
     if "geotiff" in only:
         _attempt(results, "geotiff", lambda: geotiff.run(inputs.model, inputs.work, quick=quick))
+    if "dense_scoring" in only:
+        _attempt(results, "dense_scoring", lambda: dense_scoring.run(inputs.work, quick=quick))
     if "connect" in only:
         _attempt(results, "connect", lambda: connect.run(inputs.model, inputs.work, quick=quick,
                                                          baseline=args.connect_baseline))

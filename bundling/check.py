@@ -36,6 +36,8 @@ def check_bundle(url: str, *, batch_size: int = 128, storage_options: dict | Non
         except EngineUnavailable as exc:
             lines.append(f"{name}: not checked ({exc})")
             continue
+        dense = checked.self_check.dense
         lines.append(f"{name}: {checked.numerics.summary()}; self-check on batches of "
-                     f"{' and '.join(map(str, checked.self_check.batch_sizes))} passed")
+                     f"{' and '.join(map(str, checked.self_check.batch_sizes))} passed"
+                     + (f"; {dense.summary()}" if dense else ""))
     return lines

@@ -77,8 +77,8 @@ def create_bundle(out: str, *, classes, background: str, onnx: str | None = None
                   mxnet_symbol: str | None = None, mxnet_params: str | None = None, output: str = "probabilities",
                   mean="none", std="none", pixel_scale: str = "0-1", layout: str | None = None,
                   size: int | None = None, dtype: str | None = None, channel_order: str = "RGB",
-                  name: str | None = None, boxes: bool = False, batch_size: int = 128,
-                  overwrite: bool = False) -> Created:
+                  name: str | None = None, boxes: bool = False, dense_stride: int | None = None,
+                  batch_size: int = 128, overwrite: bool = False) -> Created:
     """Make the local bundle folder ``out`` from an ONNX file, or from an MXNet symbol and params.
 
     Parameters
@@ -97,6 +97,9 @@ def create_bundle(out: str, *, classes, background: str, onnx: str | None = None
         are read from the graph where it fixes them, and must agree with it where given.
     boxes : bool
         The model's second output is box deltas in :data:`tiling.box.BOX_ENCODING`.
+    dense_stride : int, optional
+        A padding-free network that scores a whole band at once, every window at this stride
+        (:class:`core.contract.ModelSpec`); proved exact by the self-check before anything is kept.
     batch_size : int
         The batch the self-check runs (the run's ``--batch-size``).
 
@@ -120,7 +123,8 @@ def create_bundle(out: str, *, classes, background: str, onnx: str | None = None
         files, spec, source = _write_model(staging, onnx=onnx, mxnet_symbol=mxnet_symbol, mxnet_params=mxnet_params,
                                            classes=classes, background=background, output=output, mean=mean,
                                            std=std, pixel_scale=pixel_scale, layout=layout, size=size, dtype=dtype,
-                                           channel_order=channel_order, name=name, boxes=boxes)
+                                           channel_order=channel_order, name=name, boxes=boxes,
+                                           dense_stride=dense_stride)
         write_model_json(staging, spec, files, extra={"source": source})
         # The contract first, on real batches: a golden batch of a model read wrongly would be wrong too.
         self_check(create_engine(load_bundle(staging), "onnxruntime", check=False), batch_size)
@@ -138,7 +142,8 @@ def create_bundle(out: str, *, classes, background: str, onnx: str | None = None
 
 
 def _write_model(folder: str, *, onnx, mxnet_symbol, mxnet_params, classes, background, output, mean, std,
-                 pixel_scale, layout, size, dtype, channel_order, name, boxes) -> tuple[dict, ModelSpec, dict]:
+                 pixel_scale, layout, size, dtype, channel_order, name, boxes,
+                 dense_stride) -> tuple[dict, ModelSpec, dict]:
     """The model file(s) written into ``folder``, their file table, the contract and where they came from."""
     from bundling.graph import read_onnx
 
@@ -151,7 +156,7 @@ def _write_model(folder: str, *, onnx, mxnet_symbol, mxnet_params, classes, back
         shutil.copyfile(mxnet_symbol, os.path.join(folder, SYMBOL_FILE))
         shutil.copyfile(mxnet_params, os.path.join(folder, PARAMS_FILE))
         mxnet_to_onnx(os.path.join(folder, SYMBOL_FILE), os.path.join(folder, PARAMS_FILE),
-                      os.path.join(folder, ONNX_FILE), size)
+                      os.path.join(folder, ONNX_FILE), size, dense=dense_stride is not None)
         files.update({"mxnet-symbol": SYMBOL_FILE, "mxnet-params": PARAMS_FILE})
         source = {"mxnet_symbol": os.path.basename(mxnet_symbol), "mxnet_params": os.path.basename(mxnet_params)}
         data, graph = read_onnx(os.path.join(folder, ONNX_FILE))
@@ -163,7 +168,8 @@ def _write_model(folder: str, *, onnx, mxnet_symbol, mxnet_params, classes, back
     layout = _agree("--layout", layout, graph.layout, "give --layout NCHW or NHWC")
     size = _agree("--size", size, graph.size, "give --size (the window side in pixels)")
     dtype = _agree("--dtype", dtype, graph.dtype, "give --dtype float32 or uint8")
-    if graph.classes is not None and graph.classes != len(classes):
+    # A dense graph's outputs end in the map's columns, not the classes.
+    if graph.classes is not None and graph.classes != len(classes) and dense_stride is None:
         raise BundleError(f"the graph outputs {graph.classes} class scores per window, but --classes names "
                           f"{len(classes)} ({', '.join(classes)})")
     if dtype == "uint8":
@@ -173,18 +179,18 @@ def _write_model(folder: str, *, onnx, mxnet_symbol, mxnet_params, classes, back
     spec = ModelSpec(name=name or os.path.splitext(os.path.basename(onnx or mxnet_symbol))[0], classes=classes,
                      size=int(size), mean=mean, std=std, background=background, channel_order=channel_order,
                      boxes=BOX_ENCODING if boxes else None, pixel_scale=pixel_scale, layout=layout, dtype=dtype,
-                     output=output)
+                     output=output, dense_stride=dense_stride)
     source.update(graph_input=graph.name, graph_outputs=list(graph.outputs),
                   batch_axis="dynamic" if graph.batch is None else f"fixed at {graph.batch}")
     return files, spec, source
 
 
 def _check_line(checked) -> str:
-    fixed = checked.self_check.fixed_batch
+    fixed, dense = checked.self_check.fixed_batch, checked.self_check.dense
     return (f"{checked.numerics.summary()}; self-check on batches of "
             f"{' and '.join(map(str, checked.self_check.batch_sizes))} passed"
             + (f" (the graph's batch axis is fixed at {fixed}: re-export it with a dynamic one for speed)"
-               if fixed else ""))
+               if fixed else "") + (f"; {dense.summary()}" if dense else ""))
 
 
 def _write_card(folder: str, spec: ModelSpec, source: dict) -> None:
@@ -195,6 +201,8 @@ def _write_card(folder: str, spec: ModelSpec, source: dict) -> None:
                      f"{[round(v, 6) for v in spec.mean]}, std {[round(v, 6) for v in spec.std]}")
     made_from = ", ".join(f"`{v}`" for k, v in source.items() if k in ("onnx", "mxnet_symbol", "mxnet_params"))
     boxes = "; box deltas second" if spec.boxes else ""
+    dense = (f"\n- Dense: scores a whole band at once, every window at stride {spec.dense_stride}; checked exact on a "
+             "probe band." if spec.dense_stride else "")
     text = f"""# {spec.name}
 
 Made with `tilescan-bundle create` from {made_from}.
@@ -205,7 +213,7 @@ The sections marked *to fill* are for the model's maker.
 - Input: {spec.size}x{spec.size} windows, {contract['layout']} {contract['dtype']}, channels {spec.channel_order},
   {normalisation}.
 - Output: {spec.output} over {', '.join(spec.classes)} (background: {spec.background}){boxes}.
-- Batch axis: {source['batch_axis']}.
+- Batch axis: {source['batch_axis']}.{dense}
 - Checked when made: a batch of windows and a batch of one through ONNX Runtime; every engine checks the
   golden batch (`golden.npz`) as it loads.
 

@@ -67,6 +67,13 @@ class ModelSpec:
     are. The network's first output has one column per class, in the order of ``classes``:
     probabilities, logits or per-class sigmoid logits (``output``); a detector (``boxes`` set
     to :data:`tiling.box.BOX_ENCODING`) also outputs, second, four box deltas per window.
+
+    A network that scores a whole band at once declares its output stride (``dense_stride``,
+    ``"dense": {"stride": s}`` in model.json): given NCHW input of ``size + s*j`` by ``size +
+    s*k`` pixels its outputs are maps ``(N, C, j + 1, k + 1)`` (and ``(N, 4, j + 1, k + 1)``),
+    position ``(r, c)`` being the window at ``(c*s, r*s)``, exactly as if scored alone; on one
+    window the maps are 1x1. Engines check that it is exact before they use it
+    (:mod:`engines.dense`).
     """
 
     name: str
@@ -81,6 +88,7 @@ class ModelSpec:
     layout: str = "NCHW"
     dtype: str = "float32"
     output: str = "probabilities"
+    dense_stride: int | None = None
 
     def __post_init__(self) -> None:
         if len(set(self.classes)) != len(self.classes) or not self.classes:
@@ -108,6 +116,14 @@ class ModelSpec:
             raise BundleError(f"model.json: input size must be >= 1, got {self.size}")
         if self.boxes not in (None, BOX_ENCODING):
             raise BundleError(f"model.json: `boxes.encoding` must be {BOX_ENCODING!r}, got {self.boxes!r}")
+        if self.dense_stride is not None:
+            stride = self.dense_stride
+            if isinstance(stride, bool) or not isinstance(stride, int) or not 1 <= stride <= self.size:
+                raise BundleError(f"model.json: dense.stride must be a whole number of pixels from 1 to the input "
+                                  f"size {self.size}, got {stride!r}")
+            if self.layout != "NCHW":
+                raise BundleError("model.json: a dense network (dense.stride) takes NCHW bands and gives NCHW maps; "
+                                  f"declare input.layout NCHW, got {self.layout}")
 
     @property
     def input_shape(self) -> tuple:
@@ -190,6 +206,7 @@ class ModelSpec:
             },
             "output": self.output,
             **({"boxes": {"output": 1, "encoding": self.boxes}} if self.boxes else {}),
+            **({"dense": {"stride": self.dense_stride}} if self.dense_stride else {}),
         }
 
     @classmethod
@@ -214,6 +231,9 @@ class ModelSpec:
                 if boxes.get("output", 1) != 1:
                     raise BundleError(f"model.json: boxes.output must be 1 (the network's second output), "
                                       f"got {boxes.get('output')!r}")
+            dense = doc.get("dense")
+            if dense is not None and (not isinstance(dense, dict) or set(dense) != {"stride"}):
+                raise BundleError(f"model.json: `dense` must be an object holding `stride` only, got {dense!r}")
             identity = dtype == "uint8"
             missing = [k for k in ("mean", "std") if k not in inp and not identity]
             if missing:
@@ -232,6 +252,7 @@ class ModelSpec:
                 layout=inp.get("layout", "NCHW"),
                 dtype=dtype,
                 output=doc.get("output", "probabilities"),
+                dense_stride=None if dense is None else dense["stride"],
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise BundleError(f"model.json: malformed ({type(exc).__name__}: {exc})") from None

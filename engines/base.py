@@ -1,4 +1,5 @@
-"""The engine interface: uint8 windows in, class probabilities (and, for detectors, box deltas) out."""
+"""The engine interface: uint8 windows in, class probabilities (and, for detectors, box deltas) out;
+for a network that declares a dense stride, a whole band in, every window of its grid out."""
 from __future__ import annotations
 
 import numpy as np
@@ -86,9 +87,46 @@ class Engine:
             raise ValueError(f"engine {self.name} returned boxes of shape {deltas.shape}, expected {(len(windows), 4)}")
         return probs, deltas
 
+    def detect_band(self, band: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Every window of a band at the network's dense stride ``s``, in one pass (a network that
+        declares ``dense_stride``; :mod:`engines.dense` checks that it is exact).
+
+        Parameters
+        ----------
+        band : numpy.ndarray
+            ``(3, S + s*j, S + s*k)`` uint8 RGB; may be a non-contiguous view.
+
+        Returns
+        -------
+        probabilities : numpy.ndarray
+            ``(j + 1, k + 1, len(classes))`` float32: at ``[r, c]`` the window at ``(c*s, r*s)``.
+        deltas : numpy.ndarray or None
+            ``(j + 1, k + 1, 4)`` float32 for a detector, else ``None``.
+        """
+        size, stride = self.spec.size, self.spec.dense_stride
+        if not stride:
+            raise ValueError(f"model {self.spec.name} declares no dense stride")
+        if band.dtype != np.uint8 or band.ndim != 3 or band.shape[0] != 3 or min(band.shape[1:]) < size or \
+                any((side - size) % stride for side in band.shape[1:]):
+            raise ValueError(f"a band must be uint8 (3, {size} + {stride}j, {size} + {stride}k), got {band.dtype} "
+                             f"{band.shape}")
+        rows, columns = ((side - size) // stride + 1 for side in band.shape[1:])
+        outputs = self._forward_list(self.spec.network_input(band[None]))
+        maps = [np.asarray(out) for out in outputs[:2 if self.spec.boxes else 1]]
+        for out, depth in zip(maps, (len(self.spec.classes), 4)):
+            if out.shape != (1, depth, rows, columns):
+                raise ValueError(f"engine {self.name} returned maps of shape {out.shape} for a band of "
+                                 f"{band.shape[1]}x{band.shape[2]}, expected {(1, depth, rows, columns)}")
+        probs = self.spec.activate(maps[0][0].reshape(len(self.spec.classes), -1).T)
+        probs = probs.reshape(rows, columns, -1)
+        if not self.spec.boxes:
+            return probs, None
+        return probs, np.ascontiguousarray(maps[1][0].transpose(1, 2, 0), dtype=np.float32)
+
     def raw_outputs(self, windows: np.ndarray) -> list:
         """The network's outputs as it gives them (before the contract's activation) for
-        ``(N, 3, S, S)`` uint8 RGB windows, cut into batches of :attr:`fixed_batch` if it has one."""
+        ``(N, 3, S, S)`` uint8 RGB windows, cut into batches of :attr:`fixed_batch` if it has one;
+        a dense network's 1x1 maps as rows, ``(N, C)``."""
         size = self.spec.size
         if windows.dtype != np.uint8 or windows.ndim != 4 or windows.shape[1:] != (3, size, size):
             raise ValueError(
@@ -97,14 +135,22 @@ class Engine:
         batch = self.spec.network_input(windows)
         fixed = self.fixed_batch
         if fixed is None or len(batch) == fixed:
-            return self._forward_list(batch)
+            return self._window_rows(self._forward_list(batch))
         parts = []
         for start in range(0, len(batch), fixed):
             chunk = batch[start:start + fixed]
             if len(chunk) < fixed:  # the network takes exactly `fixed` windows: pad the last cut
                 chunk = np.concatenate([chunk, np.zeros((fixed - len(chunk), *chunk.shape[1:]), chunk.dtype)])
-            parts.append([np.asarray(out)[:min(fixed, len(batch) - start)] for out in self._forward_list(chunk)])
+            parts.append([np.asarray(out)[:min(fixed, len(batch) - start)]
+                          for out in self._window_rows(self._forward_list(chunk))])
         return [np.concatenate(column) for column in zip(*parts)]
+
+    def _window_rows(self, outputs: list) -> list:
+        """A dense network's outputs on single windows, 1x1 maps, as one row per window."""
+        if not self.spec.dense_stride:
+            return outputs
+        return [out.reshape(out.shape[:2]) if out.ndim == 4 and out.shape[2:] == (1, 1) else out
+                for out in map(np.asarray, outputs)]
 
     def _forward_list(self, batch: np.ndarray) -> list:
         outputs = self.forward(batch)

@@ -6,7 +6,9 @@ probabilities). So one batch of the size the run will use, and a batch of one wi
 run through the loaded engine, and what comes out is checked against ``model.json``:
 the shapes against the classes and the box output, declared probabilities summing to 1,
 declared logits not being probabilities already, and a window's scores not depending on
-the rest of its batch. Each failure is one line naming what was found and the remedy.
+the rest of its batch; a network declaring a dense stride scoring a band exactly as its
+windows alone (:mod:`engines.dense`). Each failure is one line naming what was found and the
+remedy.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import numpy as np
 
 from core.errors import BundleError
 from core.redaction import redact
+from engines.dense import DenseCheck, check_dense
 
 __all__ = ["SelfCheck", "self_check", "probe_windows", "SUM_TOLERANCE", "BATCH_TOLERANCE"]
 
@@ -29,16 +32,18 @@ BATCH_TOLERANCE = {"float32": 1e-4, "int8": 1e-2}
 
 @dataclass(frozen=True)
 class SelfCheck:
-    """What the self-check ran: the batch sizes, the batch the network is fixed to (if any), seconds."""
+    """What the self-check ran: the batch sizes, the batch the network is fixed to (if any),
+    seconds, and the dense check of a network that declares a dense stride."""
 
     engine: str
     batch_sizes: tuple[int, ...]
     fixed_batch: int | None
     seconds: float
+    dense: DenseCheck | None = None
 
     def to_json(self) -> dict:
         return {"engine": self.engine, "batch_sizes": list(self.batch_sizes), "fixed_batch": self.fixed_batch,
-                "seconds": round(self.seconds, 4)}
+                "seconds": round(self.seconds, 4), **({"dense": self.dense.to_json()} if self.dense else {})}
 
 
 def probe_windows(count: int, size: int, seed: int = 0) -> np.ndarray:
@@ -93,8 +98,9 @@ def self_check(engine, batch_size: int) -> SelfCheck:
         raise BundleError(f"a window's scores depend on the other windows in its batch (off by {gap:.2g} between a "
                           f"batch of 1 and of {batch_size}; allowed {allowed:g}): export the model in inference "
                           "mode (model.eval(): batch norm with its running statistics)")
+    dense = check_dense(engine) if spec.dense_stride else None
     return SelfCheck(engine.name, tuple(sorted({batch_size, 1}, reverse=True)), engine.fixed_batch,
-                     time.perf_counter() - started)
+                     time.perf_counter() - started, dense)
 
 
 def _run(engine, windows: np.ndarray) -> list:

@@ -17,6 +17,7 @@ import numpy as np
 
 from core.cpu import this_cpu
 from evaluation.tuning import picture_metrics, score_picture
+from scoring.params import default_stride
 from scoring.windows import window_batches
 from tiling import WindowGrid
 
@@ -28,8 +29,11 @@ SPEED_BATCH = 128
 
 def ap50_per_class(engine, pictures, spec, settings: dict) -> dict:
     """Mean AP50 per foreground class over ``pictures``, scored by ``engine`` at ``settings``
-    (``threshold`` per class, ``merge``, ``merge_iou``), rounded to 4 places."""
-    results = [picture_metrics(score_picture(p.pixels, engine), p, spec, thresholds=settings["threshold"],
+    (``threshold`` per class, ``merge``, ``merge_iou``, and ``stride`` if the model recommends
+    one), rounded to 4 places."""
+    stride = default_stride(spec, settings)
+    results = [picture_metrics(score_picture(p.pixels, engine, stride=stride), p, spec,
+                               thresholds=settings["threshold"],
                                merge=settings["merge"], iou=settings["merge_iou"]) for p in pictures]
     return {c: round(float(np.mean([r["classes"][c]["ap50"] or 0.0 for r in results])), 4) for c in spec.foreground}
 

@@ -1,8 +1,8 @@
 """A detector's recommended settings, chosen on validation collages, and their measurement.
 
-Pictures are scored here in one process, window by window as the Spark job does (the same
-window cutting, engine, windows table, thresholds and merging), so what is chosen is what
-a run at the defaults will do. The settings searched are the merge method and IoU, and a
+Pictures are scored here in one process as the Spark job does (the same window cutting,
+engine, path, windows table, thresholds and merging), so what is chosen is what a run at the
+defaults will do. The settings searched are the merge method and IoU, and a
 threshold per class: for each class, the highest threshold whose AP50 stays within
 ``ap_tolerance`` of the best found, so the overlay shows as few low-confidence boxes as
 the AP allows.
@@ -18,8 +18,9 @@ import pyarrow as pa
 from collage import Collage, CollageParams, build_collage, ground_truth
 from evaluation.metrics import box_metrics
 from scoring.boxes import boxes_from_table, coco_detections
+from scoring.paths import scoring_path
 from scoring.results import windows_table
-from scoring.windows import score_strip
+from scoring.windows import score_strip, score_strip_dense
 from tiling import WindowGrid, plan_strips
 
 __all__ = ["TestPicture", "score_picture", "picture_metrics", "recommend_settings", "collage_picture",
@@ -49,11 +50,18 @@ def collage_picture(name: str, images, labels, params: CollageParams, target: np
 
 def score_picture(pixels: np.ndarray, engine, *, stride: int = 16, edge: str = "align",
                   batch_size: int = 128) -> pa.Table:
-    """Every window of ``pixels`` scored by ``engine``: the windows table a run would keep with ``--keep 0``."""
+    """Every window of ``pixels`` scored by ``engine``, on the path a run takes (dense passes for a
+    model that has them: :mod:`scoring.paths`): the windows table a run would keep with ``--keep 0``."""
     window = engine.spec.size
     grid = WindowGrid(pixels.shape[0], pixels.shape[1], window, stride, edge)
     (strip,) = plan_strips(grid, 1)
-    scores = score_strip(pixels, strip, grid.xs, window, engine.detect, batch_size=batch_size)
+    path = scoring_path(engine.spec, stride=stride)
+    if path["path"] == "dense":
+        scores = score_strip_dense(pixels, strip, grid.xs, window, engine.detect_band, engine.detect, stride=stride,
+                                   dense_stride=path["dense_stride"], pass_pixels=path["pass_pixels"],
+                                   batch_size=batch_size)
+    else:
+        scores = score_strip(pixels, strip, grid.xs, window, engine.detect, batch_size=batch_size)
     return windows_table(scores.origins, scores.probs, 0, window=window, classes=engine.spec.classes,
                          deltas=scores.deltas)
 

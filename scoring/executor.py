@@ -22,7 +22,7 @@ from scoring.heatmap import heatmap_rows
 from scoring.progress import ProgressAddress, ProgressReporter
 from scoring.records import BandSettings, PieceFailure, PieceTiming, ProbeFailure
 from scoring.results import select_rows, windows_table
-from scoring.windows import score_strip
+from scoring.windows import score_strip, score_strip_dense
 from scoring.worker_gc import freeze_survivors
 from scoring.worker_imports import keep_zip_directories
 from tiling.grid import WindowGrid
@@ -110,6 +110,16 @@ class BandScorer:
             reporter.scored(len(batch))
             return result
 
+        step = band.stride // band.dense_stride if band.dense_stride else 1
+
+        def timed_band(pixels):
+            started = time.perf_counter()
+            result = engine.detect_band(pixels)
+            predict_s[0] += time.perf_counter() - started
+            rows, columns = result[0].shape[:2]
+            reporter.scored(-(-rows // step) * -(-columns // step))  # the windows of the run's grid it holds
+            return result
+
         for task in partition:
             # Each picture's bands top to bottom: a PNG or JPEG decoder then goes down it once.
             for piece in sorted(task.pieces, key=lambda p: (p.image, p.strip.y0)):
@@ -136,7 +146,12 @@ class BandScorer:
                 read_s = time.time() - piece_start
                 xs = WindowGrid(info.height, info.width, band.window, band.stride, band.edge).xs
                 before = predict_s[0]
-                scores = score_strip(pixels, strip, xs, band.window, timed_detect, batch_size=band.batch_size)
+                if band.dense_stride:
+                    scores = score_strip_dense(pixels, strip, xs, band.window, timed_band, timed_detect,
+                                               stride=band.stride, dense_stride=band.dense_stride,
+                                               pass_pixels=band.dense_pass_pixels, batch_size=band.batch_size)
+                else:
+                    scores = score_strip(pixels, strip, xs, band.window, timed_detect, batch_size=band.batch_size)
                 del pixels  # not held while the next band is read: one band at a time in memory
                 keep = select_rows(scores.probs, spec.classes, spec.background, band.floor)
                 table = windows_table(scores.origins[keep], scores.probs[keep], strip.index, window=band.window,

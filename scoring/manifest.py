@@ -16,6 +16,7 @@ from engines.numerics import UNCHECKED
 from scoring.connect import context_of
 from scoring.inputs import absolute_url
 from scoring.params import Settings
+from scoring.paths import scoring_path
 from scoring.records import SCORED, PictureSummary
 from scoring.stored_windows import dataset_part
 
@@ -94,6 +95,7 @@ def manifest_base(prepared, spark, began: datetime, n_tasks: int) -> dict:
         "notes": ([f"--stride {p.stride} is larger than --window {p.window}: bands of "
                    f"{p.stride - p.window} pixels between windows are not scanned"] if p.stride > p.window else [])
         + numerics_notes + _fixed_batch_notes(prepared),
+        "scoring": scoring_path(spec, stride=p.stride, dense=p.dense),
         "numerics": numerics,
         "spark": {"master": sc.master, "default_parallelism": sc.defaultParallelism, "app_id": sc.applicationId,
                   "version": sc.version, "engine_threads_per_task": engine_threads(spark),

@@ -14,7 +14,7 @@ from pixels import DEFAULT_MAX_PIXELS
 from scoring.merge import MERGE_METHODS
 from tiling.grid import EDGE_POLICIES
 
-__all__ = ["ScoreParams", "Settings", "resolve_settings", "check_recommended", "parse_class_values",
+__all__ = ["ScoreParams", "Settings", "resolve_settings", "check_recommended", "default_stride", "parse_class_values",
            "format_class_values", "parse_colors", "DEFAULT_COLORS", "DEFAULT_MODEL", "FALLBACK_SETTINGS",
            "MAX_BATCH_SIZE", "TASKS_PER_CORE", "defaults"]
 
@@ -135,6 +135,8 @@ class ScoreParams:
     heatmap: bool = False
     #: Each picture's zoomable viewer (viewer.html and its tile pyramid); ``--no-viewer`` leaves it out.
     viewer: bool = True
+    #: The dense path for a model that declares one (:mod:`scoring.paths`); ``--no-dense``: window by window.
+    dense: bool = True
     overwrite: bool = False
     resume: bool = False
     quiet: bool = False
@@ -179,9 +181,10 @@ class ScoreParams:
             if not ok:
                 raise TilescanError(message)
 
-    def for_model(self, spec) -> ScoreParams:
+    def for_model(self, spec, recommended: dict | None = None) -> ScoreParams:
         """These parameters with the window the model takes (``window`` left ``None`` is its input
-        size) and a stride of half the window where none is given.
+        size) and, where no stride is given, the model's recommended stride (``recommended``, a
+        bundle's, checked: :func:`check_recommended`), else half the window.
 
         Raises
         ------
@@ -191,7 +194,7 @@ class ScoreParams:
         if self.window is not None and self.window != spec.size:
             raise BundleError(f"model {self.model} takes {spec.size}x{spec.size} inputs but --window is {self.window} "
                               "(leave --window out: it defaults to the model's input size)")
-        return replace(self, window=spec.size, stride=self.stride or max(1, spec.size // 2))
+        return replace(self, window=spec.size, stride=self.stride or default_stride(spec, recommended))
 
     def settings_for(self, spec, recommended: dict, available_files=(), *, source: str = "the model") -> Settings:
         """What this run uses: :func:`resolve_settings` with this run's options."""
@@ -222,6 +225,12 @@ def defaults() -> dict:
 
 def _number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def default_stride(spec, recommended: dict | None = None) -> int:
+    """The stride a run takes when none is given: the model's recommended one (chosen on its
+    validation collages), else half its window."""
+    return (recommended or {}).get("stride") or max(1, spec.size // 2)
 
 
 def check_recommended(recommended: dict, spec, source: str = "the model") -> None:
@@ -255,6 +264,9 @@ def check_recommended(recommended: dict, spec, source: str = "the model") -> Non
     engine = recommended.get("engine")
     if engine is not None and not (isinstance(engine, str) and engine.strip()):
         refuse(f"engine must be an engine's name, got {engine!r}")
+    stride = recommended.get("stride")
+    if stride is not None and not (isinstance(stride, int) and not isinstance(stride, bool) and stride >= 1):
+        refuse(f"stride must be a whole number of pixels >= 1, got {stride!r}")
 
 
 def resolve_settings(spec, recommended: dict, available_files=(), *, engine: str | None = None,

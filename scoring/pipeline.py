@@ -39,6 +39,7 @@ from scoring.inputs import Inputs, absolute_url, output_names, resolve_inputs
 from scoring.manifest import manifest_base, run_manifest, settings_parameters
 from scoring.outputs import SUCCESS, Destination, RunWriter
 from scoring.params import TASKS_PER_CORE, ScoreParams, Settings
+from scoring.paths import scoring_path
 from scoring.planning import RunPlan, plan_run
 from scoring.records import SCORED, STAGED, BandSettings, JobPlan, PictureSummary, ProbeFailure
 from scoring.run_detections import RunDetections
@@ -190,8 +191,8 @@ def prepare(params: ScoreParams, *, storage_options: dict | None = None, inputs:
 
     started = time.time()
     bundle = load_bundle(params.model, storage_options=storage_options)
-    params = params.for_model(bundle.spec)
     settings = params.settings_for(bundle.spec, bundle.recommended, bundle.files, source=bundle.source)
+    params = params.for_model(bundle.spec, bundle.recommended)  # after settings_for has checked `recommended`
     engine, settings, fallback = _checked_engine(bundle, settings, params.batch_size)
     bundle = engine.bundle
     params.colors_for(bundle.spec.foreground)  # unknown classes in --colors are bad input
@@ -305,8 +306,10 @@ def _job_plan(prepared: PreparedRun, plan: RunPlan, ready: list) -> JobPlan:
                                   dataset=None if prepared.single else dataset_part(prepared.writer.url, pic.name),
                                   attributes=pic.attributes)
             for pic in ready}
+    path = scoring_path(prepared.bundle.spec, stride=p.stride, dense=p.dense)
     band = BandSettings(engine=s.engine, window=p.window, stride=p.stride, edge=p.edge, batch_size=p.batch_size,
-                        floor=min([p.keep, *s.thresholds.values()]), heatmap=p.heatmap)
+                        floor=min([p.keep, *s.thresholds.values()]), heatmap=p.heatmap,
+                        dense_stride=path.get("dense_stride"), dense_pass_pixels=path.get("pass_pixels", 0))
     return JobPlan(plan.waves, jobs, band, storage_options=prepared.executor_options)
 
 

@@ -28,8 +28,9 @@ SCORED, STAGED, FAILED = "scored", "staged", "failed"
 class BandSettings:
     """How every band of a run is scored: the engine, the window grid, the batch, the floor
     under which rows are not sent back (the lowest of ``--keep`` and the thresholds), the
-    engine's threads per task (set by the job from Spark's ``spark.task.cpus``), and whether
-    each band also sends its part of the heat map (``--heatmap``)."""
+    engine's threads per task (set by the job from Spark's ``spark.task.cpus``), whether
+    each band also sends its part of the heat map (``--heatmap``), and, on the dense path
+    (:mod:`scoring.paths`), the model's dense stride and a pass's pixels."""
 
     engine: str
     window: int
@@ -39,6 +40,8 @@ class BandSettings:
     floor: float
     threads: int = 1
     heatmap: bool = False
+    dense_stride: int | None = None
+    dense_pass_pixels: int = 0
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,8 @@ def pytest_collection_modifyitems(items):
 #: with these arguments), committed so that the tests run without MXNet; test_test_bundles.py
 #: checks, where MXNet is installed, that the training code still makes exactly these.
 TEST_BUNDLES = {"random-resnet8": {"depth": 8, "width": 4, "seed": 3},
-                "random-resnet8-boxes": {"depth": 8, "width": 4, "seed": 5, "boxes": True}}
+                "random-resnet8-boxes": {"depth": 8, "width": 4, "seed": 5, "boxes": True},
+                "random-validnet4": {"width": 4, "seed": 7, "dense": True}}
 
 
 def _test_bundle(tmp_path_factory, name: str) -> str:
@@ -58,6 +59,13 @@ def _test_bundle(tmp_path_factory, name: str) -> str:
 def random_bundle_dir(tmp_path_factory) -> str:
     """A small ResNet-8 bundle with random weights (a copy: tests may change it)."""
     return _test_bundle(tmp_path_factory, "random-resnet8")
+
+
+@pytest.fixture(scope="session")
+def dense_bundle_dir(tmp_path_factory) -> str:
+    """The padding-free detector (training.valid_net) at widths 4, 8, 16, random weights: dense
+    at stride 4."""
+    return _test_bundle(tmp_path_factory, "random-validnet4")
 
 
 @pytest.fixture(scope="session")

@@ -188,3 +188,43 @@ def test_a_short_detector_training_exports_a_two_output_bundle_and_resumes(tmp_p
     assert probs.shape == (8, 3) and deltas.shape == (8, 4)
     model = json.load(open(tmp_path / "detector" / "model.json"))
     assert model["training"]["config"]["epochs"] == 2
+
+
+@needs_cifar
+@pytest.mark.slow
+@needs_mxnet
+def test_a_short_training_of_the_padding_free_detector_exports_a_dense_exact_bundle(tmp_path):
+    from engines.dense import check_dense
+    from training.detector import DetectorConfig, train_detector
+
+    config = DetectorConfig(data=os.path.join(DATA, "cifar10"), out=str(tmp_path / "dense"), init=None,
+                            architecture="valid", widths=(4, 8, 8), epochs=1, windows_per_epoch=512,
+                            collage_size=160, windows_per_collage=256, batch_size=64, val_collages=1,
+                            val_windows_per_collage=256, seed=1)
+    train_detector(config, progress=False)
+    bundle = load_bundle(config.out)
+    assert bundle.spec.dense_stride == 4 and bundle.spec.boxes == "window-offset-log-size"
+    engine = create_engine(bundle, "onnxruntime")  # its golden batch passes
+    probs, deltas = engine.detect_band(np.random.default_rng(2).integers(0, 256, (3, 64, 96), dtype=np.uint8))
+    assert probs.shape == (9, 17, 3) and deltas.shape == (9, 17, 4)
+    assert check_dense(engine).difference <= 1e-4
+
+
+def test_the_padding_free_detector_trains_from_scratch_only(tmp_path):
+    from training.detector import DetectorConfig
+
+    with pytest.raises(ValueError, match="valid architecture trains from scratch"):
+        DetectorConfig(data="-", out=str(tmp_path), architecture="valid").validate()
+    with pytest.raises(ValueError, match="`architecture` must be one of resnet, valid"):
+        DetectorConfig(data="-", out=str(tmp_path), architecture="vgg").validate()
+
+
+def test_int8_keeps_the_dense_path_exact(dense_bundle_dir, tmp_path):
+    from engines.dense import check_dense
+    from training.quantize import add_int8_model
+
+    folder = tmp_path / "dense"
+    shutil.copytree(dense_bundle_dir, folder)
+    add_int8_model(str(folder), np.random.default_rng(0).integers(0, 256, (64, 32, 32, 3), dtype=np.uint8))
+    check = check_dense(create_engine(load_bundle(str(folder)), "onnxruntime-int8"))
+    assert check.windows == 35 and check.difference <= 1e-4

@@ -5,8 +5,11 @@ colour-matched to random pictures or random picks, on grids of random steps and 
 cuts windows near objects and anywhere, labels them from the geometry, and trains on a
 class-balanced draw of them, plus noise, flat and gradient windows as negatives and,
 when configured, the notebook's exported error tiles. Validation uses fixed collages from
-the validation channel: the test set is never seen. The trunk and class head start from a
-trained classifier bundle (``init``); the box head starts at zero (each window its own box).
+the validation channel: the test set is never seen. Two architectures: the CIFAR ResNet
+(``resnet``, :mod:`training.resnet`), whose trunk and class head start from a trained
+classifier bundle (``init``), and the padding-free network (``valid``,
+:mod:`training.valid_net`), trained from scratch, which scores a whole band exactly at its
+output stride. The box head starts at zero (each window its own box).
 """
 from __future__ import annotations
 
@@ -47,13 +50,15 @@ from training.loop import (
 )
 from training.split import split_channels, write_manifest
 
-__all__ = ["DetectorConfig", "train_detector", "collage_windows_for", "DEFAULT_INIT"]
+__all__ = ["DetectorConfig", "train_detector", "collage_windows_for", "DEFAULT_INIT", "ARCHITECTURES"]
 
 logger = logging.getLogger(__name__)
 
 #: The classifier bundle the detector starts from.
 DEFAULT_INIT = project_path("models", "classifier")
 WINDOW = 32
+#: The networks the detector can be: the CIFAR ResNet, and the padding-free dense-exact one.
+ARCHITECTURES = ("resnet", "valid")
 
 
 @dataclass(frozen=True)
@@ -68,8 +73,11 @@ class DetectorConfig:
     data: str
     out: str
     init: str | None = DEFAULT_INIT
+    architecture: str = "resnet"
     depth: int = 20
     width: int = 16
+    #: The padding-free network's three widths (``architecture`` ``valid``).
+    widths: tuple = (32, 64, 128)
     epochs: int = 20
     windows_per_epoch: int = 65536
     collage_size: int = 768
@@ -94,6 +102,11 @@ class DetectorConfig:
     def validate(self) -> None:
         check_config(self, positive=("epochs", "windows_per_epoch", "collage_size", "windows_per_collage",
                                      "batch_size", "val_collages", "val_windows_per_collage"))
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"`architecture` must be one of {', '.join(ARCHITECTURES)}, got {self.architecture!r}")
+        if self.architecture == "valid" and self.init:
+            raise ValueError("the valid architecture trains from scratch: give no `init` (no classifier shares "
+                             "its layers)")
         if self.collage_size < 4 * WINDOW:
             raise ValueError(f"`collage_size` must be >= {4 * WINDOW}, got {self.collage_size}")
         for name in ("ignored_fraction", "negative_fraction", "hard_negative_fraction"):
@@ -212,6 +225,7 @@ def train_detector(config: DetectorConfig, *, resume: bool = False, progress: bo
 
     from training.export import export_bundle
     from training.resnet import build_resnet
+    from training.valid_net import OUTPUT_STRIDE, build_valid_net
 
     check_out(config.out)
     data = load_cifar(config.data, "train", storage_options=storage_options)  # before anything is written
@@ -223,12 +237,18 @@ def train_detector(config: DetectorConfig, *, resume: bool = False, progress: bo
     train_data, val_data = data.take(channels["train"]), data.take(channels["val"])
     hard = _hard_negatives(config.hard_negatives) if config.hard_negatives else None
 
-    net = build_resnet(config.depth, classes=len(MODEL_CLASSES), width=config.width, boxes=True)
+    valid = config.architecture == "valid"
+    if valid:
+        net = build_valid_net(classes=len(MODEL_CLASSES), widths=config.widths)
+    else:
+        net = build_resnet(config.depth, classes=len(MODEL_CLASSES), width=config.width, boxes=True)
     mean, std = _initialise(net, config, ctx)
     if mean is None:
         mean, std = normaliser(train_data.images)
-    spec = ModelSpec(name=f"cifar-resnet{config.depth}-car-boat-detector", classes=MODEL_CLASSES, size=WINDOW,
-                     mean=tuple(mean), std=tuple(std), boxes=BOX_ENCODING)
+    name = (f"validnet-{'-'.join(map(str, config.widths))}-car-boat-detector" if valid
+            else f"cifar-resnet{config.depth}-car-boat-detector")
+    spec = ModelSpec(name=name, classes=MODEL_CLASSES, size=WINDOW, mean=tuple(mean), std=tuple(std),
+                     boxes=BOX_ENCODING, dense_stride=OUTPUT_STRIDE if valid else None)
     net.hybridize(static_alloc=True, static_shape=True)
     val = collage_windows_for(val_data, config.val_collages, config.val_windows_per_collage,
                               np.random.default_rng(config.seed + 1), size=config.collage_size, rule=config.rule)

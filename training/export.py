@@ -15,6 +15,7 @@ from core.bundle import ModelSpec, write_model_json
 from tiling.box import BOX_ENCODING
 from training.golden import add_golden_batch
 from training.resnet import ProbabilityHead, build_resnet
+from training.valid_net import OUTPUT_STRIDE, DenseProbabilityHead, ValidConvNet, build_valid_net
 
 __all__ = ["export_bundle", "random_bundle", "mxnet_to_onnx", "SYMBOL_FILE", "PARAMS_FILE", "ONNX_FILE"]
 
@@ -38,9 +39,10 @@ def _rename_outputs(model, names) -> None:
         out.name = renames.get(out.name, out.name)
 
 
-def mxnet_to_onnx(symbol_path: str, params_path: str, onnx_path: str, size: int) -> None:
+def mxnet_to_onnx(symbol_path: str, params_path: str, onnx_path: str, size: int, *, dense: bool = False) -> None:
     """Convert an MXNet symbol and params (NCHW float32, ``size`` x ``size`` input) to ONNX with a
-    dynamic batch axis and outputs named :data:`OUTPUT_NAMES`."""
+    dynamic batch axis and outputs named :data:`OUTPUT_NAMES`; with ``dense`` (a padding-free
+    network whose outputs are maps), dynamic height and width too, in and out."""
     import onnx
     from mxnet import onnx as mx_onnx
 
@@ -54,6 +56,13 @@ def mxnet_to_onnx(symbol_path: str, params_path: str, onnx_path: str, size: int)
     model.graph.input.extend(inputs)
     for value in list(model.graph.input) + list(model.graph.output):
         value.type.tensor_type.shape.dim[0].dim_param = "batch"
+    if dense:  # convolutions, poolings and a softmax over the class axis: nothing fixes the map's size
+        for value, names in [(v, ("height", "width")) for v in model.graph.input] + \
+                            [(v, ("rows", "columns")) for v in model.graph.output]:
+            dims = value.type.tensor_type.shape.dim
+            if len(dims) != 4:
+                raise ValueError(f"a dense network's {value.name} must have four axes, got {len(dims)}")
+            dims[2].dim_param, dims[3].dim_param = names
     _rename_outputs(model, OUTPUT_NAMES)
     onnx.checker.check_model(model)
     onnx.save(model, onnx_path)
@@ -69,8 +78,12 @@ def export_bundle(net, spec: ModelSpec, out_dir: str, *, extra: dict | None = No
     """
     if bool(getattr(net, "boxes", False)) != bool(spec.boxes):
         raise ValueError(f"the network {'has' if net.boxes else 'has no'} box head but spec.boxes is {spec.boxes!r}")
+    dense = isinstance(net, ValidConvNet)
+    if dense != bool(spec.dense_stride):
+        raise ValueError(f"spec.dense_stride is {spec.dense_stride!r} for a {type(net).__name__}")
     os.makedirs(out_dir, exist_ok=True)
-    head = ProbabilityHead(net)
+    # A padding-free network keeps its outputs as maps, so the graph scores a band of any size.
+    head = DenseProbabilityHead(net) if dense else ProbabilityHead(net)
     head.hybridize()
     head(mx.nd.zeros((1, 3, spec.size, spec.size)))
     with tempfile.TemporaryDirectory() as tmp:
@@ -83,6 +96,7 @@ def export_bundle(net, spec: ModelSpec, out_dir: str, *, extra: dict | None = No
         os.path.join(out_dir, PARAMS_FILE),
         os.path.join(out_dir, ONNX_FILE),
         spec.size,
+        dense=dense,
     )
     files = {"onnx": ONNX_FILE, "mxnet-symbol": SYMBOL_FILE, "mxnet-params": PARAMS_FILE}
     write_model_json(out_dir, spec, files, extra=extra)
@@ -90,12 +104,16 @@ def export_bundle(net, spec: ModelSpec, out_dir: str, *, extra: dict | None = No
 
 
 def random_bundle(out_dir: str, *, depth: int = 8, width: int = 4, seed: int = 0,
-                  classes=("car", "boat", "background"), boxes: bool = False) -> str:
+                  classes=("car", "boat", "background"), boxes: bool = False, dense: bool = False) -> str:
     """A small random-weights bundle for tests: real architecture, untrained weights (with the
-    box head when ``boxes``)."""
+    box head when ``boxes``); ``dense``: the padding-free detector (:mod:`training.valid_net`)
+    at widths ``width``, ``2 * width``, ``4 * width``, which has the box head."""
     mx.random.seed(seed)
     np.random.seed(seed)
-    net = build_resnet(depth, classes=len(classes), width=width, boxes=boxes)
+    if dense:
+        net = build_valid_net(classes=len(classes), widths=(width, 2 * width, 4 * width))
+    else:
+        net = build_resnet(depth, classes=len(classes), width=width, boxes=boxes)
     net.initialize(mx.init.Xavier(magnitude=2.0))
     net(mx.nd.zeros((1, 3, 32, 32)))
     # Random BN statistics, so that inference-mode normalisation is really exercised.
@@ -105,11 +123,12 @@ def random_bundle(out_dir: str, *, depth: int = 8, width: int = 4, seed: int = 0
         elif name.endswith("running_var"):
             param.set_data(mx.nd.array(np.random.uniform(0.5, 1.5, param.shape)))
     spec = ModelSpec(
-        name=f"random-resnet{depth}-w{width}{'-boxes' * boxes}",
+        name=f"random-validnet-w{width}" if dense else f"random-resnet{depth}-w{width}{'-boxes' * boxes}",
         classes=tuple(classes),
         size=32,
         mean=(0.49, 0.48, 0.45),
         std=(0.25, 0.24, 0.26),
-        boxes=BOX_ENCODING if boxes else None,
+        boxes=BOX_ENCODING if boxes or dense else None,
+        dense_stride=OUTPUT_STRIDE if dense else None,
     )
     return export_bundle(net, spec, out_dir, extra={"note": "random weights, for tests"})

@@ -64,9 +64,9 @@ def _collages(results: dict) -> str:
     return f"""### Test collages
 
 Collages of the CIFAR-10 test set over the Mona Lisa (`collage.make.TEST_COLLAGES`, {p['width']} px wide),
-scored at stride 16 with the settings a run uses by default: engine {s['engine']}, thresholds {thresholds},
-merge `{s['merge']}` at IoU {s['merge_iou']}. AP as pycocotools computes it; tiles less than half visible
-are ignored; precision and recall at the thresholds.
+scored at stride {s.get('stride', 16)} with the settings a run uses by default: engine {s['engine']},
+thresholds {thresholds}, merge `{s['merge']}` at IoU {s['merge_iou']}. AP as pycocotools computes it; tiles
+less than half visible are ignored; precision and recall at the thresholds.
 
 | collage | class | AP50 | AP50:95 | precision | recall | truths | boxes |
 |---|---|---|---|---|---|---|---|
@@ -188,12 +188,9 @@ def _detector_card(folder: str, model: dict, results: dict, metrics: list) -> st
     int8_line = _int8_line(model, config)
     return f"""# Model card: {model['name']}
 
-A detector for 32x32 windows: the CIFAR ResNet trunk (He et al. 2016, depth {config.get('depth')}, width
-{config.get('width')}) with two heads, trained with MXNet {training.get('mxnet', '')} by this project's own
-pipeline (`training/detector.py`). Output 0: probabilities of {', '.join(model['classes'])}. Output 1: the box
+{_architecture(model, config, training)} Output 0: probabilities of {', '.join(model['classes'])}. Output 1: the box
 of the object the window sees, relative to the window (`{model.get('boxes', {}).get('encoding')}`:
-offsets of the top-left corner and log sizes, in window sides; `tiling.box`). The trunk and class head
-start from the classifier bundle `{_shown(config.get('init'))}`; the box head from zero.
+offsets of the top-left corner and log sizes, in window sides; `tiling.box`). {_start(config)}
 
 ## Data
 
@@ -219,7 +216,7 @@ tiles when `--hard-negatives` is given.
 
 ## Training
 
-    python -m app.train_detector --out {_shown(folder)}
+    python -m app.train_detector --out {_shown(folder)}{' --architecture valid' if _valid(config) else ''}
 
 {config.get('epochs')} epochs, batch {config.get('batch_size')}, SGD with momentum {config.get('momentum')}, weight
 decay {config.get('wd')}, peak learning rate {config.get('lr')} with warm-up and cosine decay; loss: softmax
@@ -259,6 +256,33 @@ file), `manifest.csv`, `metrics.jsonl`, `evaluation.json`.
 Trained on collages of 32x32 CIFAR tiles: the objects it finds are tile-sized, on a tile-like
 background. Errors of the class head on the test images by original CIFAR-10 class: {_errors(results)}.
 """
+
+
+def _valid(config: dict) -> bool:
+    return config.get("architecture") == "valid"
+
+
+def _architecture(model: dict, config: dict, training: dict) -> str:
+    """The card's first sentences: what the network is."""
+    trained = f"trained with MXNet {training.get('mxnet', '')} by this project's own pipeline (`training/detector.py`)."
+    if not _valid(config):
+        return (f"A detector for 32x32 windows: the CIFAR ResNet trunk (He et al. 2016, depth {config.get('depth')}, "
+                f"width {config.get('width')}) with two heads, {trained}")
+    widths = config.get("widths")
+    stride = model.get("dense", {}).get("stride")
+    return (f"A padding-free detector for 32x32 windows (`training/valid_net.py`): six 3x3 convolutions without "
+            f"padding at widths {widths[0]}, {widths[0]}, {widths[1]}, {widths[1]}, {widths[2]}, {widths[2]}, each "
+            f"with batch normalisation and a ReLU, max-pooling 2x2 after the second and the fourth, then the class "
+            f"and box heads as 1x1 convolutions; {trained} It sees exactly its window, so over a band it scores "
+            f"every window at stride {stride} in one pass, each as if scored alone (`dense` in `model.json`; proved "
+            f"when it loads, `engines/dense.py`).")
+
+
+def _start(config: dict) -> str:
+    if _valid(config):
+        return "Every layer starts from random weights (He initialisation); the box head from zero."
+    return (f"The trunk and class head start from the classifier bundle `{_shown(config.get('init'))}`; the box "
+            "head from zero.")
 
 
 def write_model_card(folder: str, results: dict) -> str:

@@ -1,0 +1,76 @@
+"""A padding-free detector for 32x32 windows, in Gluon: exact when run over a whole band.
+
+Six 3x3 convolutions without padding and two 2x2 max-poolings (32 -> 30 -> 28 -> 14 -> 12 ->
+10 -> 5 -> 3 -> 1), each convolution followed by batch normalisation and a ReLU, then the
+class head and the box head as 1x1 convolutions. A window's output depends on its own 32x32
+pixels and nothing else, so run over a band of ``32 + 4k`` by ``32 + 4j`` pixels the same
+network gives every window at stride 4 (its output stride: the two poolings) in one pass,
+each exactly as if it had been scored alone (OverFeat; Li, Zhao & Wang 2014). Max-pooling's
+pairs line up for windows at multiples of 4 only, which is why the stride is 4 and not 1.
+
+Its forward pass on 32x32 windows returns ``(logits, deltas)`` as ``(N, C)`` and ``(N, 4)``,
+the shapes :mod:`training.detector` trains; :class:`DenseProbabilityHead` keeps the maps
+``(N, C, rows, columns)`` and ``(N, 4, rows, columns)`` for export with any band size.
+"""
+from __future__ import annotations
+
+from mxnet import gluon
+from mxnet.gluon import nn
+
+__all__ = ["ValidConvNet", "DenseProbabilityHead", "build_valid_net", "OUTPUT_STRIDE", "WIDTHS"]
+
+#: The windows' spacing in the band's output maps: two 2x2 poolings.
+OUTPUT_STRIDE = 4
+#: The default widths of the three pairs of convolutions.
+WIDTHS = (32, 64, 128)
+
+
+class ValidConvNet(gluon.HybridBlock):
+    """Three pairs of valid 3x3 conv-BN-ReLU layers, max-pooling after the first two pairs,
+    then 1x1 convolutions for the class logits (``output``) and the box deltas (``box_output``).
+
+    ``boxes`` is always true: the detector trainer expects the box head."""
+
+    def __init__(self, classes: int, widths=WIDTHS, **kwargs):
+        super().__init__(**kwargs)
+        self.boxes = True
+        with self.name_scope():
+            self.features = nn.HybridSequential(prefix="")
+            for stage, width in enumerate(widths):
+                for _ in range(2):
+                    self.features.add(nn.Conv2D(width, 3, 1, 0, use_bias=False), nn.BatchNorm(),
+                                      nn.Activation("relu"))
+                if stage < len(widths) - 1:
+                    self.features.add(nn.MaxPool2D(2, 2))
+            self.output = nn.Conv2D(classes, 1)
+            self.box_output = nn.Conv2D(4, 1)
+
+    def maps(self, F, x):
+        """``(logits, deltas)`` as maps over the input: one position per window at stride 4."""
+        features = self.features(x)
+        return self.output(features), self.box_output(features)
+
+    def hybrid_forward(self, F, x):
+        logits, deltas = self.maps(F, x)
+        return F.flatten(logits), F.flatten(deltas)  # a 32x32 window's maps are 1x1
+
+
+class DenseProbabilityHead(gluon.HybridBlock):
+    """The exported graph: class probabilities (a softmax over the class axis) and box deltas, as maps."""
+
+    def __init__(self, net: ValidConvNet, **kwargs):
+        super().__init__(**kwargs)
+        self.boxes = True
+        with self.name_scope():
+            self.net = net
+
+    def hybrid_forward(self, F, x):
+        logits, deltas = self.net.maps(F, x)
+        return F.softmax(logits, axis=1), deltas
+
+
+def build_valid_net(*, classes: int = 3, widths=WIDTHS) -> ValidConvNet:
+    """A new, uninitialised padding-free detector with ``widths`` for its three pairs of convolutions."""
+    if len(widths) != 3 or min(widths) < 1 or classes < 2:
+        raise ValueError(f"need three widths >= 1 and >= 2 classes, got widths={widths}, classes={classes}")
+    return ValidConvNet(classes, tuple(widths), prefix="validnet_")
