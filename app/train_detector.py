@@ -89,7 +89,7 @@ def choose_stride(engine, pictures, spec) -> dict:
     settings = found[stride][0]
     settings["stride"] = stride
     settings["validation"]["strides"] = {str(s): {"ap50": v[1], "ap": v[2]} for s, v in found.items()}
-    settings["validation"]["searched"]["stride"] = list(DENSE_STRIDES)
+    settings["validation"]["searched"].update(stride=list(DENSE_STRIDES), stride_tolerance=STRIDE_TOLERANCE)
     return settings
 
 

@@ -221,7 +221,7 @@ tiles when `--hard-negatives` is given.
 {config.get('epochs')} epochs, batch {config.get('batch_size')}, SGD with momentum {config.get('momentum')}, weight
 decay {config.get('wd')}, peak learning rate {config.get('lr')} with warm-up and cosine decay; loss: softmax
 cross-entropy plus {config.get('box_weight')} × Huber on the box deltas. {minutes:.1f} minutes on
-{machine.get('cpus')} CPU cores ({machine.get('platform', '')}; the epochs below about 400 windows/s
+{machine.get('cpus')} CPU cores ({machine.get('platform', '')}; the slower epochs below
 shared the cores with other work). Validation: fixed windows of collages of the `val` channel.
 
 | epoch | class loss | box loss | val balanced accuracy | val box IoU | share IoU ≥ 0.5 | windows/s |
@@ -235,7 +235,7 @@ recorded in `model.json` (`recommended`); a run uses them unless told otherwise:
 {_pairs(recommended.get('threshold'))}, merge `{recommended.get('merge')}` at IoU {recommended.get('merge_iou')}, engine
 {recommended.get('engine', 'onnxruntime')}. Validation AP50 at those settings: {_pairs(validation.get('ap50'))}.
 The merge and IoU with the best mean AP50; then per class the highest threshold within
-{validation.get('searched', {}).get('ap_tolerance')} of its best AP50.
+{validation.get('searched', {}).get('ap_tolerance')} of its best AP50.{_stride_line(recommended)}
 
 {int8_line}
 
@@ -256,6 +256,18 @@ file), `manifest.csv`, `metrics.jsonl`, `evaluation.json`.
 Trained on collages of 32x32 CIFAR tiles: the objects it finds are tile-sized, on a tile-like
 background. Errors of the class head on the test images by original CIFAR-10 class: {_errors(results)}.
 """
+
+
+def _stride_line(recommended: dict) -> str:
+    """How a dense model's stride was chosen, with what each candidate reached."""
+    validation = recommended.get("validation", {})
+    strides = validation.get("strides")
+    if not strides:
+        return ""
+    found = "; ".join(f"stride {s}: AP50 {_pairs(v['ap50'])}, AP50:95 {_pairs(v['ap'])}" for s, v in strides.items())
+    return (f" The stride, **{recommended.get('stride')}**, has the best mean of AP50 and AP50:95 over the classes "
+            f"at its own best settings, a coarser one being taken within "
+            f"{validation.get('searched', {}).get('stride_tolerance')} of it ({found}).")
 
 
 def _valid(config: dict) -> bool:
