@@ -19,8 +19,9 @@ from core.errors import BundleError
 __all__ = ["DenseCheck", "check_dense", "probe_band", "DENSE_TOLERANCE", "PROBE_POSITIONS"]
 
 #: How far a window's scores (probabilities and box deltas) may differ between the band's pass
-#: and its own, per precision: float32 kernels sum in another order on another shape.
-DENSE_TOLERANCE = {"float32": 1e-4, "int8": 1e-4}
+#: and its own, at any precision: kernels may sum in another order on another shape, and int8's
+#: integer sums are exact, so only float rounding is allowed for.
+DENSE_TOLERANCE = 1e-4
 #: The probe band's window positions, rows by columns: enough to cross a pooling's every phase.
 PROBE_POSITIONS = (5, 7)
 
@@ -81,9 +82,8 @@ def check_dense(engine) -> DenseCheck:
     difference = float(np.abs(probs.reshape(len(windows), -1) - alone_probs).max())
     if deltas is not None:
         difference = max(difference, float(np.abs(deltas.reshape(len(windows), -1) - alone_deltas).max()))
-    allowed = DENSE_TOLERANCE.get(engine.precision, DENSE_TOLERANCE["float32"])
-    if not difference <= allowed:  # NaN fails too
+    if not difference <= DENSE_TOLERANCE:  # NaN fails too
         raise BundleError(f"model.json declares dense.stride {stride}, but a band's pass scores its windows "
-                          f"{difference:.2g} away from scoring them alone (allowed {allowed:g}): its convolutions "
-                          "pad, or it sees past its window; remove `dense` from model.json")
+                          f"{difference:.2g} away from scoring them alone (allowed {DENSE_TOLERANCE:g}): its "
+                          "convolutions pad, or it sees past its window; remove `dense` from model.json")
     return DenseCheck(stride, (band.shape[1], band.shape[2]), len(windows), difference)

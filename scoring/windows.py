@@ -67,12 +67,13 @@ def _check_pixels(pixels: np.ndarray, strip: Strip) -> None:
         raise ValueError(f"strip {strip.index} pixels must be uint8 {expected}, got {pixels.dtype} {pixels.shape}")
 
 
-def _scored(parts: list) -> StripScores:
-    """The parts' ``(origins, probs, deltas)`` as one :class:`StripScores`, row-major."""
+def _scored(parts: list, *, in_order: bool) -> StripScores:
+    """The parts' ``(origins, probs, deltas)`` as one :class:`StripScores`, row-major (sorted
+    unless they come ``in_order``)."""
     origins = np.concatenate([p[0] for p in parts])
     probs = np.concatenate([p[1] for p in parts])
     deltas = None if parts[0][2] is None else np.concatenate([p[2] for p in parts])
-    if len(parts) > 1:  # dense passes and single windows: put them back in the grid's order
+    if not in_order:  # dense passes and single windows: put them back in the grid's order
         order = np.lexsort((origins[:, 0], origins[:, 1]))
         origins, probs = origins[order], probs[order]
         deltas = None if deltas is None else deltas[order]
@@ -97,7 +98,8 @@ def score_strip(pixels: np.ndarray, strip: Strip, xs: np.ndarray, window: int, d
     """
     _check_pixels(pixels, strip)
     ys = np.asarray(strip.window_ys, dtype=np.int64) - strip.y0
-    return _scored(_windows_one_by_one(pixels, ys, np.asarray(xs), window, detect, batch_size, strip.y0))
+    return _scored(_windows_one_by_one(pixels, ys, np.asarray(xs), window, detect, batch_size, strip.y0),
+                   in_order=True)
 
 
 def dense_passes(rows: int, columns: int, window: int, stride: int, pass_pixels: int):
@@ -141,4 +143,4 @@ def score_strip_dense(pixels: np.ndarray, strip: Strip, xs: np.ndarray, window: 
     parts += _windows_one_by_one(pixels, off_ys, xs, window, detect, batch_size, strip.y0) if len(off_ys) else []
     if len(off_xs) and len(grid_ys):
         parts += _windows_one_by_one(pixels, grid_ys - strip.y0, off_xs, window, detect, batch_size, strip.y0)
-    return _scored(parts)
+    return _scored(parts, in_order=len(parts) == 1)
