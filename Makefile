@@ -30,7 +30,7 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
 PYTEST := -m pytest -n $(TEST_WORKERS) --dist loadfile
 
-.PHONY: setup test test-current demo lint bench evaluate-model validate-int8 train-default train-classifier constraints \
+.PHONY: setup test test-current demo lint bench evaluate-model validate-int8 train-default train-classifier train-dense-classifier train-dense constraints \
 	constraints-current clean
 
 setup: $(VENV)/.installed $(AZURITE) $(CURRENT_VENV)/.installed $(CHROMIUM)
@@ -104,6 +104,13 @@ train-default: setup
 
 train-classifier: setup
 	$(PY) -m app.train --out models/classifier
+
+# The padding-free detector (dense-exact at stride 4) and the classifier it starts from.
+train-dense-classifier: setup
+	$(PY) -m app.train --out models/dense-classifier --architecture valid --epochs 30
+
+train-dense: setup
+	$(PY) -m app.train_detector --out models/dense --architecture valid --epochs 30
 
 # The two lines' constraints, made again from what pip resolves today.
 constraints:

@@ -36,10 +36,20 @@ _REPORTED = ("ap50", "ap", "precision", "recall", "true_positives", "false_posit
              "detections")
 
 
-def collage_results(bundle, *, threads: int) -> dict:
-    """AP50, AP50:95, precision and recall per class on each test collage, at the bundle's defaults."""
-    settings = resolve_settings(bundle.spec, bundle.recommended, bundle.files)
-    stride = default_stride(bundle.spec, bundle.recommended)
+def settings_at(recommended: dict, stride: int) -> dict:
+    """``recommended`` with ``stride``, and the thresholds and merging chosen for that stride on the
+    validation collages where the model recorded them (a dense model records each stride it measured)."""
+    chosen = recommended.get("validation", {}).get("strides", {}).get(str(stride), {})
+    return {**recommended, **{k: chosen[k] for k in ("threshold", "merge", "merge_iou") if k in chosen},
+            "stride": stride}
+
+
+def collage_results(bundle, *, threads: int, stride: int | None = None) -> dict:
+    """AP50, AP50:95, precision and recall per class on each test collage, at the bundle's defaults
+    (or at ``stride`` with the settings chosen for it: :func:`settings_at`)."""
+    recommended = settings_at(bundle.recommended, stride) if stride else bundle.recommended
+    settings = resolve_settings(bundle.spec, recommended, bundle.files)
+    stride = default_stride(bundle.spec, recommended)
     engine = create_engine(bundle.subset(engine_class(settings.engine).required_files), settings.engine,
                            threads=threads)
     target, _ = read_image(default_target())
@@ -56,7 +66,7 @@ def collage_results(bundle, *, threads: int) -> dict:
                         for c, m in metrics["classes"].items()},
         }
     # A model that recommends its stride says so; the others' records stay as they were (stride 16).
-    return {"settings": {**settings.to_json(), **({"stride": stride} if "stride" in bundle.recommended else {})},
+    return {"settings": {**settings.to_json(), **({"stride": stride} if "stride" in recommended else {})},
             "collages": collages}
 
 
@@ -84,19 +94,22 @@ def _evaluate(args: argparse.Namespace) -> int:
     cifar = args.data or os.path.join(data_root(), "cifar10")
     if not os.path.isdir(cifar):
         raise TilescanError(f"CIFAR-10 not found at {cifar} (set TILESCAN_DATA or --data)")
+    if args.stride is not None and (args.stride < 1 or args.write):
+        raise TilescanError("--stride must be >= 1" if args.stride < 1 else
+                            "--stride scores at other settings than the defaults the record holds: leave out --write")
     bundle = load_bundle(args.model)
     for line in numerics_checks(bundle):
         print(f"numerics: {line}")
+    if args.stride:
+        _print_collages(collage_results(bundle, threads=os.cpu_count() or 1, stride=args.stride))
+        return 0
     results = evaluate_bundle(bundle, cifar)
     for view in ("test_images", "test_canvas_tiles"):
         r = results[view]
         per = ", ".join(f"{c} {v:.4f}" for c, v in r["per_class_accuracy"].items())
         print(f"{view}: balanced accuracy {r['balanced_accuracy']:.4f} ({per}) on {r['count']:,}")
     results["test_collages"] = collage_results(bundle, threads=os.cpu_count() or 1)
-    for name, collage in results["test_collages"]["collages"].items():
-        for c, m in collage["classes"].items():
-            print(f"{name}: {c} AP50 {m['ap50']:.3f} AP50:95 {m['ap']:.3f} precision {m['precision'] or 0:.3f} "
-                  f"recall {m['recall'] or 0:.3f}")
+    _print_collages(results["test_collages"])
     record_path = os.path.join(args.model, RECORD)
     if args.write:
         with open(record_path, "w") as fh:
@@ -114,6 +127,16 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0 if same else 1
 
 
+def _print_collages(block: dict) -> None:
+    s = block["settings"]
+    print(f"test collages at stride {s.get('stride', 16)}, thresholds {s['thresholds']}, merge {s['merge']} at IoU "
+          f"{s['merge_iou']}, engine {s['engine']}:")
+    for name, collage in block["collages"].items():
+        for c, m in collage["classes"].items():
+            print(f"{name}: {c} AP50 {m['ap50']:.3f} AP50:95 {m['ap']:.3f} precision {m['precision'] or 0:.3f} "
+                  f"recall {m['recall'] or 0:.3f}")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m app.evaluate_model", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -121,6 +144,8 @@ def main(argv=None) -> int:
     p.add_argument("--model", default="models/default", help="bundle folder (default %(default)s)")
     p.add_argument("--data", default=None, help="CIFAR-10 folder (default $TILESCAN_DATA/cifar10)")
     p.add_argument("--write", action="store_true", help="record the results in the bundle")
+    p.add_argument("--stride", type=int, help="only score the test collages, at this stride, with the thresholds and "
+                                              "merging chosen for it where the model recorded them (not with --write)")
     args = p.parse_args(argv)
     cli.configure_logging()
     return cli.run_command(lambda: _evaluate(args))

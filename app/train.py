@@ -1,6 +1,7 @@
 """Train the car/boat/background ResNet and export it as a model bundle.
 
-    python -m app.train --out models/default [--epochs 12] [--depth 20] [--resume]
+    python -m app.train --out models/classifier [--epochs 12] [--depth 20] [--resume]
+    python -m app.train --out models/dense-classifier --architecture valid
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from core.jsonfile import read_json_object
 from core.transfer import transfer
 from tilesets import data_root
 from training import require_mxnet
+from training.networks import ARCHITECTURES
 from training.train import TrainConfig, train
 
 
@@ -27,6 +29,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--config", help="JSON file of TrainConfig fields; command-line options override it")
     p.add_argument("--data", help="CIFAR-10 binary folder (default: $TILESCAN_DATA/cifar10)")
     p.add_argument("--out", help="output bundle folder")
+    p.add_argument("--architecture", choices=ARCHITECTURES,
+                   help="resnet (default) or valid (padding-free: the layers of the dense detector)")
     for name in ("depth", "width", "epochs", "tiles_per_epoch", "batch_size", "seed", "canvases_per_class",
                  "limit_per_class"):
         p.add_argument("--" + name.replace("_", "-"), type=int, help=f"default {defaults[name]}")
@@ -62,7 +66,7 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
     values.setdefault("data", os.path.join(data_root(), "cifar10"))
     if "out" not in values:
         raise ValueError("--out is required")
-    for key in ("class_mix", "gpus"):
+    for key in ("class_mix", "gpus", "widths"):
         if key in values:
             values[key] = tuple(values[key])
     config = TrainConfig(**values)

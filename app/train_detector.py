@@ -3,9 +3,9 @@
     python -m app.train_detector --out models/default [--init models/classifier] [--epochs 20] [--resume]
     python -m app.train_detector --out models/dense --architecture valid
 
-1. trains the detector (training.detector): the CIFAR ResNet from the classifier bundle
-   --init, or (--architecture valid) the padding-free network that scores whole bands
-   exactly (training.valid_net), from scratch;
+1. trains the detector (training.detector): the CIFAR ResNet, or (--architecture valid) the
+   padding-free network that scores whole bands exactly (training.valid_net), each from the
+   classifier bundle --init of its own architecture (python -m app.train);
 2. chooses the recommended thresholds, merge method and merge IoU on validation collages
    (built from the training set's validation channel; the test set is never used);
 3. quantises it to int8 (7-bit weights: the same answers on every x86 CPU) and, when AP50
@@ -36,7 +36,8 @@ from evaluation.tuning import collage_picture, picture_metrics, recommend_settin
 from tilesets import FOREGROUND_CLASSES, data_root, load_cifar
 from training import require_mxnet
 from training.collage_windows import synthetic_target
-from training.detector import ARCHITECTURES, DetectorConfig, collage_windows_for, train_detector
+from training.detector import DEFAULT_INITS, DetectorConfig, collage_windows_for, train_detector
+from training.networks import ARCHITECTURES
 from training.quantize import add_int8_model
 from training.split import split_channels
 
@@ -54,6 +55,8 @@ VALIDATION_SIZE = 1536
 #: give up to be chosen.
 DENSE_STRIDES = (8, 4)
 STRIDE_TOLERANCE = 0.005
+#: Measured as well, never chosen: the stride padded detectors score at, to compare with them.
+COMPARED_STRIDE = 16
 CALIBRATION_WINDOWS = 512
 
 
@@ -73,9 +76,10 @@ def choose_stride(engine, pictures, spec) -> dict:
     """A dense model's recommended settings with its stride: at each of :data:`DENSE_STRIDES`, the
     settings :func:`recommend_settings` chooses and the mean AP50 and AP50:95 they reach; the
     stride with the best mean of the two, or a coarser one within :data:`STRIDE_TOLERANCE` of it
-    (each halving of the stride is four times the windows to merge and keep)."""
+    (each halving of the stride is four times the windows to merge and keep). Each stride's
+    settings and AP are recorded, :data:`COMPARED_STRIDE`'s too."""
     found = {}
-    for stride in DENSE_STRIDES:
+    for stride in (COMPARED_STRIDE, *DENSE_STRIDES):
         tables = [score_picture(p.pixels, engine, stride=stride) for p in pictures]
         settings = recommend_settings(tables, pictures, spec)
         results = [picture_metrics(table, picture, spec, thresholds=settings["threshold"], merge=settings["merge"],
@@ -84,12 +88,15 @@ def choose_stride(engine, pictures, spec) -> dict:
         ap50 = settings["validation"]["ap50"]
         found[stride] = (settings, ap50, ap, float(np.mean([*ap50.values(), *ap.values()])))
         logger.info("stride %d: AP50 %s, AP50:95 %s", stride, ap50, ap)
-    best = max(value[3] for value in found.values())
-    stride = max(s for s, value in found.items() if value[3] >= best - STRIDE_TOLERANCE)
+    best = max(found[s][3] for s in DENSE_STRIDES)
+    stride = max(s for s in DENSE_STRIDES if found[s][3] >= best - STRIDE_TOLERANCE)
     settings = found[stride][0]
     settings["stride"] = stride
-    settings["validation"]["strides"] = {str(s): {"ap50": v[1], "ap": v[2]} for s, v in found.items()}
-    settings["validation"]["searched"].update(stride=list(DENSE_STRIDES), stride_tolerance=STRIDE_TOLERANCE)
+    settings["validation"]["strides"] = {
+        str(s): {"ap50": v[1], "ap": v[2], **{k: v[0][k] for k in ("threshold", "merge", "merge_iou")}}
+        for s, v in found.items()}
+    settings["validation"]["searched"].update(stride=list(DENSE_STRIDES), stride_tolerance=STRIDE_TOLERANCE,
+                                              compared_stride=COMPARED_STRIDE)
     return settings
 
 
@@ -126,10 +133,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     cli.add_version_argument(p)
     p.add_argument("--out", required=True, help="output bundle folder (local)")
     p.add_argument("--data", help="CIFAR-10 binary folder (default: $TILESCAN_DATA/cifar10)")
-    p.add_argument("--init", help="classifier bundle to start from (default models/classifier; resnet only)")
+    p.add_argument("--init", help="classifier bundle of the same architecture to start from (default "
+                                  "models/classifier, or models/dense-classifier for valid); 'none': random weights")
     p.add_argument("--architecture", choices=ARCHITECTURES,
-                   help="resnet (default; from --init) or valid (padding-free, dense-exact at stride 4, from "
-                        "scratch)")
+                   help="resnet (default) or valid (padding-free, dense-exact at stride 4)")
     for name in ("epochs", "windows_per_epoch", "seed"):
         p.add_argument("--" + name.replace("_", "-"), type=int, help=f"default {defaults[name]}")
     p.add_argument("--hard-negatives", help="folder of CLASS/*.png error tiles exported by the notebook, added to "
@@ -146,8 +153,10 @@ def _train(args: argparse.Namespace) -> int:
     for name in ("init", "architecture", "epochs", "windows_per_epoch", "seed", "hard_negatives"):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
-    if values.get("architecture") == "valid" and args.init is None:
-        values["init"] = None  # it shares no layer with the classifier
+    if args.init is None:
+        values["init"] = DEFAULT_INITS[values.get("architecture", "resnet")]
+    elif args.init.lower() == "none":
+        values["init"] = None
     config = DetectorConfig(**values)
     config.validate()
     require_mxnet()  # after the settings' own checks: a user fixes both at once

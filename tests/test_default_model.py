@@ -17,8 +17,10 @@ from tests.conftest import DATA, HAVE_MXNET, needs_cifar
 
 BUNDLE = DEFAULT_MODEL
 CLASSIFIER = os.path.join(os.path.dirname(DEFAULT_MODEL), "classifier")
+#: The padding-free classifier the dense detector starts from.
+DENSE_CLASSIFIER = os.path.join(os.path.dirname(DEFAULT_MODEL), "dense-classifier")
 #: The lowest CIFAR-10 test balanced accuracy each bundle may record.
-FLOORS = {BUNDLE: 0.9, CLASSIFIER: 0.95}
+FLOORS = {BUNDLE: 0.9, CLASSIFIER: 0.95, DENSE_CLASSIFIER: 0.95}
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +28,7 @@ def bundle():
     return load_bundle(BUNDLE)
 
 
-@pytest.mark.parametrize("folder", [BUNDLE, CLASSIFIER])
+@pytest.mark.parametrize("folder", list(FLOORS))
 def test_bundles_verify(folder):
     bundle = load_bundle(folder)
     assert bundle.spec.classes == ("car", "boat", "background")
@@ -54,7 +56,7 @@ def test_the_default_is_a_detector_with_validated_settings(bundle):
 
 
 @needs_cifar
-@pytest.mark.parametrize("folder", [BUNDLE, CLASSIFIER])
+@pytest.mark.parametrize("folder", list(FLOORS))
 def test_engines_agree_and_results_reproduce(folder):
     from tilesets import load_cifar
     from training.held_out import evaluate_bundle

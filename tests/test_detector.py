@@ -210,13 +210,54 @@ def test_a_short_training_of_the_padding_free_detector_exports_a_dense_exact_bun
     assert check_dense(engine).difference <= 1e-4
 
 
-def test_the_padding_free_detector_trains_from_scratch_only(tmp_path):
+def test_an_unknown_architecture_is_refused_before_training(tmp_path):
     from training.detector import DetectorConfig
 
-    with pytest.raises(ValueError, match="valid architecture trains from scratch"):
-        DetectorConfig(data="-", out=str(tmp_path), architecture="valid").validate()
     with pytest.raises(ValueError, match="`architecture` must be one of resnet, valid"):
         DetectorConfig(data="-", out=str(tmp_path), architecture="vgg").validate()
+
+
+@needs_cifar
+@pytest.mark.slow
+@needs_mxnet
+def test_the_padding_free_detector_starts_from_a_padding_free_classifier_only(random_bundle_dir, tmp_path):
+    import mxnet as mx
+
+    from engines.dense import check_dense
+    from training.detector import DetectorConfig, _initialise
+    from training.networks import build_network
+    from training.train import TrainConfig, train
+
+    classifier = str(tmp_path / "classifier")
+    train(TrainConfig(data=os.path.join(DATA, "cifar10"), out=classifier, architecture="valid", widths=(4, 8, 8),
+                      epochs=1, tiles_per_epoch=64 * 4, batch_size=64, limit_per_class=100, canvases_per_class=4,
+                      seed=1), progress=False)
+    bundle = load_bundle(classifier)
+    assert bundle.spec.dense_stride == 4 and not bundle.spec.boxes
+    engine = create_engine(bundle, "onnxruntime")
+    probs, deltas = engine.detect_band(np.random.default_rng(3).integers(0, 256, (3, 40, 36), dtype=np.uint8))
+    assert probs.shape == (3, 2, 3) and deltas is None
+    assert check_dense(engine).difference <= 1e-4
+
+    def detector(widths, init):
+        net = build_network("valid", classes=3, depth=0, width=0, widths=widths, boxes=True)
+        config = DetectorConfig(data="-", out=str(tmp_path / "detector"), architecture="valid", widths=widths,
+                                init=init)
+        return net, _initialise(net, config, [mx.cpu()])
+
+    net, (mean, std) = detector((4, 8, 8), classifier)
+    assert (mean, std) == (bundle.spec.mean, bundle.spec.std)
+    saved = {k.split(":", 1)[-1]: v for k, v in mx.nd.load(os.path.join(classifier, "model-0000.params")).items()}
+    params = net.collect_params()
+    trunk = [name for name in params if name in saved]
+    assert len(trunk) == len(list(params)) - 2  # all but the box head's weight and bias
+    for name in trunk:
+        np.testing.assert_array_equal(params[name].data().asnumpy(), saved[name].asnumpy())
+    assert not net.box_output.weight.data().asnumpy().any()
+    with pytest.raises(ValueError, match=r"is \(8, 4, 3, 3\), the detector's is \(16, 4, 3, 3\)"):
+        detector((4, 16, 8), classifier)
+    with pytest.raises(ValueError, match="is a ResNet classifier; the valid detector starts from one of its own"):
+        detector((4, 8, 8), random_bundle_dir)
 
 
 def test_int8_keeps_the_dense_path_exact(dense_bundle_dir, tmp_path):
@@ -228,3 +269,27 @@ def test_int8_keeps_the_dense_path_exact(dense_bundle_dir, tmp_path):
     add_int8_model(str(folder), np.random.default_rng(0).integers(0, 256, (64, 32, 32, 3), dtype=np.uint8))
     check = check_dense(create_engine(load_bundle(str(folder)), "onnxruntime-int8"))
     assert check.windows == 35 and check.difference <= 1e-4
+
+
+def test_another_stride_is_scored_with_the_settings_chosen_for_it():
+    from app.evaluate_model import settings_at
+
+    recommended = {"threshold": {"car": 0.7, "boat": 0.6}, "merge": "fuse", "merge_iou": 0.3, "stride": 8,
+                   "engine": "onnxruntime-int8",
+                   "validation": {"strides": {"16": {"threshold": {"car": 0.5, "boat": 0.4}, "merge": "nms",
+                                                     "merge_iou": 0.5, "ap50": {"car": 0.9, "boat": 0.8}}}}}
+    at_16 = settings_at(recommended, 16)
+    assert (at_16["threshold"], at_16["merge"], at_16["merge_iou"], at_16["stride"]) == (
+        {"car": 0.5, "boat": 0.4}, "nms", 0.5, 16)
+    assert at_16["engine"] == "onnxruntime-int8" and recommended["stride"] == 8  # the record is left as it was
+    at_4 = settings_at(recommended, 4)  # not measured: the recommended settings at that stride
+    assert (at_4["threshold"], at_4["merge"], at_4["stride"]) == (recommended["threshold"], "fuse", 4)
+
+
+def test_a_record_at_another_stride_is_refused_in_one_line(tmp_path, capsys):
+    from app import evaluate_model
+    from tests.test_hardening import assert_one_line, run_cli
+
+    code, err = run_cli(evaluate_model.main, capsys, "--model", str(tmp_path), "--data", str(tmp_path), "--stride",
+                        "16", "--write")
+    assert_one_line(code, err, "--stride scores at other settings than the defaults the record holds")

@@ -254,3 +254,15 @@ def test_training_without_mxnet_says_how_to_install_it(trainer, tmp_path, monkey
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and err == [f"error: {MXNET_MISSING}"]
     assert not (tmp_path / "model").exists()
+
+
+def test_training_uses_every_core_unless_told_otherwise(monkeypatch):
+    from training import require_mxnet
+
+    pytest.importorskip("mxnet")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    require_mxnet()
+    assert os.environ["OMP_NUM_THREADS"] == str(len(os.sched_getaffinity(0)))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    require_mxnet()
+    assert os.environ["OMP_NUM_THREADS"] == "1"

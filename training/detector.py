@@ -5,11 +5,12 @@ colour-matched to random pictures or random picks, on grids of random steps and 
 cuts windows near objects and anywhere, labels them from the geometry, and trains on a
 class-balanced draw of them, plus noise, flat and gradient windows as negatives and,
 when configured, the notebook's exported error tiles. Validation uses fixed collages from
-the validation channel: the test set is never seen. Two architectures: the CIFAR ResNet
-(``resnet``, :mod:`training.resnet`), whose trunk and class head start from a trained
-classifier bundle (``init``), and the padding-free network (``valid``,
-:mod:`training.valid_net`), trained from scratch, which scores a whole band exactly at its
-output stride. The box head starts at zero (each window its own box).
+the validation channel: the test set is never seen. Two architectures
+(:mod:`training.networks`): the CIFAR ResNet (``resnet``), and the padding-free network
+(``valid``), which scores a whole band exactly at its output stride. Either's trunk and class
+head start from a trained classifier bundle of its own architecture (``init``; see
+:data:`DEFAULT_INITS`), or from random weights without one. The box head starts at zero (each
+window its own box).
 """
 from __future__ import annotations
 
@@ -48,17 +49,18 @@ from training.loop import (
     sgd_trainer,
     start_run,
 )
+from training.networks import build_network, check_architecture, dense_stride, network_name
 from training.split import split_channels, write_manifest
 
-__all__ = ["DetectorConfig", "train_detector", "collage_windows_for", "DEFAULT_INIT", "ARCHITECTURES"]
+__all__ = ["DetectorConfig", "train_detector", "collage_windows_for", "DEFAULT_INIT", "DEFAULT_INITS"]
 
 logger = logging.getLogger(__name__)
 
-#: The classifier bundle the detector starts from.
-DEFAULT_INIT = project_path("models", "classifier")
+#: The classifier bundle each architecture's detector starts from (``python -m app.train``).
+DEFAULT_INITS = {"resnet": project_path("models", "classifier"),
+                 "valid": project_path("models", "dense-classifier")}
+DEFAULT_INIT = DEFAULT_INITS["resnet"]
 WINDOW = 32
-#: The networks the detector can be: the CIFAR ResNet, and the padding-free dense-exact one.
-ARCHITECTURES = ("resnet", "valid")
 
 
 @dataclass(frozen=True)
@@ -102,11 +104,7 @@ class DetectorConfig:
     def validate(self) -> None:
         check_config(self, positive=("epochs", "windows_per_epoch", "collage_size", "windows_per_collage",
                                      "batch_size", "val_collages", "val_windows_per_collage"))
-        if self.architecture not in ARCHITECTURES:
-            raise ValueError(f"`architecture` must be one of {', '.join(ARCHITECTURES)}, got {self.architecture!r}")
-        if self.architecture == "valid" and self.init:
-            raise ValueError("the valid architecture trains from scratch: give no `init` (no classifier shares "
-                             "its layers)")
+        check_architecture(self.architecture)
         if self.collage_size < 4 * WINDOW:
             raise ValueError(f"`collage_size` must be >= {4 * WINDOW}, got {self.collage_size}")
         for name in ("ignored_fraction", "negative_fraction", "hard_negative_fraction"):
@@ -201,10 +199,16 @@ def _initialise(net, config: DetectorConfig, ctx) -> tuple[tuple, tuple]:
     bundle = load_bundle(config.init)
     if tuple(bundle.spec.classes) != MODEL_CLASSES:
         raise ValueError(f"--init {config.init} has classes {bundle.spec.classes}, expected {MODEL_CLASSES}")
+    if bundle.spec.dense_stride != dense_stride(config.architecture):
+        raise ValueError(f"--init {config.init} is {'a padding-free' if bundle.spec.dense_stride else 'a ResNet'} "
+                         f"classifier; the {config.architecture} detector starts from one of its own architecture")
     saved = {k.split(":", 1)[-1]: v for k, v in mx.nd.load_frombuffer(bundle.file("mxnet-params")).items()}
     params = net.collect_params()
     loaded = [name for name in params if name in saved]
     for name in loaded:
+        if params[name].shape != saved[name].shape:
+            raise ValueError(f"--init {config.init}: {name} is {saved[name].shape}, the detector's is "
+                             f"{params[name].shape} (other widths?)")
         params[name].set_data(saved[name])
     missing = sorted(set(params) - set(loaded))
     if any(not name.startswith(net.box_output.prefix) for name in missing):
@@ -224,8 +228,6 @@ def train_detector(config: DetectorConfig, *, resume: bool = False, progress: bo
     from tqdm import tqdm
 
     from training.export import export_bundle
-    from training.resnet import build_resnet
-    from training.valid_net import OUTPUT_STRIDE, build_valid_net
 
     check_out(config.out)
     data = load_cifar(config.data, "train", storage_options=storage_options)  # before anything is written
@@ -237,18 +239,14 @@ def train_detector(config: DetectorConfig, *, resume: bool = False, progress: bo
     train_data, val_data = data.take(channels["train"]), data.take(channels["val"])
     hard = _hard_negatives(config.hard_negatives) if config.hard_negatives else None
 
-    valid = config.architecture == "valid"
-    if valid:
-        net = build_valid_net(classes=len(MODEL_CLASSES), widths=config.widths)
-    else:
-        net = build_resnet(config.depth, classes=len(MODEL_CLASSES), width=config.width, boxes=True)
+    net = build_network(config.architecture, classes=len(MODEL_CLASSES), depth=config.depth, width=config.width,
+                        widths=config.widths, boxes=True)
     mean, std = _initialise(net, config, ctx)
     if mean is None:
         mean, std = normaliser(train_data.images)
-    name = (f"validnet-{'-'.join(map(str, config.widths))}-car-boat-detector" if valid
-            else f"cifar-resnet{config.depth}-car-boat-detector")
-    spec = ModelSpec(name=name, classes=MODEL_CLASSES, size=WINDOW, mean=tuple(mean), std=tuple(std),
-                     boxes=BOX_ENCODING, dense_stride=OUTPUT_STRIDE if valid else None)
+    name = network_name(config.architecture, depth=config.depth, widths=config.widths)
+    spec = ModelSpec(name=f"{name}-car-boat-detector", classes=MODEL_CLASSES, size=WINDOW, mean=tuple(mean),
+                     std=tuple(std), boxes=BOX_ENCODING, dense_stride=dense_stride(config.architecture))
     net.hybridize(static_alloc=True, static_shape=True)
     val = collage_windows_for(val_data, config.val_collages, config.val_windows_per_collage,
                               np.random.default_rng(config.seed + 1), size=config.collage_size, rule=config.rule)

@@ -95,9 +95,10 @@ def _classifier_card(folder: str, model: dict, results: dict, metrics: list) -> 
     )
     return f"""# Model card: {model['name']}
 
-A CIFAR ResNet (He et al. 2016, depth {config.get('depth')}, width {config.get('width')}) that classifies
+{_classifier_network(model, config)} that classifies
 32x32 RGB windows as **car**, **boat** or **background**, trained with MXNet {training.get('mxnet', '')} by
-this project's own pipeline (`training/`). Output columns: {', '.join(model['classes'])} (probabilities).
+this project's own pipeline (`training/`). Output columns: {', '.join(model['classes'])}
+(probabilities).{_trunk_of(config)}
 
 ## Data
 
@@ -115,7 +116,7 @@ of up to {config.get('max_shift')} px.
 
 ## Training
 
-    python -m app.train --out {_shown(folder)}
+    python -m app.train --out {_shown(folder)}{_options(config, "classifier")}
 
 {config.get('epochs')} epochs of {config.get('tiles_per_epoch'):,} samples, batch {config.get('batch_size')},
 SGD with momentum
@@ -145,6 +146,38 @@ quantisation calibrated on training images, 7-bit weights) and serves `score.py 
 Trained on 32x32 CIFAR images: objects much larger or smaller than a window are out of
 distribution. Errors on the test images by original CIFAR-10 class: {_errors(results)}.
 """
+
+
+def _options(config: dict, trainer: str) -> str:
+    """The command-line options that give ``config``'s architecture, epochs and (for a detector from random
+    weights) ``--init none``, where they are not the defaults."""
+    import dataclasses
+
+    from training.detector import DetectorConfig
+    from training.train import TrainConfig
+
+    fields = dataclasses.fields(TrainConfig if trainer == "classifier" else DetectorConfig)
+    defaults = {f.name: f.default for f in fields if f.default is not dataclasses.MISSING}
+    options = "".join(f" --{name} {config[name]}" for name in ("architecture", "epochs")
+                      if name in config and config[name] != defaults[name])
+    return options + (" --init none" if trainer == "detector" and not config.get("init") else "")
+
+
+def _classifier_network(model: dict, config: dict) -> str:
+    if not _valid(config):
+        return f"A CIFAR ResNet (He et al. 2016, depth {config.get('depth')}, width {config.get('width')})"
+    widths = config.get("widths")
+    return (f"A padding-free network (`training/valid_net.py`: six 3x3 convolutions without padding at widths "
+            f"{widths[0]}, {widths[0]}, {widths[1]}, {widths[1]}, {widths[2]}, {widths[2]}, two 2x2 max-poolings, "
+            f"a 1x1 class head; over a band it scores every window at stride {model.get('dense', {}).get('stride')} "
+            f"in one pass)")
+
+
+def _trunk_of(config: dict) -> str:
+    if not _valid(config):
+        return ""
+    return ("\nIts layers are where the padding-free detector's training starts "
+            "(`python -m app.train_detector --architecture valid`).")
 
 
 def _int8_line(model: dict, config: dict) -> str:
@@ -216,7 +249,7 @@ tiles when `--hard-negatives` is given.
 
 ## Training
 
-    python -m app.train_detector --out {_shown(folder)}{' --architecture valid' if _valid(config) else ''}
+    python -m app.train_detector --out {_shown(folder)}{_options(config, "detector")}
 
 {config.get('epochs')} epochs, batch {config.get('batch_size')}, SGD with momentum {config.get('momentum')}, weight
 decay {config.get('wd')}, peak learning rate {config.get('lr')} with warm-up and cosine decay; loss: softmax
@@ -291,7 +324,7 @@ def _architecture(model: dict, config: dict, training: dict) -> str:
 
 
 def _start(config: dict) -> str:
-    if _valid(config):
+    if not config.get("init"):
         return "Every layer starts from random weights (He initialisation); the box head from zero."
     return (f"The trunk and class head start from the classifier bundle `{_shown(config.get('init'))}`; the box "
             "head from zero.")

@@ -1,4 +1,5 @@
-"""Train the car/boat/background ResNet on canvases of CIFAR-10 images with MXNet Gluon.
+"""Train the car/boat/background classifier on canvases of CIFAR-10 images with MXNet Gluon: the
+CIFAR ResNet, or (``architecture`` ``valid``) the padding-free network the dense detector starts from.
 
 Each batch mixes unmodified images and 32x32 tiles cut at stride 8 from in-memory
 single-class canvases, with balanced class sampling (negatives outnumber each positive
@@ -32,6 +33,7 @@ from training.loop import (
     sgd_trainer,
     start_run,
 )
+from training.networks import build_network, check_architecture, dense_stride, network_name
 from training.split import split_channels, write_manifest
 
 __all__ = ["TrainConfig", "train"]
@@ -48,8 +50,11 @@ class TrainConfig:
 
     data: str
     out: str
+    architecture: str = "resnet"
     depth: int = 20
     width: int = 16
+    #: The padding-free network's three widths (``architecture`` ``valid``).
+    widths: tuple = (32, 64, 128)
     epochs: int = 12
     tiles_per_epoch: int = 51200
     batch_size: int = 128
@@ -70,6 +75,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         check_config(self, positive=("epochs", "tiles_per_epoch", "batch_size", "canvas_size", "canvases_per_class"))
+        check_architecture(self.architecture)
         if not 0 <= self.plain_fraction <= 1:
             raise ValueError(f"`plain_fraction` must be in [0, 1], got {self.plain_fraction}")
         if any(not isinstance(g, int) or g < 0 for g in self.gpus):
@@ -162,7 +168,6 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True,
     from tqdm import tqdm
 
     from training.export import export_bundle
-    from training.resnet import build_resnet
 
     seen = mx.context.num_gpus() if config.gpus else 0
     if any(g >= seen for g in config.gpus):  # before anything is written: MXNet would fail mid-way
@@ -180,12 +185,14 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True,
     write_manifest(os.path.join(config.out, "manifest.csv"), data, channels)
     train_data, val_data = data.take(channels["train"]), data.take(channels["val"])
     mean, std = normaliser(train_data.images)
-    spec = ModelSpec(name=f"cifar-resnet{config.depth}-car-boat", classes=MODEL_CLASSES, size=32,
-                     mean=mean, std=std)
+    name = network_name(config.architecture, depth=config.depth, widths=config.widths)
+    spec = ModelSpec(name=f"{name}-car-boat", classes=MODEL_CLASSES, size=32, mean=mean, std=std,
+                     dense_stride=dense_stride(config.architecture))
     sampler = BatchSampler(train_data, config, rng)
     (val_images, val_labels), (val_tiles, val_tile_labels) = _val_sets(val_data, config)
 
-    net = build_resnet(config.depth, classes=len(MODEL_CLASSES), width=config.width)
+    net = build_network(config.architecture, classes=len(MODEL_CLASSES), depth=config.depth, width=config.width,
+                        widths=config.widths, boxes=False)
     net.initialize(mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2), ctx=ctx)
     net.hybridize(static_alloc=True, static_shape=True)
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
