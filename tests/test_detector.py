@@ -224,7 +224,7 @@ def test_the_padding_free_detector_starts_from_a_padding_free_classifier_only(ra
     import mxnet as mx
 
     from engines.dense import check_dense
-    from training.detector import DetectorConfig, _initialise
+    from training.detector import DetectorConfig, initialise_detector
     from training.networks import build_network
     from training.train import TrainConfig, train
 
@@ -243,7 +243,7 @@ def test_the_padding_free_detector_starts_from_a_padding_free_classifier_only(ra
         net = build_network("valid", classes=3, depth=0, width=0, widths=widths, boxes=True)
         config = DetectorConfig(data="-", out=str(tmp_path / "detector"), architecture="valid", widths=widths,
                                 init=init)
-        return net, _initialise(net, config, [mx.cpu()])
+        return net, initialise_detector(net, config, [mx.cpu()])
 
     net, (mean, std) = detector((4, 8, 8), classifier)
     assert (mean, std) == (bundle.spec.mean, bundle.spec.std)

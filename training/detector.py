@@ -52,7 +52,8 @@ from training.loop import (
 from training.networks import build_network, check_architecture, dense_stride, network_name
 from training.split import split_channels, write_manifest
 
-__all__ = ["DetectorConfig", "train_detector", "collage_windows_for", "DEFAULT_INIT", "DEFAULT_INITS"]
+__all__ = ["DetectorConfig", "train_detector", "initialise_detector", "collage_windows_for", "DEFAULT_INIT",
+           "DEFAULT_INITS"]
 
 logger = logging.getLogger(__name__)
 
@@ -186,7 +187,7 @@ def _evaluate(net, windows: LabelledWindows, spec: ModelSpec, ctx, batch: int = 
             "window_iou_at_least_0.5": float((before >= 0.5).mean()), "windows": int(len(windows))}
 
 
-def _initialise(net, config: DetectorConfig, ctx) -> tuple[tuple, tuple]:
+def initialise_detector(net, config: DetectorConfig, ctx) -> tuple[tuple, tuple]:
     """Xavier weights, the init bundle's where names match, a zero box head; the normalisation to use."""
     import mxnet as mx
 
@@ -241,7 +242,7 @@ def train_detector(config: DetectorConfig, *, resume: bool = False, progress: bo
 
     net = build_network(config.architecture, classes=len(MODEL_CLASSES), depth=config.depth, width=config.width,
                         widths=config.widths, boxes=True)
-    mean, std = _initialise(net, config, ctx)
+    mean, std = initialise_detector(net, config, ctx)
     if mean is None:
         mean, std = normaliser(train_data.images)
     name = network_name(config.architecture, depth=config.depth, widths=config.widths)
