@@ -140,10 +140,12 @@ def _epoch_draw(pool: LabelledWindows, config: DetectorConfig, rng: np.random.Ge
     """``windows_per_epoch`` windows drawn from ``pool`` in the configured mix, noise negatives added."""
     n = config.windows_per_epoch
     n_hard = int(n * config.hard_negative_fraction) if hard is not None and len(hard) else 0
-    n_ignored = int(n * config.ignored_fraction)
+    ignored = np.flatnonzero((pool.labels == IGNORE) & pool.has_box)
+    n_ignored = int(n * config.ignored_fraction) if len(ignored) else 0
     n_labelled = n - n_hard - n_ignored
     counts = [int(round(n_labelled * share)) for share in config.class_mix]
     background = MODEL_CLASSES.index(BACKGROUND)
+    counts[background] += n_labelled - sum(counts)  # what rounding left over: the epoch's steps take all n
     n_noise = int(round(counts[background] * config.negative_fraction))
     counts[background] -= n_noise
     picks = []
@@ -152,8 +154,7 @@ def _epoch_draw(pool: LabelledWindows, config: DetectorConfig, rng: np.random.Ge
         if len(members) == 0:
             raise ValueError(f"no {MODEL_CLASSES[k]} windows in this epoch's collages")
         picks.append(rng.choice(members, count, replace=count > len(members)))
-    ignored = np.flatnonzero((pool.labels == IGNORE) & pool.has_box)
-    if len(ignored) and n_ignored:
+    if n_ignored:
         picks.append(rng.choice(ignored, n_ignored, replace=n_ignored > len(ignored)))
     parts = [pool.take(np.concatenate(picks))]
     noise = negative_windows(n_noise, rng, window=WINDOW)
