@@ -35,8 +35,9 @@ def counting(tmp_path_factory):
     emulator.stop()
 
 
-def _asked(emulator: Azurite, since: int) -> collections.Counter:
-    return collections.Counter(r["operation"] for r in emulator.requests(since=since))
+def _asked(emulator: Azurite, since: str) -> collections.Counter:
+    """The operations asked of the emulator since mark ``since`` (:meth:`Azurite.mark`)."""
+    return collections.Counter(r["operation"] for r in emulator.requests_between(since, emulator.mark()))
 
 
 def test_a_commit_moves_each_file_in_one_request_and_lists_the_folder_twice(counting):
@@ -45,7 +46,7 @@ def test_a_commit_moves_each_file_in_one_request_and_lists_the_folder_twice(coun
     writer.check()
     for name in OUTPUT_FILES:
         writer.write(name, name.encode() * 10)
-    since = emulator.requests_logged()
+    since = emulator.mark()
     writer.commit()
     asked = _asked(emulator, since)
     # The lock (written if absent, removed after), the marker and _SUCCESS; a copy per file and a
@@ -71,7 +72,7 @@ def test_replacing_a_run_removes_only_the_files_it_has(counting):
     second.check()
     second.write("windows.parquet", b"second run")
     second.write("manifest.json", b"second")
-    since = emulator.requests_logged()
+    since = emulator.mark()
     second.commit()
     asked = _asked(emulator, since)
     assert asked["Blob_GetProperties"] == 0, asked  # every decision from the listing
@@ -94,7 +95,7 @@ def test_a_collection_picture_writes_its_windows_once_in_fewer_requests(counting
                 writer.write(file, windows if file == "windows.parquet" else file.encode() * 10)
         part_url = f"az://{container}/coll-{name}/windows/image=p/part-00000.parquet"
         _, part = storage.filesystem(part_url, options)
-        since = emulator.requests_logged()
+        since = emulator.mark()
         if one_copy:
             writer.commit(before_moves=lambda: write_part(writer.fs, part, windows, staging=writer.staging,
                                                           url=part_url))
@@ -123,10 +124,10 @@ def test_a_small_picture_is_probed_in_two_requests_and_decoded_in_one(counting, 
     with emulator.service() as service:
         service.get_blob_client(container, "in/small.png").upload_blob(local.read_bytes())
     url = f"az://{container}/in/small.png"
-    since = emulator.requests_logged()
+    since = emulator.mark()
     info = probe_image(url, storage_options=options)
     assert _asked(emulator, since) == {"Blob_GetProperties": 1, "Blob_Download": 1}
-    since = emulator.requests_logged()
+    since = emulator.mark()
     pixels = decode_image(info, storage_options=options)
     assert _asked(emulator, since) == {"Blob_Download": 1}
     assert pixels.shape == (96, 128, 3)
