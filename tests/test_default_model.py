@@ -12,15 +12,18 @@ import pytest
 from app import score
 from core.bundle import load_bundle
 from engines import create_engine
-from scoring.params import DEFAULT_MODEL
+from scoring.params import DEFAULT_MODEL, default_stride
 from tests.conftest import DATA, HAVE_MXNET, needs_cifar
+from tiling import WindowGrid
 
 BUNDLE = DEFAULT_MODEL
 CLASSIFIER = os.path.join(os.path.dirname(DEFAULT_MODEL), "classifier")
 #: The padding-free classifier the dense detector starts from.
 DENSE_CLASSIFIER = os.path.join(os.path.dirname(DEFAULT_MODEL), "dense-classifier")
+#: The second detector: padding-free, scores whole bands.
+DENSE = os.path.join(os.path.dirname(DEFAULT_MODEL), "dense")
 #: The lowest CIFAR-10 test balanced accuracy each bundle may record.
-FLOORS = {BUNDLE: 0.9, CLASSIFIER: 0.95, DENSE_CLASSIFIER: 0.95}
+FLOORS = {BUNDLE: 0.9, CLASSIFIER: 0.95, DENSE_CLASSIFIER: 0.95, DENSE: 0.9}
 
 
 @pytest.fixture(scope="module")
@@ -112,5 +115,8 @@ def test_the_default_finds_next_to_nothing_in_noise_and_flat_grey(picture, spark
     assert score.main(["--image", str(image), "--out", str(out), "--master", spark.sparkContext.master,
                        "--quiet"]) == 0, capsys.readouterr().err
     manifest = json.load(open(out / "manifest.json"))
-    assert manifest["counts"]["windows_scored"] == 15_376
+    bundle = load_bundle(BUNDLE)
+    stride = default_stride(bundle.spec, bundle.recommended)
+    assert manifest["parameters"]["stride"] == stride
+    assert manifest["counts"]["windows_scored"] == WindowGrid(2000, 2000, 32, stride).n_windows
     assert manifest["counts"]["boxes"] <= 5, manifest["counts"]

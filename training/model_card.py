@@ -297,10 +297,14 @@ def _stride_line(recommended: dict) -> str:
     strides = validation.get("strides")
     if not strides:
         return ""
+    searched = validation.get("searched", {})
     found = "; ".join(f"stride {s}: AP50 {_pairs(v['ap50'])}, AP50:95 {_pairs(v['ap'])}" for s, v in strides.items())
+    compared = searched.get("compared_stride")
     return (f" The stride, **{recommended.get('stride')}**, has the best mean of AP50 and AP50:95 over the classes "
-            f"at its own best settings, a coarser one being taken within "
-            f"{validation.get('searched', {}).get('stride_tolerance')} of it ({found}).")
+            f"at its own best settings among {' and '.join(map(str, searched.get('stride', [])))}, a coarser one "
+            f"being taken within {searched.get('stride_tolerance')} of it"
+            + (f"; stride {compared}, where padded detectors score, is measured to compare with them, never chosen"
+               if compared else "") + f" ({found}).")
 
 
 def _valid(config: dict) -> bool:
