@@ -1,4 +1,4 @@
-"""Train the car/boat/background ResNet and export it as a model bundle.
+"""Train the car/boat/background classifier (the CIFAR ResNet, or the padding-free network) and export it as a bundle.
 
     python -m app.train --out models/classifier [--epochs 12] [--depth 20] [--resume]
     python -m app.train --out models/dense-classifier --architecture valid
