@@ -23,7 +23,7 @@ from collage.make import CIFAR_LIBRARY, TEST_COLLAGES, default_target, load_libr
 from core.bundle import load_bundle
 from core.errors import TilescanError
 from engines import ENGINES, create_engine, engine_class
-from evaluation.tuning import collage_picture, picture_metrics, score_picture
+from evaluation.tuning import TUNED_SETTINGS, collage_picture, picture_metrics, score_picture
 from pixels import read_image
 from scoring.params import default_stride, resolve_settings
 from tilesets import FOREGROUND_CLASSES, data_root
@@ -40,7 +40,7 @@ def settings_at(recommended: dict, stride: int) -> dict:
     """``recommended`` with ``stride``, and the thresholds and merging chosen for that stride on the
     validation collages where the model recorded them (a dense model records each stride it measured)."""
     chosen = recommended.get("validation", {}).get("strides", {}).get(str(stride), {})
-    return {**recommended, **{k: chosen[k] for k in ("threshold", "merge", "merge_iou") if k in chosen},
+    return {**recommended, **{k: chosen[k] for k in TUNED_SETTINGS if k in chosen},
             "stride": stride}
 
 

@@ -32,7 +32,7 @@ from app.validate_int8 import record_validation, validate
 from collage import CollageParams
 from core.bundle import load_bundle, update_model_json
 from engines import create_engine
-from evaluation.tuning import collage_picture, picture_metrics, recommend_settings, score_picture
+from evaluation.tuning import TUNED_SETTINGS, collage_picture, picture_metrics, recommend_settings, score_picture
 from tilesets import FOREGROUND_CLASSES, data_root, load_cifar
 from training import require_mxnet
 from training.collage_windows import synthetic_target
@@ -93,7 +93,7 @@ def choose_stride(engine, pictures, spec) -> dict:
     settings = found[stride][0]
     settings["stride"] = stride
     settings["validation"]["strides"] = {
-        str(s): {"ap50": v[1], "ap": v[2], **{k: v[0][k] for k in ("threshold", "merge", "merge_iou")}}
+        str(s): {"ap50": v[1], "ap": v[2], **{k: v[0][k] for k in TUNED_SETTINGS}}
         for s, v in found.items()}
     settings["validation"]["searched"].update(stride=list(DENSE_STRIDES), stride_tolerance=STRIDE_TOLERANCE,
                                               compared_stride=COMPARED_STRIDE)

@@ -29,6 +29,7 @@ from core.errors import TilescanError
 from engines import create_engine
 from engines.numerics import check_engine
 from evaluation.int8_validation import validate_on_this_cpu
+from evaluation.tuning import TUNED_SETTINGS
 from tilesets import data_root, load_cifar
 from training.detector import DetectorConfig
 
@@ -50,7 +51,7 @@ def _checked(bundle, name: str, threads: int):
 def validate(folder: str, pictures, *, rounds: int = 5) -> dict:
     """:func:`evaluation.int8_validation.validate_on_this_cpu` for the bundle in ``folder``."""
     bundle = load_bundle(folder)
-    settings = {k: bundle.recommended.get(k) for k in ("threshold", "merge", "merge_iou")}
+    settings = {k: bundle.recommended.get(k) for k in TUNED_SETTINGS}
     if None in settings.values():
         raise TilescanError(f"{folder}: the bundle recommends no thresholds and merging to validate int8 at "
                             "(app.train_detector chooses them)")

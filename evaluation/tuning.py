@@ -24,13 +24,15 @@ from scoring.windows import score_strip, score_strip_dense
 from tiling import WindowGrid, plan_strips
 
 __all__ = ["TestPicture", "score_picture", "picture_metrics", "recommend_settings", "collage_picture",
-           "THRESHOLDS", "MERGES", "MERGE_IOUS"]
+           "THRESHOLDS", "MERGES", "MERGE_IOUS", "TUNED_SETTINGS"]
 
 logger = logging.getLogger(__name__)
 
 THRESHOLDS = tuple(round(float(t), 2) for t in np.arange(0.3, 0.96, 0.05))
 MERGES = ("nms", "fuse")
 MERGE_IOUS = (0.3, 0.4, 0.5, 0.6)
+#: The recommended settings :func:`recommend_settings` chooses.
+TUNED_SETTINGS = ("threshold", "merge", "merge_iou")
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ files and its limits.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -151,8 +152,6 @@ distribution. Errors on the test images by original CIFAR-10 class: {_errors(res
 def _options(config: dict, trainer: str) -> str:
     """The command-line options that give ``config``'s architecture, epochs and (for a detector from random
     weights) ``--init none``, where they are not the defaults."""
-    import dataclasses
-
     from training.detector import DetectorConfig
     from training.train import TrainConfig
 
