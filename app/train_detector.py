@@ -126,6 +126,14 @@ def tune(folder: str, config: DetectorConfig) -> dict:
     return load_bundle(folder).recommended
 
 
+def class_mix(text: str) -> tuple:
+    """``--class-mix``'s three comma-separated shares, as the config holds them."""
+    try:
+        return tuple(float(share) for share in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected three numbers like 0.28,0.32,0.4, got {text!r}") from None
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     defaults = {f.name: f.default for f in dataclasses.fields(DetectorConfig) if f.default is not dataclasses.MISSING}
     p = argparse.ArgumentParser(prog="python -m app.train_detector", description=__doc__,
@@ -139,6 +147,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="resnet (default) or valid (padding-free, dense-exact at stride 4)")
     for name in ("epochs", "windows_per_epoch", "seed"):
         p.add_argument("--" + name.replace("_", "-"), type=int, help=f"default {defaults[name]}")
+    p.add_argument("--lr", type=float, help=f"peak learning rate, default {defaults['lr']}")
+    p.add_argument("--class-mix", type=class_mix, metavar="CAR,BOAT,BACKGROUND",
+                   help="shares of the labelled windows, default " + ",".join(map(str, defaults["class_mix"])))
     p.add_argument("--hard-negatives", help="folder of CLASS/*.png error tiles exported by the notebook, added to "
                                             "training")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
@@ -150,7 +161,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def _train(args: argparse.Namespace) -> int:
     values = {"data": args.data or os.path.join(data_root(), "cifar10"), "out": args.out}
-    for name in ("init", "architecture", "epochs", "windows_per_epoch", "seed", "hard_negatives"):
+    for name in ("init", "architecture", "epochs", "windows_per_epoch", "seed", "lr", "class_mix", "hard_negatives"):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
     if args.init is None:
