@@ -102,7 +102,7 @@ def _print(entry: dict) -> None:
               f"check {golden.get('status', 'not run')}"
               + (f" (probabilities within {difference['probability_max']:.2g}, mean "
                  f"{difference['probability_mean']:.2g})" if difference else ""))
-    print(f"int8      {entry['int8_speedup']}x float32; "
+    print(f"int8      {entry['int8_speedup']}x float32 on {entry['speed_path']}; "
           + ("holds" if entry["holds"] else "DOES NOT HOLD") + f" (AP50 within {INT8_TOLERANCE} per class)")
 
 

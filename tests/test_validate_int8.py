@@ -10,6 +10,7 @@ import pytest
 
 from app.validate_int8 import INT8_ENGINE, record_validation
 from core.bundle import load_bundle
+from engines import create_engine
 from evaluation import tuning
 from evaluation.int8_validation import validate_on_this_cpu, windows_per_second
 from tests.helpers import copy_bundle
@@ -70,7 +71,6 @@ def test_another_int8_model_or_other_pictures_start_the_record_anew(int8_bundle)
 
 def test_a_measurement_on_this_cpu(detector_bundle):
     from core.cpu import this_cpu
-    from engines import create_engine
 
     rng = np.random.default_rng(3)
     pixels = np.repeat(np.repeat(rng.integers(0, 256, (24, 24, 3), np.uint8), 8, 0), 8, 1)
@@ -86,5 +86,26 @@ def test_a_measurement_on_this_cpu(detector_bundle):
     assert found["cpu"] == {"model": this_cpu().model, "isa": list(this_cpu().isa)}
     assert found["holds"] and found["ap50"]["int8"] == found["ap50"]["float32"]
     assert found["golden"]["float32"]["status"] == "passed" and found["windows_per_s"]["float32"] > 0
+    assert found["speed_path"] == "batches of 121 windows at stride 16"  # all 11 x 11 of the picture
     rates = windows_per_second({"a": engines["float32"]}, np.zeros((4, 3, 32, 32), np.uint8), rounds=1, seconds=0.05)
     assert rates["a"] > 0
+
+
+def test_a_dense_model_is_timed_on_the_dense_passes_a_run_makes(dense_bundle_dir):
+    from evaluation.int8_validation import speed_setup
+    from scoring.paths import DENSE_PASS_PIXELS
+    from scoring.windows import dense_passes
+
+    bundle = load_bundle(dense_bundle_dir)
+    pictures = [tuning.TestPicture("p", np.zeros((1536, 1536, 3), np.uint8), {})]
+    speed, path = speed_setup(pictures, bundle.spec, 8)
+    band = speed["band"]
+    r0, r1, c0, c1 = next(dense_passes(189, 189, 32, 8, DENSE_PASS_PIXELS))  # (1536 - 32) / 8 + 1 windows a side
+    assert band.shape == (3, 32 + (r1 - r0 - 1) * 8, 32 + (c1 - c0 - 1) * 8) and band.size <= 3 * DENSE_PASS_PIXELS
+    assert speed["band_windows"] == (r1 - r0) * (c1 - c0)
+    assert path == f"dense passes of {band.shape[1]}x{band.shape[2]} px, {speed['band_windows']:,} windows at stride 8"
+    engine = create_engine(bundle, "onnxruntime")
+    assert windows_per_second({"a": engine}, **speed, rounds=1, seconds=0.05)["a"] > 0
+    # At a stride off its dense grid the model is timed window by window, as a run scores it.
+    speed, path = speed_setup(pictures, bundle.spec, 6)
+    assert set(speed) == {"windows"} and path == "batches of 128 windows at stride 6"

@@ -191,6 +191,8 @@ def _int8_line(model: dict, config: dict) -> str:
         f"| {cpu['cpu']['model']} | {', '.join(cpu['cpu']['isa']) or 'no AVX2'} | {_pairs(cpu['ap50']['int8'])} | "
         f"{_pairs(cpu['ap50']['float32'])} | {cpu['windows_per_s']['int8']:,} / {cpu['windows_per_s']['float32']:,} "
         f"({cpu['int8_speedup']}x) | {'yes' if cpu['holds'] else 'no'} |" for cpu in validation["cpus"])
+    paths = sorted({cpu["speed_path"] for cpu in validation["cpus"] if cpu.get("speed_path")})
+    timed = f"\nWindows/s timed on {'; '.join(paths)}.\n" if paths else ""
     weights = "7-bit weights, so its integer sums are exact on every x86 CPU" if int8.get("reduce_range") \
         else "full 8-bit weights"
     return f"""Int8 (static quantisation, calibrated on {config.get('collage_size')} px training collages, {weights}):
@@ -201,7 +203,7 @@ tolerance {validation.get('tolerance')} per class: **{verdict}**.
 | CPU | instruction sets | int8 AP50 | fp32 AP50 | windows/s int8 / fp32, 1 thread | holds |
 |---|---|---|---|---|---|
 {rows}
-"""
+{timed}"""
 
 
 def _detector_card(folder: str, model: dict, results: dict, metrics: list) -> str:
