@@ -18,7 +18,6 @@ import collections
 import logging
 import os
 import sys
-import time
 
 from benchmarks.common import synthetic_png
 
@@ -69,13 +68,11 @@ def _one_run(model: str, work: str, count: int) -> dict:
         if not transfer(pictures, f"az://{container}/{inputs}", threads=4, storage_options=options,
                         progress=False).ok:
             raise RuntimeError("the pictures could not be uploaded to Azurite")
-        time.sleep(1)  # the upload's last log lines
-        offset = azurite.requests_logged()
+        start = azurite.mark()
         os.environ["AZURE_STORAGE_CONNECTION_STRING"] = azurite.connection_string()
         done = run_score(model, f"az://{container}/{inputs}", f"az://{container}/out-{count}", cores=2,
                          engine=None, log=os.path.join(folder, "score.log"))
-        time.sleep(1)
-        requests = azurite.requests(since=offset)
+        requests = azurite.requests_between(start, azurite.mark())
     finally:
         if saved is None:
             os.environ.pop("AZURE_STORAGE_CONNECTION_STRING", None)

@@ -156,19 +156,14 @@ class Azurite:
                 raise AzuriteError(f"Azurite's debug log does not show the marks {start} and {end}")
             time.sleep(0.05)
 
-    def requests_logged(self) -> int:
-        """Where the debug log ends now: pass it to :meth:`requests` as ``since``. The log may lag
-        the requests by a little: for exact counts use :meth:`mark`."""
-        return os.path.getsize(self.debug_log) if self.debug_log and os.path.exists(self.debug_log) else 0
-
-    def requests(self, since: int = 0) -> list[dict]:
-        """Every request served since ``since`` (from :meth:`requests_logged`), in order: its
-        ``method``, ``path``, ``query`` and Blob ``operation``. Needs ``debug_log``."""
+    def requests(self) -> list[dict]:
+        """Every request the debug log shows so far, in order: its ``method``, ``path``, ``query``
+        and Blob ``operation``. Needs ``debug_log``; the log may lag the requests by a little,
+        so count between two :meth:`mark` calls."""
         if not self.debug_log:
             raise AzuriteError("requests are logged only by an emulator started with debug_log")
         served: dict[str, dict] = {}
         with open(self.debug_log, "rb") as fh:
-            fh.seek(since)
             for raw in fh:
                 line = raw.decode("utf-8", "replace")
                 if m := _ARRIVED.match(line):
