@@ -24,7 +24,7 @@ from scoring.windows import score_strip, score_strip_dense
 from tiling import WindowGrid, plan_strips
 
 __all__ = ["TestPicture", "score_picture", "picture_metrics", "recommend_settings", "collage_picture",
-           "THRESHOLDS", "MERGES", "MERGE_IOUS", "TUNED_SETTINGS"]
+           "THRESHOLDS", "MERGES", "MERGE_IOUS", "TUNED_SETTINGS", "AP_TOLERANCE"]
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +33,9 @@ MERGES = ("nms", "fuse")
 MERGE_IOUS = (0.3, 0.4, 0.5, 0.6)
 #: The recommended settings :func:`recommend_settings` chooses.
 TUNED_SETTINGS = ("threshold", "merge", "merge_iou")
+#: How much AP a cheaper choice may give up to be preferred: a higher threshold (fewer boxes to
+#: look at), a coarser dense stride (a quarter of the windows to keep and merge).
+AP_TOLERANCE = 0.01
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,8 @@ def _mean_ap50(results: list[dict], name: str) -> float:
     return float(np.mean(values)) if values else 0.0
 
 
-def recommend_settings(tables: list[pa.Table], pictures: list[TestPicture], spec, *, ap_tolerance: float = 0.01,
+def recommend_settings(tables: list[pa.Table], pictures: list[TestPicture], spec, *,
+                       ap_tolerance: float = AP_TOLERANCE,
                        thresholds=THRESHOLDS, merges=MERGES, merge_ious=MERGE_IOUS) -> dict:
     """The merge, merge IoU and per-class thresholds to recommend, from scored validation pictures.
 

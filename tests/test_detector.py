@@ -308,3 +308,11 @@ def test_a_record_at_another_stride_is_refused_in_one_line(tmp_path, capsys):
     code, err = run_cli(evaluate_model.main, capsys, "--model", str(tmp_path), "--data", str(tmp_path), "--stride",
                         "16", "--write")
     assert_one_line(code, err, "--stride scores at other settings than the defaults the record holds")
+
+
+def test_the_finer_stride_is_chosen_only_for_a_real_gain():
+    from app.train_detector import pick_stride
+
+    assert pick_stride({8: 0.7148, 4: 0.7247}) == 8  # 0.0099 better: within the tuning's tolerance
+    assert pick_stride({8: 0.70, 4: 0.7101}) == 4
+    assert pick_stride({8: 0.72, 4: 0.71}) == 8
