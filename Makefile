@@ -109,8 +109,10 @@ train-classifier: setup
 train-dense-classifier: setup
 	$(PY) -m app.train --out models/dense-classifier --architecture valid --epochs 30
 
+# 30 epochs, then 10 more as the end of a 40-epoch schedule (a warm restart at a low learning rate).
 train-dense: setup
 	$(PY) -m app.train_detector --out models/dense --architecture valid --epochs 30
+	$(PY) -m app.train_detector --out models/dense --architecture valid --epochs 40 --resume
 
 # The two lines' constraints, made again from what pip resolves today.
 constraints:
