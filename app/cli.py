@@ -57,6 +57,20 @@ def add_version_argument(parser) -> None:
     parser.add_argument("--version", action=_Version, help="print tilescan's version (and commit) and exit")
 
 
+def _widths(text: str) -> tuple:
+    try:
+        return tuple(int(width) for width in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected three whole numbers like 32,64,128, got {text!r}") from None
+
+
+def add_widths_argument(parser, default: tuple) -> None:
+    """Add ``--widths A,B,C``: the padding-free network's three widths (both trainers)."""
+    parser.add_argument("--widths", type=_widths, metavar="A,B,C",
+                        help="the padding-free network's widths (architecture valid), default "
+                             + ",".join(map(str, default)))
+
+
 def add_storage_arguments(parser) -> None:
     """Add ``--storage-options-file`` and ``--storage-option`` to an argparse parser."""
     group = parser.add_argument_group("storage (docs/azure.md)")

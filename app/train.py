@@ -36,6 +36,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.add_argument("--" + name.replace("_", "-"), type=int, help=f"default {defaults[name]}")
     for name in ("lr", "wd", "val_fraction", "plain_fraction"):
         p.add_argument("--" + name.replace("_", "-"), type=float, help=f"default {defaults[name]}")
+    cli.add_widths_argument(p, defaults["widths"])
     p.add_argument("--gpus", help="comma-separated GPU ids, e.g. 0,1 (default: CPU)")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -158,6 +158,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="resnet (default) or valid (padding-free, dense-exact at stride 4)")
     for name in ("epochs", "windows_per_epoch", "seed"):
         p.add_argument("--" + name.replace("_", "-"), type=int, help=f"default {defaults[name]}")
+    cli.add_widths_argument(p, defaults["widths"])
     p.add_argument("--lr", type=float, help=f"peak learning rate, default {defaults['lr']}")
     p.add_argument("--class-mix", type=class_mix, metavar="CAR,BOAT,BACKGROUND",
                    help="shares of the labelled windows, default " + ",".join(map(str, defaults["class_mix"])))
@@ -172,7 +173,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def _train(args: argparse.Namespace) -> int:
     values = {"data": args.data or os.path.join(data_root(), "cifar10"), "out": args.out}
-    for name in ("init", "architecture", "epochs", "windows_per_epoch", "seed", "lr", "class_mix", "hard_negatives"):
+    for name in ("init", "architecture", "epochs", "windows_per_epoch", "seed", "lr", "class_mix", "widths",
+                 "hard_negatives"):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
     if args.init is None:

@@ -218,17 +218,23 @@ def test_an_unknown_architecture_is_refused_before_training(tmp_path):
         DetectorConfig(data="-", out=str(tmp_path), architecture="vgg").validate()
 
 
-def test_learning_rate_and_class_mix_come_from_the_command_line(tmp_path, capsys):
+def test_learning_rate_class_mix_and_widths_come_from_the_command_line(tmp_path, capsys):
     from app.train_detector import main, parse_args
 
-    args = parse_args(["--out", "run", "--lr", "0.02", "--class-mix", "0.24,0.38,0.38"])
-    assert args.lr == 0.02 and args.class_mix == (0.24, 0.38, 0.38)
+    args = parse_args(["--out", "run", "--lr", "0.02", "--class-mix", "0.24,0.38,0.38", "--widths", "48,96,192"])
+    assert args.lr == 0.02 and args.class_mix == (0.24, 0.38, 0.38) and args.widths == (48, 96, 192)
     code = main(["--out", str(tmp_path / "run"), "--class-mix", "0.5,0.5,0.5", "--quiet"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and err == ["error: `class_mix` needs 3 fractions (>= 0) summing to 1, got (0.5, 0.5, 0.5)"]
     with pytest.raises(SystemExit) as exit_:
         parse_args(["--out", "run", "--class-mix", "cars"])
     assert exit_.value.code == 2 and "expected three numbers like 0.28,0.32,0.4" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        parse_args(["--out", "run", "--widths", "wide"])
+    assert exit_.value.code == 2 and "expected three whole numbers like 32,64,128" in capsys.readouterr().err
+    code = main(["--out", str(tmp_path / "run"), "--architecture", "valid", "--widths", "48,96", "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err == ["error: `widths` needs three whole numbers >= 1, got (48, 96)"]
     assert not (tmp_path / "run").exists()  # refused before any folder is made
 
 

@@ -137,6 +137,9 @@ def test_run_record_names_no_folder_of_the_training_machine_inside_the_project()
     ("warmup_epochs", -1.0, "`warmup_epochs` must be >= 0"),
     ("val_fraction", 0.0, "`val_fraction` must be in (0, 1)"),
     ("class_mix", (1.2, -0.2, 0.0), "fractions (>= 0) summing to 1"),
+    ("widths", (32, 64), "`widths` needs three whole numbers >= 1, got (32, 64)"),
+    ("widths", (32, 0, 128), "`widths` needs three whole numbers >= 1"),
+    ("widths", (32, 64.5, 128), "`widths` needs three whole numbers >= 1"),
     # As a config file can give them: they failed deep in training, or True trained one epoch.
     ("epochs", 1.5, "`epochs` must be an integer, got 1.5"),
     ("epochs", True, "`epochs` must be an integer, got True"),
@@ -151,6 +154,16 @@ def test_training_settings_out_of_range_are_refused(trainer, setting, value, mes
     config_class(data="cifar10", out="run").validate()  # the defaults pass
     with pytest.raises(ValueError, match=re.escape(message)):
         config_class(data="cifar10", out="run", **{setting: value}).validate()
+
+
+def test_the_classifier_takes_its_widths_from_the_command_line_over_a_config_file(tmp_path):
+    from app import train
+
+    path = tmp_path / "config.json"
+    path.write_text('{"widths": [24, 48, 96], "epochs": 3}')
+    config = train.build_config(train.parse_args(["--config", str(path), "--out", "run", "--widths", "48,96,192"]))
+    assert config.widths == (48, 96, 192) and config.epochs == 3
+    assert train.build_config(train.parse_args(["--config", str(path), "--out", "run"])).widths == (24, 48, 96)
 
 
 @pytest.mark.parametrize("content, message", [

@@ -22,9 +22,10 @@ __all__ = ["check_config", "check_out", "start_run", "normaliser", "sgd_trainer"
 def check_config(config, *, positive: tuple) -> None:
     """The checks both trainers' configurations share: ``depth`` is 6n + 2, each field named in
     ``positive`` is >= 1, the optimiser's settings are in range (a negative learning rate
-    trains towards nan without a word), and ``class_mix`` has one fraction per class, summing
-    to 1; before them, that integer fields hold integers and number fields numbers (a config
-    file's ``"epochs": 1.5`` or ``true`` failed deep in training, or trained one epoch)."""
+    trains towards nan without a word), ``class_mix`` has one fraction per class, summing
+    to 1, and ``widths`` holds three whole numbers; before them, that integer fields hold
+    integers and number fields numbers (a config file's ``"epochs": 1.5`` or ``true`` failed
+    deep in training, or trained one epoch)."""
     wrong = wrong_type(config)
     if wrong:
         raise ValueError("`{}` must be {}, got {!r}".format(*wrong))
@@ -42,6 +43,9 @@ def check_config(config, *, positive: tuple) -> None:
             raise ValueError(f"`{name}` must be >= 0, got {getattr(config, name)}")
     if not 0 < config.val_fraction < 1:
         raise ValueError(f"`val_fraction` must be in (0, 1), got {config.val_fraction}")
+    widths = config.widths
+    if len(widths) != 3 or any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths):
+        raise ValueError(f"`widths` needs three whole numbers >= 1, got {widths}")
     mix = config.class_mix
     if len(mix) != len(MODEL_CLASSES) or min(mix) < 0 or abs(sum(mix) - 1) > 1e-6:
         raise ValueError(f"`class_mix` needs {len(MODEL_CLASSES)} fractions (>= 0) summing to 1, got {mix}")
