@@ -67,6 +67,10 @@ def check_dense(engine) -> DenseCheck:
     """
     spec = engine.spec
     size, stride = spec.size, spec.dense_stride
+    if engine.fixed_batch not in (None, 1):  # a band is one image of its own height and width
+        raise BundleError(f"model.json declares dense.stride {stride}, but the model's batch axis is fixed at "
+                          f"{engine.fixed_batch}: export it with a dynamic batch axis, height and width, or remove "
+                          "`dense` from model.json")
     band = probe_band(size, stride)
     try:
         probs, deltas = engine.detect_band(band)

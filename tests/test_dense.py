@@ -128,6 +128,25 @@ def test_a_declared_stride_the_graph_does_not_have_is_refused(dense_bundle_dir, 
     assert "dense at stride 4: a 48x56 band's 35 windows as scored alone" in "\n".join(check_bundle(folder))
 
 
+def test_a_dense_bundle_with_a_fixed_batch_axis_is_refused_saying_so(dense_bundle_dir, tmp_path):
+    import onnx
+
+    from bundling.check import check_bundle
+
+    folder = str(tmp_path / "bundle")
+    shutil.copytree(dense_bundle_dir, folder)
+    path = os.path.join(folder, "model.onnx")
+    model = onnx.load(path)
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 16  # exported for batches of 16 windows
+    onnx.save(model, path)
+    update_model_json(folder)
+    with pytest.raises(BundleError) as refused:
+        check_bundle(folder)
+    assert str(refused.value) == (f"model bundle {folder}: model.json declares dense.stride 4, but the model's "
+                                  "batch axis is fixed at 16: export it with a dynamic batch axis, height and "
+                                  "width, or remove `dense` from model.json")
+
+
 @pytest.mark.slow
 @pytest.mark.spark
 @pytest.mark.parametrize("strips", [1, 5])
