@@ -188,6 +188,8 @@ def test_a_short_detector_training_exports_a_two_output_bundle_and_resumes(tmp_p
     assert probs.shape == (8, 3) and deltas.shape == (8, 4)
     model = json.load(open(tmp_path / "detector" / "model.json"))
     assert model["training"]["config"]["epochs"] == 2
+    # A warm restart: epoch 1 ran under a 1-epoch schedule, epoch 2 under the 2-epoch one.
+    assert model["training"]["segments"] == [{"epochs": [1, 1], "schedule": 1}, {"epochs": [2, 2], "schedule": 2}]
 
 
 @needs_cifar

@@ -256,6 +256,9 @@ def test_short_training_run_learns_and_exports_a_scorable_bundle(tmp_path):
     train(more, resume=True, progress=False)
     metrics = [json.loads(line) for line in open(os.path.join(out, "metrics.jsonl"))]
     assert [m["epoch"] for m in metrics] == [1, 2, 3, 4]
+    segments = json.load(open(os.path.join(out, "model.json")))["training"]["segments"]
+    assert segments == [{"epochs": [1, config.epochs], "schedule": config.epochs},
+                        {"epochs": [config.epochs + 1, 4], "schedule": 4}]
 
 
 @pytest.mark.parametrize("trainer", ["train", "train_detector"])

@@ -46,6 +46,7 @@ from training.loop import (
     restore,
     run_record,
     save_checkpoint,
+    schedule_segments,
     sgd_trainer,
     start_run,
 )
@@ -315,9 +316,10 @@ def train_detector(config: DetectorConfig, *, resume: bool = False, progress: bo
                     record["class_loss"], record["box_loss"], v["balanced_accuracy"], v["accuracy"]["car"],
                     v["accuracy"]["boat"], v["accuracy"]["background"], v["box_iou_mean"],
                     v["box_iou_at_least_0.5"], record["windows_per_s"], record["elapsed_s"])
-        save_checkpoint(net, trainer, ckpt_dir, epoch + 1, record["elapsed_s"])
+        save_checkpoint(net, trainer, ckpt_dir, epoch + 1, record["elapsed_s"], config.epochs)
 
-    info = {"training": {**run_record(config, epochs_completed=config.epochs, train_time_s=record.get("elapsed_s")),
+    info = {"training": {**run_record(config, epochs_completed=config.epochs, train_time_s=record.get("elapsed_s"),
+                                     segments=schedule_segments(ckpt_dir, config.epochs)),
                          "kind": "collage detector", "final": record}}
     export_bundle(net, spec, config.out, extra=info)
     return record

@@ -16,7 +16,8 @@ from core.project import project_relative
 from tilesets import MODEL_CLASSES
 
 __all__ = ["check_config", "check_out", "start_run", "normaliser", "sgd_trainer", "restore", "learning_rate",
-           "latest_checkpoint", "save_checkpoint", "per_class_accuracy", "balanced_accuracy", "run_record"]
+           "latest_checkpoint", "save_checkpoint", "schedule_segments", "per_class_accuracy", "balanced_accuracy",
+           "run_record"]
 
 
 def check_config(config, *, positive: tuple) -> None:
@@ -127,14 +128,34 @@ def latest_checkpoint(folder: str) -> dict | None:
         return json.load(fh)
 
 
-def save_checkpoint(net, trainer, folder: str, epoch: int, elapsed_s: float) -> None:
-    """The network's parameters, the optimiser's state and a record, after ``epoch`` epochs."""
+def save_checkpoint(net, trainer, folder: str, epoch: int, elapsed_s: float, schedule: int) -> None:
+    """The network's parameters, the optimiser's state and a record, after ``epoch`` epochs of
+    a run whose learning rate follows a ``schedule``-epoch cosine schedule."""
     prefix = os.path.join(folder, f"epoch-{epoch:04d}")
     net.save_parameters(prefix + ".params")
     trainer.save_states(prefix + ".states")
     with open(prefix + ".json", "w") as fh:
         json.dump({"epoch": epoch, "params": prefix + ".params", "states": prefix + ".states",
-                   "elapsed_s": elapsed_s}, fh)
+                   "elapsed_s": elapsed_s, "schedule": schedule}, fh)
+
+
+def schedule_segments(folder: str, epochs: int) -> list[dict]:
+    """How epochs 1 to ``epochs`` were trained, from the checkpoints in ``folder``: runs of
+    epochs under one cosine schedule, ``{"epochs": [first, last], "schedule": its length}``.
+    A ``--resume`` with more ``--epochs`` starts a segment (a warm restart); ``schedule`` is
+    ``None`` for checkpoints written before schedules were recorded."""
+    segments = []
+    for epoch in range(1, epochs + 1):
+        path = os.path.join(folder, f"epoch-{epoch:04d}.json")
+        schedule = None
+        if os.path.exists(path):
+            with open(path) as fh:
+                schedule = json.load(fh).get("schedule")
+        if segments and segments[-1]["schedule"] == schedule:
+            segments[-1]["epochs"][1] = epoch
+        else:
+            segments.append({"epochs": [epoch, epoch], "schedule": schedule})
+    return segments
 
 
 def per_class_accuracy(pred: np.ndarray, labels: np.ndarray, classes) -> dict:
@@ -155,15 +176,17 @@ def _recorded(value):
     return project_relative(value) if isinstance(value, str) and os.path.isabs(value) else value
 
 
-def run_record(config, *, epochs_completed: int, train_time_s: float | None) -> dict:
+def run_record(config, *, epochs_completed: int, train_time_s: float | None, segments: list | None = None) -> dict:
     """What produced a bundle: the config (absolute paths inside the project made relative to
-    it), how long it took, on what, with which MXNet."""
+    it), its schedule's segments (:func:`schedule_segments`), how long it took, on what, with
+    which MXNet."""
     import mxnet as mx
 
     settings = {k: _recorded(v) for k, v in dataclasses.asdict(config).items()}
     return {
         "config": settings,
         "epochs_completed": epochs_completed,
+        "segments": segments or [{"epochs": [1, epochs_completed], "schedule": config.epochs}],
         "train_time_s": train_time_s,
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count()},
         "mxnet": mx.__version__,

@@ -117,12 +117,12 @@ of up to {config.get('max_shift')} px.
 
 ## Training
 
-    python -m app.train --out {_shown(folder)}{_options(config, "classifier")}
+{_commands("app.train", folder, config, "classifier", training)}
 
 {config.get('epochs')} epochs of {config.get('tiles_per_epoch'):,} samples, batch {config.get('batch_size')},
 SGD with momentum
-{config.get('momentum')}, weight decay {config.get('wd')}, peak learning rate {config.get('lr')} with warm-up and
-cosine decay. {minutes:.1f} minutes on {machine.get('cpus')} CPU cores ({machine.get('platform', '')}).
+{config.get('momentum')}, weight decay {config.get('wd')}, {_schedule(config, training, config.get('tiles_per_epoch'))}.
+{minutes:.1f} minutes on {machine.get('cpus')} CPU cores ({machine.get('platform', '')}).
 Final training loss {last.get('loss', float('nan')):.4f}; per-epoch records in `metrics.jsonl`.
 
 | epoch | loss | val balanced accuracy | images/s |
@@ -150,16 +150,68 @@ distribution. Errors on the test images by original CIFAR-10 class: {_errors(res
 
 
 def _options(config: dict, trainer: str) -> str:
-    """The command-line options that give ``config``'s architecture, epochs and (for a detector from random
-    weights) ``--init none``, where they are not the defaults."""
-    from training.detector import DetectorConfig
+    """The command-line options that give ``config``'s architecture, widths, learning rate and class
+    mix, where they are not the defaults, and a detector's ``--init`` where it is not its architecture's."""
+    from training.detector import DEFAULT_INITS, DetectorConfig
     from training.train import TrainConfig
 
     fields = dataclasses.fields(TrainConfig if trainer == "classifier" else DetectorConfig)
     defaults = {f.name: f.default for f in fields if f.default is not dataclasses.MISSING}
-    options = "".join(f" --{name} {config[name]}" for name in ("architecture", "epochs")
-                      if name in config and config[name] != defaults[name])
-    return options + (" --init none" if trainer == "detector" and not config.get("init") else "")
+    defaults["widths"] = list(defaults["widths"])
+    defaults["class_mix"] = list(defaults["class_mix"])
+    shown = {"widths": lambda widths: ",".join(map(str, widths)), "class_mix": lambda mix: ",".join(map(str, mix))}
+    options = "".join(f" --{name.replace('_', '-')} {shown.get(name, str)(config[name])}"
+                      for name in ("architecture", "widths", "lr", "class_mix")
+                      if name in config and config[name] != defaults[name]
+                      and (name != "widths" or _valid(config)))
+    if trainer != "detector":
+        return options
+    init = config.get("init")
+    if not init:
+        return options + " --init none"
+    default_init = DEFAULT_INITS[config.get("architecture", "resnet")]
+    return options + ("" if project_relative(init) == project_relative(default_init) else f" --init {_shown(init)}")
+
+
+def _segments(config: dict, training: dict) -> list[dict]:
+    """The run's schedule segments as recorded (one, over every epoch, for a run recorded before them)."""
+    return training.get("segments") or [{"epochs": [1, config.get("epochs")], "schedule": config.get("epochs")}]
+
+
+def _commands(program: str, folder: str, config: dict, trainer: str, training: dict) -> str:
+    """The command lines that trained the bundle: one per segment of its schedule, the later ones
+    resuming with more epochs (a warm restart); ``--epochs`` where it is not the default."""
+    from training.detector import DetectorConfig
+    from training.train import TrainConfig
+
+    default = (TrainConfig if trainer == "classifier" else DetectorConfig).epochs
+    segments = _segments(config, training)
+    lines = []
+    for k, segment in enumerate(segments):
+        schedule = segment["schedule"] or segment["epochs"][1]
+        epochs = f" --epochs {schedule}" if schedule != default or len(segments) > 1 else ""
+        lines.append(f"    python -m {program} --out {_shown(folder)}{_options(config, trainer)}{epochs}"
+                     + (" --resume" if k else ""))
+    return "\n".join(lines)
+
+
+def _schedule(config: dict, training: dict, per_epoch: int) -> str:
+    """The learning rate's course over the segments, ``per_epoch`` samples an epoch."""
+    from training.loop import learning_rate
+
+    text = f"peak learning rate {config.get('lr')} with warm-up and cosine decay"
+    segments = _segments(config, training)
+    if len(segments) < 2:
+        return text
+    steps = per_epoch // config.get("batch_size")
+    warmup = int(config.get("warmup_epochs") * steps)
+    parts = [f"{text} over the first {segments[0]['epochs'][1]}"]
+    for segment in segments[1:]:
+        (first, last), schedule = segment["epochs"], segment["schedule"] or segment["epochs"][1]
+        restart = learning_rate((first - 1) * steps, schedule * steps, warmup, config.get("lr"))
+        parts.append(f"epochs {first}-{last} follow a {schedule}-epoch cosine schedule from its epoch {first} "
+                     f"(a warm restart at {restart:.2g}{', down to 0' if last == schedule else ''})")
+    return "; ".join(parts)
 
 
 def _classifier_network(model: dict, config: dict) -> str:
@@ -250,10 +302,10 @@ tiles when `--hard-negatives` is given.
 
 ## Training
 
-    python -m app.train_detector --out {_shown(folder)}{_options(config, "detector")}
+{_commands("app.train_detector", folder, config, "detector", training)}
 
 {config.get('epochs')} epochs, batch {config.get('batch_size')}, SGD with momentum {config.get('momentum')}, weight
-decay {config.get('wd')}, peak learning rate {config.get('lr')} with warm-up and cosine decay; loss: softmax
+decay {config.get('wd')}, {_schedule(config, training, config.get('windows_per_epoch'))}; loss: softmax
 cross-entropy plus {config.get('box_weight')} × Huber on the box deltas. {minutes:.1f} minutes on
 {machine.get('cpus')} CPU cores ({machine.get('platform', '')}; the slower epochs below
 shared the cores with other work). Validation: fixed windows of collages of the `val` channel.

@@ -30,6 +30,7 @@ from training.loop import (
     restore,
     run_record,
     save_checkpoint,
+    schedule_segments,
     sgd_trainer,
     start_run,
 )
@@ -251,9 +252,10 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True,
             epoch + 1, config.epochs, record["loss"], record["val_balanced_accuracy"],
             val_acc["car"], val_acc["boat"], val_acc["background"], record["images_per_s"], record["elapsed_s"],
         )
-        save_checkpoint(net, trainer, ckpt_dir, epoch + 1, record["elapsed_s"])
+        save_checkpoint(net, trainer, ckpt_dir, epoch + 1, record["elapsed_s"], config.epochs)
 
-    run_info = {"training": run_record(config, epochs_completed=config.epochs, train_time_s=record.get("elapsed_s"))}
+    run_info = {"training": run_record(config, epochs_completed=config.epochs, train_time_s=record.get("elapsed_s"),
+                                     segments=schedule_segments(ckpt_dir, config.epochs))}
     export_bundle(net, spec, config.out, extra=run_info)
     return record
 
