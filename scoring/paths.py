@@ -14,8 +14,9 @@ __all__ = ["scoring_path", "DENSE", "PER_WINDOW", "DENSE_PASS_PIXELS"]
 DENSE, PER_WINDOW = "dense", "per-window"
 #: The picture pixels one dense pass takes in: what bounds its activations (the first layer
 #: holds its width in float32 per pixel, 128 bytes at 32 channels), as --batch-size bounds a
-#: window batch's.
-DENSE_PASS_PIXELS = 1 << 19
+#: window batch's. 2^19 took the default's executor worker to 616 MB on the gigapixel BigTIFF
+#: (the bar is 600); 2^18, to 531.
+DENSE_PASS_PIXELS = 1 << 18
 
 
 def scoring_path(spec, *, stride: int, dense: bool = True) -> dict:

@@ -15,6 +15,7 @@ from core.bundle import load_bundle, update_model_json
 from core.errors import BundleError
 from engines import create_engine
 from engines.dense import check_dense
+from scoring.paths import DENSE_PASS_PIXELS
 from scoring.windows import dense_passes, score_strip, score_strip_dense
 from tiling import WindowGrid
 from tiling.strips import plan_strips
@@ -164,7 +165,7 @@ def test_a_run_takes_the_dense_path_says_so_and_scores_as_window_by_window(spark
 
     dense_manifest, dense = scored("dense")
     alone_manifest, alone = scored("alone", dense=False)
-    assert dense_manifest["scoring"] == {"path": "dense", "dense_stride": 4, "pass_pixels": 1 << 19}
+    assert dense_manifest["scoring"] == {"path": "dense", "dense_stride": 4, "pass_pixels": DENSE_PASS_PIXELS}
     assert alone_manifest["scoring"] == {"path": "per-window", "reason": "--no-dense"}
     assert dense_manifest["model"]["self_check"]["dense"]["stride"] == 4
     # 250 x 173 at stride 8: 28 + 1 columns and 18 + 1 rows, the last of each off the grid.
