@@ -104,14 +104,16 @@ def export_bundle(net, spec: ModelSpec, out_dir: str, *, extra: dict | None = No
 
 
 def random_bundle(out_dir: str, *, depth: int = 8, width: int = 4, seed: int = 0,
-                  classes=("car", "boat", "background"), boxes: bool = False, dense: bool = False) -> str:
+                  classes=("car", "boat", "background"), boxes: bool = False, dense: bool = False,
+                  widths: tuple | None = None) -> str:
     """A small random-weights bundle for tests: real architecture, untrained weights (with the
     box head when ``boxes``); ``dense``: the padding-free detector (:mod:`training.valid_net`)
-    at widths ``width``, ``2 * width``, ``4 * width``, which has the box head."""
+    at ``widths`` (default ``width``, ``2 * width``, ``4 * width``), which has the box head."""
     mx.random.seed(seed)
     np.random.seed(seed)
+    dense_name = f"random-validnet-{'-'.join(map(str, widths))}" if widths else f"random-validnet-w{width}"
     if dense:
-        net = build_valid_net(classes=len(classes), widths=(width, 2 * width, 4 * width))
+        net = build_valid_net(classes=len(classes), widths=tuple(widths or (width, 2 * width, 4 * width)))
     else:
         net = build_resnet(depth, classes=len(classes), width=width, boxes=boxes)
     net.initialize(mx.init.Xavier(magnitude=2.0))
@@ -123,7 +125,7 @@ def random_bundle(out_dir: str, *, depth: int = 8, width: int = 4, seed: int = 0
         elif name.endswith("running_var"):
             param.set_data(mx.nd.array(np.random.uniform(0.5, 1.5, param.shape)))
     spec = ModelSpec(
-        name=f"random-validnet-w{width}" if dense else f"random-resnet{depth}-w{width}{'-boxes' * boxes}",
+        name=dense_name if dense else f"random-resnet{depth}-w{width}{'-boxes' * boxes}",
         classes=tuple(classes),
         size=32,
         mean=(0.49, 0.48, 0.45),
