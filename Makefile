@@ -30,7 +30,7 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
 PYTEST := -m pytest -n $(TEST_WORKERS) --dist loadfile
 
-.PHONY: setup test test-current demo lint bench evaluate-model validate-int8 train-default train-classifier train-dense-classifier train-dense constraints \
+.PHONY: setup test test-current demo lint bench evaluate-model validate-int8 train-default train-resnet train-classifier train-dense-classifier constraints \
 	constraints-current clean
 
 setup: $(VENV)/.installed $(AZURITE) $(CURRENT_VENV)/.installed $(CHROMIUM)
@@ -99,20 +99,22 @@ validate-int8: setup
 	  $(PY) -m localservices.cpus $$profile $(PY) -m app.validate_int8 --model models/default --write || exit 1; \
 	done
 
+# The default detector: padding-free (dense-exact at stride 4), from the classifier of its layers:
+# 30 epochs, then 10 more as the end of a 40-epoch schedule (a warm restart at a low learning rate).
+WIDTHS := 32,80,192
 train-default: setup
-	$(PY) -m app.train_detector --out models/default
+	$(PY) -m app.train_detector --out models/default --architecture valid --widths $(WIDTHS) --epochs 30
+	$(PY) -m app.train_detector --out models/default --architecture valid --widths $(WIDTHS) --epochs 40 --resume
+
+# The ResNet-20 detector, the default before the padding-free one, and the classifier it starts from.
+train-resnet: setup
+	$(PY) -m app.train_detector --out models/resnet
 
 train-classifier: setup
 	$(PY) -m app.train --out models/classifier
 
-# The padding-free detector (dense-exact at stride 4) and the classifier it starts from.
 train-dense-classifier: setup
-	$(PY) -m app.train --out models/dense-classifier --architecture valid --epochs 30
-
-# 30 epochs, then 10 more as the end of a 40-epoch schedule (a warm restart at a low learning rate).
-train-dense: setup
-	$(PY) -m app.train_detector --out models/dense --architecture valid --epochs 30
-	$(PY) -m app.train_detector --out models/dense --architecture valid --epochs 40 --resume
+	$(PY) -m app.train --out models/dense-classifier --architecture valid --widths $(WIDTHS) --epochs 20
 
 # The two lines' constraints, made again from what pip resolves today.
 constraints:

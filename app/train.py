@@ -1,7 +1,7 @@
 """Train the car/boat/background classifier (the CIFAR ResNet, or the padding-free network) and export it as a bundle.
 
     python -m app.train --out models/classifier [--epochs 12] [--depth 20] [--resume]
-    python -m app.train --out models/dense-classifier --architecture valid
+    python -m app.train --out models/dense-classifier --architecture valid --widths 32,80,192 --epochs 20
 """
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """Train the collage detector and make it the bundle a run uses at its defaults.
 
-    python -m app.train_detector --out models/default [--init models/classifier] [--epochs 20] [--resume]
-    python -m app.train_detector --out models/dense --architecture valid
+    python -m app.train_detector --out models/default --architecture valid --widths 32,80,192 --epochs 30
+    python -m app.train_detector --out models/default --architecture valid --widths 32,80,192 --epochs 40 --resume
+    python -m app.train_detector --out models/resnet [--init models/classifier] [--epochs 20] [--resume]
 
 1. trains the detector (training.detector): the CIFAR ResNet, or (--architecture valid) the
    padding-free network that scores whole bands exactly (training.valid_net), each from the

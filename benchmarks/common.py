@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_WORK = project_path("work", "bench")
 #: Same architecture as the default model, random weights: speed figures hold, accuracy does not.
-RANDOM_MODEL = {"depth": 20, "width": 16}
+RANDOM_MODEL = {"widths": (32, 80, 192), "dense": True}  # the padding-free network at the default's widths
 DEMO_WIDTH, QUICK_WIDTH = 4000, 480
 
 
@@ -44,7 +44,7 @@ class Inputs:
     """The model and picture every section runs on."""
 
     model: str                # bundle folder
-    model_is_random: bool     # True when models/default was absent and a random ResNet-20 stands in
+    model_is_random: bool     # True when models/default was absent and a random network stands in
     image: str                # picture path
     truth: str | None         # its COCO ground truth (the demo collage's), or None
     work: str                 # scratch folder for runs and generated inputs
@@ -63,7 +63,7 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     """The options every benchmark script shares."""
     p = parser_for(description)
     p.add_argument("--model", default=DEFAULT_MODEL,
-                   help="model bundle folder (default models/default; a random ResNet-20 when absent)")
+                   help="model bundle folder (default models/default; a random padding-free network when absent)")
     p.add_argument("--image", help="picture to score (default: the demo collage, built into --work)")
     p.add_argument("--truth", help="COCO ground truth of --image, for AP (the collage's own by default)")
     p.add_argument("--work", default=DEFAULT_WORK, help="scratch folder (default %(default)s)")
@@ -85,17 +85,17 @@ def inputs_from_args(args: argparse.Namespace) -> Inputs:
 
 
 def resolve_model(path: str, work: str) -> tuple[str, bool]:
-    """``path`` when it holds a bundle, else a random ResNet-20 (width 16) bundle under ``work``."""
+    """``path`` when it holds a bundle, else a random padding-free bundle of the default's widths under ``work``."""
     if os.path.isfile(os.path.join(path, "model.json")):
         return os.path.abspath(path), False
-    folder = os.path.join(work, f"random-resnet{RANDOM_MODEL['depth']}-w{RANDOM_MODEL['width']}")
-    print(f"warning: no model bundle at {path}: using a random-weights ResNet-{RANDOM_MODEL['depth']} "
-          f"(width {RANDOM_MODEL['width']}) in {folder}; speed figures hold, accuracy figures do not",
+    folder = os.path.join(work, f"random-validnet-{'-'.join(map(str, RANDOM_MODEL['widths']))}")
+    print(f"warning: no model bundle at {path}: using a random-weights padding-free network (the default's "
+          f"architecture) in {folder}; speed figures hold, accuracy figures do not",
           file=sys.stderr)
     if not os.path.isfile(os.path.join(folder, "model.json")):
         from training.export import random_bundle
 
-        random_bundle(folder, depth=RANDOM_MODEL["depth"], width=RANDOM_MODEL["width"], seed=0)
+        random_bundle(folder, seed=0, **RANDOM_MODEL)
     return folder, True
 
 

@@ -4,14 +4,14 @@
 
 1. **Paths.** One 1-thread engine in this process scores the same picture as an executor
    scores its bands (:func:`scoring.windows.score_strip` window by window, or
-   :func:`scoring.windows.score_strip_dense` in dense passes): today's ResNet detector
-   (``models/default``) at stride 16 window by window; the padding-free detector
-   (``models/dense``) at stride 16 and 8, window by window and dense. Each on its model's
+   :func:`scoring.windows.score_strip_dense` in dense passes): the ResNet detector, the default
+   before the padding-free one (``models/resnet``), at stride 16 window by window; the
+   padding-free default (``models/default``) at stride 16 and 8, window by window and dense. Each on its model's
    recommended engine and on fp32 ONNX Runtime; the best of a few rounds. Windows/s, picture
    pixels/s, and the FLOPs each path computes (:func:`benchmarks.engine.count_flops`: per
    window, or per dense pass over its pixels) with the rate they run at.
 2. **The demo, side by side.** ``app/score.py`` on the demo's two collages (made as ``make
-   demo`` makes them) in local mode, today's model at stride 16 and the dense model at its
+   demo`` makes them) in local mode, the ResNet at stride 16 and the default at its
    defaults, alternately, twice each: Spark-job seconds from the manifests, the best of
    each, and AP50 and AP50:95 per class on each collage (:func:`evaluation.runs.evaluate_run`).
 
@@ -32,11 +32,12 @@ import numpy as np
 from benchmarks.common import spark_env
 from core.project import project_path
 
-__all__ = ["run", "main", "DENSE_MODEL"]
+__all__ = ["run", "main", "RESNET_MODEL"]
 
 logger = logging.getLogger(__name__)
 
-DENSE_MODEL = project_path("models", "dense")
+#: The padded detector the dense default is measured against.
+RESNET_MODEL = project_path("models", "resnet")
 SIDE, QUICK_SIDE = 768, 384
 STRIPS = 6  # bands per picture, as a run's planner cuts a picture of this size for two cores
 
@@ -153,8 +154,8 @@ def _demo_rows(work: str, rounds: int) -> list[dict]:
     from evaluation.runs import evaluate_run
 
     pictures, truths = _demo_pictures(work)
-    setups = [("today", ["--model", project_path("models", "default"), "--stride", "16"]),
-              ("dense", ["--model", DENSE_MODEL])]
+    setups = [("resnet", ["--model", RESNET_MODEL, "--stride", "16"]),
+              ("default", ["--model", project_path("models", "default")])]
     results = {name: [] for name, _ in setups}
     for _ in range(rounds):
         for name, options in setups:
@@ -182,8 +183,8 @@ def run(work: str, *, quick: bool = False) -> dict:
     side = QUICK_SIDE if quick else SIDE
     picture = np.random.default_rng(0).integers(0, 256, (side, side, 3), dtype=np.uint8)
     rounds = 2 if quick else 3
-    paths = _path_rows(picture, project_path("models", "default"), (16,), rounds=rounds)
-    paths += _path_rows(picture, DENSE_MODEL, (16, 8), rounds=rounds)
+    paths = _path_rows(picture, RESNET_MODEL, (16,), rounds=rounds)
+    paths += _path_rows(picture, project_path("models", "default"), (16, 8), rounds=rounds)
     folder = os.path.join(work, "dense-scoring")
     demo = [] if quick else _demo_rows(folder, 2)
     ratio = None

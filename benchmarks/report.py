@@ -463,11 +463,12 @@ def dense_scoring_section(d: dict | None) -> str:
                              ", ".join(f"{c} {v['ap50']:.3f}" for c, v in classes.items()),
                              ", ".join(f"{c} {v['ap']:.3f}" for c, v in classes.items())])
         text += ("\n\nThe demo's two collages scored by `app/score.py` in local mode (`--keep 0`, as `make demo`), "
-                 "today's model at stride 16 and the dense model at its defaults, alternately; Spark-job seconds "
-                 "of each run, and AP of the best run's boxes.\n\n"
+                 "the ResNet detector (the default before the padding-free one, `models/resnet`) at stride 16 and "
+                 "the default at its own defaults, alternately; Spark-job seconds of each run, and AP of the best "
+                 "run's boxes.\n\n"
                  + _table(["setup", "model", "stride", "engine", "path", "windows", "Spark job s", "collage",
                            "AP50", "AP50:95"], rows)
-                 + f"\n\nThe dense model's demo takes **{d['demo_ratio']:.2f}** of today's Spark-job time "
+                 + f"\n\nThe default's demo takes **{d['demo_ratio']:.2f}** of the ResNet's Spark-job time "
                    "(best against best).")
     if d.get("measured"):
         text += "\n\n" + _measured_alone(d, "with nothing else running")
@@ -623,7 +624,7 @@ METHOD = """## How these are measured
   `work/bench/quick/` instead. Each section also runs alone: `python -m benchmarks.engine`,
   `end_to_end`, `breakdown`, `baseline`, `quantize`, `cpus`, `collection`, `memory`, `dense`,
   `merge`, `storage`, `connect`, `machine` (all take `--model`,
-  `--image`, `--quick`). Without `models/default`, a random-weights ResNet-20 (width 16, the same
+  `--image`, `--quick`). Without `models/default`, a random-weights padding-free network (the same
   architecture) stands in, with a warning: speed figures hold, accuracy figures do not.
 - Engine rates are timed in interleaved rounds (every configuration once per round), and the best
   round is reported with the median beside it: noise only ever slows a round down. CPU/wall shows

@@ -45,8 +45,8 @@ def standalone(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def resnet20_bundle():
-    """The default model (a ResNet-20): slow enough to interrupt."""
-    return os.path.join(ROOT, "models", "default")
+    """The ResNet-20 detector, the default before the padding-free one: slow enough to interrupt."""
+    return os.path.join(ROOT, "models", "resnet")
 
 
 def submit(master: str, image: str, model: str, out, *extra, ui_port: int | None = None,
