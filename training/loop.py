@@ -186,7 +186,7 @@ def run_record(config, *, epochs_completed: int, train_time_s: float | None, seg
     return {
         "config": settings,
         "epochs_completed": epochs_completed,
-        "segments": segments or [{"epochs": [1, epochs_completed], "schedule": config.epochs}],
+        "segments": segments,
         "train_time_s": train_time_s,
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count()},
         "mxnet": mx.__version__,

@@ -159,8 +159,10 @@ def _options(config: dict, trainer: str) -> str:
     defaults = {f.name: f.default for f in fields if f.default is not dataclasses.MISSING}
     defaults["widths"] = list(defaults["widths"])
     defaults["class_mix"] = list(defaults["class_mix"])
-    shown = {"widths": lambda widths: ",".join(map(str, widths)), "class_mix": lambda mix: ",".join(map(str, mix))}
-    options = "".join(f" --{name.replace('_', '-')} {shown.get(name, str)(config[name])}"
+    def shown(value) -> str:  # widths and class mix as the command line takes them: 32,80,192
+        return ",".join(map(str, value)) if isinstance(value, list) else str(value)
+
+    options = "".join(f" --{name.replace('_', '-')} {shown(config[name])}"
                       for name in ("architecture", "widths", "lr", "class_mix")
                       if name in config and config[name] != defaults[name]
                       and (name != "widths" or _valid(config)))
