@@ -32,6 +32,7 @@ from evaluation.int8_validation import validate_on_this_cpu
 from evaluation.tuning import TUNED_SETTINGS
 from tilesets import data_root, load_cifar
 from training.detector import DetectorConfig
+from training.model_card import write_model_card
 
 __all__ = ["INT8_TOLERANCE", "INT8_ENGINE", "validate", "record_validation", "main"]
 
@@ -66,8 +67,9 @@ def validate(folder: str, pictures, *, rounds: int = 5) -> dict:
 
 
 def record_validation(folder: str, entry: dict, pictures) -> dict:
-    """Add this CPU's ``entry`` to the bundle's ``int8.validation`` (replacing the same CPU's) and
-    recommend the int8 engine only if it holds on every CPU recorded; returns the validation record."""
+    """Add this CPU's ``entry`` to the bundle's ``int8.validation`` (replacing the same CPU's),
+    recommend the int8 engine only if it holds on every CPU recorded, and write the model card
+    again where the bundle has its held-out results; returns the validation record."""
     with open(os.path.join(folder, "model.json")) as fh:
         doc = json.load(fh)
     int8 = doc.get("int8")
@@ -88,6 +90,10 @@ def record_validation(folder: str, entry: dict, pictures) -> dict:
     else:
         recommended.pop("engine", None)
     update_model_json(folder, int8={**int8, "validation": validation}, recommended=recommended)
+    evaluation = os.path.join(folder, "evaluation.json")
+    if os.path.exists(evaluation):  # the card lists the CPUs: it would go stale
+        with open(evaluation) as fh:
+            write_model_card(folder, json.load(fh))
     return validation
 
 
@@ -127,7 +133,7 @@ def _validate(args: argparse.Namespace) -> int:
     if args.write:
         validation = record_validation(args.model, entry, pictures)
         kinds = len(validation["cpus"])
-        print(f"recorded in {os.path.join(args.model, 'model.json')}: validated on {kinds} CPU kinds, "
+        print(f"recorded in {os.path.join(args.model, 'model.json')} (and its card): validated on {kinds} CPU kinds, "
               + ("holds on all: the int8 engine is recommended" if validation["validated"]
                  else "not on all: float32 stays the default"))
     return 0 if entry["holds"] else 1

@@ -53,6 +53,16 @@ def test_each_kind_of_cpu_is_recorded_once_and_int8_recommended_only_where_all_h
     assert load_bundle(int8_bundle).recommended["engine"] == INT8_ENGINE  # and the bundle still verifies
 
 
+def test_recording_a_cpu_writes_the_model_card_again(tmp_path):
+    from scoring.params import DEFAULT_MODEL
+
+    folder = copy_bundle(DEFAULT_MODEL, tmp_path / "bundle")  # it has its held-out results
+    pictures = [type("Picture", (), {"name": name}) for name in recorded(folder)[0]["pictures"]]
+    record_validation(folder, entry("Test CPU 9000", ["AVX2"], int8_car=0.79), pictures)
+    card = open(os.path.join(folder, "MODEL.md")).read()
+    assert "| Test CPU 9000 | AVX2 | car 0.79 |" in card
+
+
 def test_another_int8_model_or_other_pictures_start_the_record_anew(int8_bundle):
     from training.quantize import add_int8_model
 
